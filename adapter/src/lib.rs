@@ -1,0 +1,1 @@
+//! external.metrics.k8s.io aggregated API server publishing replica targets.

@@ -1,0 +1,1 @@
+//! Discrete-event simulator of GPU/CPU inference replicas on Kubernetes.

@@ -1,0 +1,1 @@
+//! Learned autoscaler: simulation, training, evaluation and live mode.

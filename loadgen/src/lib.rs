@@ -1,0 +1,1 @@
+//! Open-loop load generator for KServe-v2 / Triton servers.
