@@ -1,0 +1,1 @@
+//! Autoscaling algorithms (HPA, KEDA, Knative KPA, fixed, external target) as pure decision logic.
