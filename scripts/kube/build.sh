@@ -81,6 +81,7 @@ out=_output/bin
 mkdir -p "$KIS_CACHE"
 stage="$(mktemp -d "$KIS_CACHE/.kube-stage.XXXXXX")"
 mkdir -p "$stage/bin"
+chmod 755 "$stage" "$stage/bin"
 cp "$out/kube-apiserver" "$out/kube-controller-manager" "$stage/bin/"
 # Install atomically: a half-copied cache must never look complete.
 rm -rf "$dest.old"

@@ -87,6 +87,9 @@ impl KubeBinaries {
 pub struct ControlPlaneConfig {
     /// `--horizontal-pod-autoscaler-sync-period`.
     pub hpa_sync_period: Duration,
+    /// `--horizontal-pod-autoscaler-tolerance` (cluster-wide in v1.20; deploy/v1.20/ asks for 0
+    /// so that every published N is reachable).
+    pub hpa_tolerance: f64,
     /// DNS names for the adapter's serving certificate (`SERVICE.NAMESPACE.svc`).
     pub adapter_dns: Vec<String>,
     /// Bound on each readiness wait.
@@ -97,6 +100,7 @@ impl Default for ControlPlaneConfig {
     fn default() -> Self {
         Self {
             hpa_sync_period: Duration::from_secs(2),
+            hpa_tolerance: 0.0,
             adapter_dns: vec!["kis-adapter.kis-system.svc".into()],
             ready_timeout: Duration::from_secs(120),
         }
@@ -273,7 +277,7 @@ impl ControlPlane {
         // service-account credentials, as in a real cluster.
         let mut kcm = Command::new(&bins.controller_manager);
         kcm.arg(format!("--kubeconfig={}", p(&kcm_cfg)))
-            .arg("--controllers=deployment,replicaset,serviceaccount,serviceaccount-token,horizontalpodautoscaling,garbagecollector,namespace")
+            .arg("--controllers=deployment,replicaset,serviceaccount,serviceaccount-token,horizontalpodautoscaling")
             .arg("--use-service-account-credentials=true")
             .arg(format!(
                 "--service-account-private-key-file={}",
@@ -283,6 +287,10 @@ impl ControlPlane {
             .arg(format!(
                 "--horizontal-pod-autoscaler-sync-period={}s",
                 config.hpa_sync_period.as_secs().max(1)
+            ))
+            .arg(format!(
+                "--horizontal-pod-autoscaler-tolerance={}",
+                config.hpa_tolerance
             ))
             .arg("--leader-elect=false")
             .arg("--port=0")

@@ -91,6 +91,27 @@ impl Kubectl {
             .map_err(|e| Error::Parse(format!("kubectl {}", args.join(" ")), e.to_string()))
     }
 
+    /// Runs kubectl with `-o json` appended and returns every object it printed, with `List`s
+    /// flattened (kubectl prints one document per object for several inputs).
+    pub fn json_objects(&self, args: &[&str]) -> Result<Vec<serde_json::Value>, Error> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let text = self.run(&all)?;
+        let mut out = Vec::new();
+        for doc in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>() {
+            let mut doc = doc
+                .map_err(|e| Error::Parse(format!("kubectl {}", args.join(" ")), e.to_string()))?;
+            if doc["kind"] == "List"
+                && let Some(items) = doc["items"].as_array_mut()
+            {
+                out.append(items);
+            } else {
+                out.push(doc);
+            }
+        }
+        Ok(out)
+    }
+
     /// `kubectl get --raw PATH` parsed as JSON.
     pub fn raw_json(&self, path: &str) -> Result<serde_json::Value, Error> {
         let text = self.run(&["get", "--raw", path])?;

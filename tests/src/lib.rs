@@ -7,6 +7,7 @@
 //! binary. The integration tests in `tests/` use it to check RBAC, the API aggregator and the
 //! stock HPA acting on kis-adapter.
 
+pub mod adapter;
 pub mod cluster;
 pub mod kubectl;
 pub mod pki;
