@@ -141,6 +141,7 @@ impl ControlPlane {
         let dir = tempdir.path().to_path_buf();
         let (tempdir, watchdog) = if keep {
             eprintln!("kis-e2e: keeping {}", dir.display());
+            let _ = tempdir.keep();
             (None, Watchdog::start(None)?)
         } else {
             let wd = Watchdog::start(Some(&dir))?;
@@ -277,7 +278,7 @@ impl ControlPlane {
         // service-account credentials, as in a real cluster.
         let mut kcm = Command::new(&bins.controller_manager);
         kcm.arg(format!("--kubeconfig={}", p(&kcm_cfg)))
-            .arg("--controllers=deployment,replicaset,serviceaccount,serviceaccount-token,horizontalpodautoscaling")
+            .arg("--controllers=deployment,replicaset,serviceaccount,serviceaccount-token,horizontalpodautoscaling,clusterrole-aggregation")
             .arg("--use-service-account-credentials=true")
             .arg(format!(
                 "--service-account-private-key-file={}",

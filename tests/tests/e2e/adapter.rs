@@ -82,7 +82,13 @@ fn apiservice_becomes_available_and_is_discoverable() {
     let took = wait_available();
     eprintln!("APIService Available after {took:.1} s");
     let cp = cluster();
-    let resources = cp.admin.raw_json(API_PREFIX).unwrap();
+    // The aggregator installs its proxy for the group shortly after the status flips.
+    let resources = wait_until(
+        "the group's discovery document through the apiserver",
+        CONTROLLER_BOUND,
+        || cp.admin.raw_json(API_PREFIX).map_err(|e| e.to_string()),
+    )
+    .unwrap();
     assert_eq!(resources["kind"], "APIResourceList", "{resources}");
     assert_eq!(resources["groupVersion"], "external.metrics.k8s.io/v1beta1");
     assert!(
