@@ -57,7 +57,9 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/kis-kube-build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 log "kube: fetching the kubernetes source package into $work"
-apt-get source --download-only kubernetes >/dev/null
+# A deb-src entry left by an earlier run may not have its lists fetched yet: update once and retry.
+apt-get source --download-only kubernetes >/dev/null 2>&1 \
+  || { $sudo apt-get update -qq || true; apt-get source --download-only kubernetes >/dev/null; }
 orig="$(ls kubernetes_*.orig.tar.* | head -n1)"
 mkdir tree
 tar -xf "$orig" -C tree --strip-components=1
