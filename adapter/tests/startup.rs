@@ -137,3 +137,39 @@ async fn self_signed_mode_serves_health_with_its_own_certificate() {
     assert!(Pki::new().client(r.addr, None).connect().await.is_err());
     r.shutdown().await;
 }
+
+#[tokio::test]
+async fn serving_certificate_is_reloaded_when_its_files_change() {
+    let pki = Pki::new();
+    let mut flags = pki.tls_flags();
+    flags.push("--no-delegated-authorization".into());
+    flags.push("--authentication-config-resync=100ms".into());
+    let r = crate::common::start(&flags).await;
+    pki.client(r.addr, None).connect().await.unwrap();
+    let new_ca = kis_adapter::pki::Ca::new("rotated-server-ca").unwrap();
+    let new = new_ca.server(&["localhost"]).unwrap();
+    // A half-written pair (new cert, old key) must not replace the working one.
+    std::fs::write(pki.path("tls.crt"), &new.cert).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        pki.client(r.addr, None).connect().await.is_ok(),
+        "a mismatched pair must be ignored"
+    );
+    std::fs::write(pki.path("tls.key"), &new.key).unwrap();
+    let client =
+        kis_adapter::client::TlsClient::new(r.addr, "localhost", new_ca.cert_pem.as_bytes(), None)
+            .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while client.connect().await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new serving certificate not picked up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        pki.client(r.addr, None).connect().await.is_err(),
+        "old CA must no longer verify the server"
+    );
+    r.shutdown().await;
+}
