@@ -127,22 +127,21 @@ impl AuthnConfig {
             .map(|(cn, _)| cn.clone())
             .unwrap_or_default();
         let mut refusal = None;
-        if let Some(rh) = &self.request_header {
-            if verifier(&rh.roots).is_some_and(|v| tls::verifies(v.as_ref(), chain)) {
-                if rh.allowed_names.is_empty() || rh.allowed_names.iter().any(|n| n == &cn) {
-                    return Peer::FrontProxy(Arc::new(rh.clone()));
-                }
-                refusal = Some(format!(
-                    "front-proxy certificate CN {cn:?} is not in requestheader-allowed-names"
-                ));
+        if let Some(rh) = &self.request_header
+            && verifier(&rh.roots).is_some_and(|v| tls::verifies(v.as_ref(), chain))
+        {
+            if rh.allowed_names.is_empty() || rh.allowed_names.iter().any(|n| n == &cn) {
+                return Peer::FrontProxy(Arc::new(rh.clone()));
             }
+            refusal = Some(format!(
+                "front-proxy certificate CN {cn:?} is not in requestheader-allowed-names"
+            ));
         }
-        if let Some(ca) = &self.client_ca {
-            if verifier(ca).is_some_and(|v| tls::verifies(v.as_ref(), chain)) {
-                if let Some((cn, orgs)) = subject {
-                    return Peer::User(User::new(cn, orgs, BTreeMap::new()));
-                }
-            }
+        if let Some(ca) = &self.client_ca
+            && verifier(ca).is_some_and(|v| tls::verifies(v.as_ref(), chain))
+            && let Some((cn, orgs)) = subject
+        {
+            return Peer::User(User::new(cn, orgs, BTreeMap::new()));
         }
         Peer::Refused(refusal.unwrap_or_else(|| {
             format!("client certificate CN {cn:?} verified by no configured CA")
@@ -352,10 +351,9 @@ impl Authorizer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
+            && now < *exp
         {
-            if now < *exp {
-                return Ok((d.clone(), true));
-            }
+            return Ok((d.clone(), true));
         }
         let d = match &self.reviewer {
             Reviewer::AllowAll => Decision::Allow,

@@ -61,6 +61,9 @@ pub struct Cli {
     /// SANs of the self-signed certificate.
     #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
     pub self_signed_hosts: Vec<String>,
+    /// With --self-signed: also write the certificate and key here (apiserver.crt/.key), as Go does.
+    #[arg(long)]
+    pub cert_dir: Option<PathBuf>,
     /// CA for client-certificate users (user = CN, groups = O).
     #[arg(long)]
     pub client_ca_file: Option<PathBuf>,

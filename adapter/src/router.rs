@@ -67,11 +67,11 @@ impl AppState {
 
 /// An error answered as `metav1.Status`.
 #[derive(Debug)]
-pub struct ApiError(pub Status);
+pub struct ApiError(pub Box<Status>);
 
 impl ApiError {
     fn new(code: StatusCode, reason: &str, msg: impl Into<String>) -> Self {
-        Self(Status::failure(code.as_u16(), reason, msg))
+        Self(Box::new(Status::failure(code.as_u16(), reason, msg)))
     }
     /// 400.
     pub fn bad_request(msg: impl Into<String>) -> Self {
@@ -203,7 +203,7 @@ fn forbidden(user: &auth::User, attrs: &Attributes, why: &str) -> ApiError {
         ),
     };
     st.details = Some(serde_json::json!({"group": api::GROUP, "kind": "externalmetrics"}));
-    ApiError(st)
+    ApiError(Box::new(st))
 }
 
 /// Authentication, authorization and request metrics around every route.

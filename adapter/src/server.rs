@@ -254,6 +254,20 @@ pub async fn start(cli: Cli) -> Result<Running> {
             let p = crate::pki::self_signed(&cli.self_signed_hosts)
                 .map_err(|e| Error::Flag(format!("--self-signed-hosts: {e}")))?;
             tracing::warn!(hosts = ?cli.self_signed_hosts, "serving a self-signed certificate (development only)");
+            if let Some(dir) = &cli.cert_dir {
+                let write = |name: &str, body: &str| {
+                    let path = dir.join(name);
+                    std::fs::create_dir_all(dir)
+                        .and_then(|_| std::fs::write(&path, body))
+                        .map_err(|source| Error::Read {
+                            flag: "--cert-dir",
+                            path,
+                            source,
+                        })
+                };
+                write("apiserver.crt", &p.cert)?;
+                write("apiserver.key", &p.key)?;
+            }
             (p.cert.into_bytes(), p.key.into_bytes())
         }
         (Some(c), Some(k), false) => (
