@@ -27,11 +27,14 @@ pub mod view;
 use serde::{Deserialize, Serialize};
 
 pub use fixed::{Fixed, StaticBasis};
+pub use hpa::Hpa;
 pub use hpa::{
     Behavior, ExternalTarget, HpaConfig, MetricSpec, PolicyKind, ScalingPolicy, ScalingRules,
     SelectPolicy,
 };
+pub use keda::Keda;
 pub use keda::{KedaConfig, KedaMetricType};
+pub use kpa::Kpa;
 pub use kpa::KpaConfig;
 pub use spec::{AutoscalerSpec, ConfigError, Param, TARGET_REPLICAS_METRIC};
 pub use view::{PodView, Pool, PoolView};

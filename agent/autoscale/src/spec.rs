@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Autoscaler;
 use crate::fixed::{Fixed, StaticBasis};
-use crate::hpa::{ExternalTarget, HpaConfig, MetricSpec, ScalingRules};
-use crate::keda::KedaConfig;
-use crate::kpa::KpaConfig;
+use crate::hpa::{ExternalTarget, Hpa, HpaConfig, MetricSpec, ScalingRules};
+use crate::keda::{Keda, KedaConfig};
+use crate::kpa::{Kpa, KpaConfig};
 
 /// The External metric that carries a policy's replica target (what kis-adapter publishes).
 pub const TARGET_REPLICAS_METRIC: &str = "kis_target_replicas";
@@ -125,11 +125,10 @@ impl AutoscalerSpec {
         self.validate()?;
         let label = self.label();
         Ok(match self {
-            AutoscalerSpec::Hpa(_) | AutoscalerSpec::ExternalTarget(_) => {
-                unimplemented!("HPA controller lands in the next commit")
-            }
-            AutoscalerSpec::Keda(_) => unimplemented!("KEDA lands in the next commit"),
-            AutoscalerSpec::Knative(_) => unimplemented!("KPA lands in the next commit"),
+            AutoscalerSpec::Hpa(c) => Box::new(Hpa::new(label, c)),
+            AutoscalerSpec::ExternalTarget(c) => Box::new(Hpa::new(label, &external_target_hpa(c))),
+            AutoscalerSpec::Keda(c) => Box::new(Keda::new(label, c)),
+            AutoscalerSpec::Knative(c) => Box::new(Kpa::new(label, c)),
             AutoscalerSpec::Fixed { replicas } | AutoscalerSpec::Static { replicas, .. } => {
                 Box::new(Fixed::new(label, *replicas))
             }
