@@ -417,7 +417,7 @@ impl AutoscalerSpec {
                     false,
                 ),
                 Param::new("activation_threshold", 0.0, c.threshold * 2.0, false, false),
-                Param::new("polling_interval", 5.0, 60.0, false, false),
+                Param::new("polling_interval", 5.0, 60.0, false, true),
                 Param::new("cooldown_period", 30.0, 600.0, false, false),
             ],
             AutoscalerSpec::Knative(_) => vec![
