@@ -22,6 +22,9 @@ pub struct KedaConfig {
     pub polling_interval: f64,
     /// `cooldownPeriod`, seconds (300): inactive this long before scaling to zero.
     pub cooldown_period: f64,
+    /// `initialCooldownPeriod`, seconds (0): after creation, how long before a never-active
+    /// target may be scaled to zero.
+    pub initial_cooldown_period: f64,
     /// `minReplicaCount` (0).
     pub min_replica_count: u32,
     /// `maxReplicaCount` (100).
@@ -43,6 +46,7 @@ impl Default for KedaConfig {
             metric_type: KedaMetricType::AverageValue,
             polling_interval: 30.0,
             cooldown_period: 300.0,
+            initial_cooldown_period: 0.0,
             min_replica_count: 0,
             max_replica_count: 100,
             behavior: Behavior::default(),
@@ -80,6 +84,8 @@ pub struct Keda {
     next_poll: Option<f64>,
     next_sync: Option<f64>,
     last_active: Option<f64>,
+    /// The ScaledObject's creation time: the first call.
+    created: Option<f64>,
     active: bool,
     last_scale_time: Option<f64>,
 }
@@ -97,6 +103,7 @@ impl Keda {
             next_poll: None,
             next_sync: None,
             last_active: None,
+            created: None,
             active: false,
             last_scale_time: None,
         }
@@ -104,8 +111,7 @@ impl Keda {
 
     /// The operator's `RequestScale` for one poll.
     fn poll(&mut self, now: f64, replicas: u32, value: Option<f64>) -> u32 {
-        // A missing value is a scaler error: not active, and (no fallback configured) treated
-        // like inactivity below.
+        let created = *self.created.get_or_insert(now);
         self.active = value.is_some_and(|v| v > self.cfg.activation_threshold);
         let min = self.cfg.min_replica_count;
         if self.active {
@@ -115,13 +121,18 @@ impl Keda {
                 return min.max(1);
             }
             replicas
+        } else if value.is_none() {
+            // A scaler error with no fallback configured: KEDA only marks the ScaledObject not
+            // Ready and leaves the replicas alone.
+            replicas
         } else if replicas > 0 && min == 0 {
-            // scaleToZeroOrIdle: only once the last activity is older than the cooldown (or there
-            // never was any).
-            match self.last_active {
-                Some(t) if t + self.cfg.cooldown_period >= now => replicas,
-                _ => 0,
-            }
+            // scaleToZeroOrIdle: once the last activity is older than the cooldown, or, if there
+            // never was any, once the initial cooldown after creation has passed.
+            let free = match self.last_active {
+                Some(t) => t + self.cfg.cooldown_period < now,
+                None => created + self.cfg.initial_cooldown_period < now,
+            };
+            if free { 0 } else { replicas }
         } else if replicas < min {
             min
         } else {

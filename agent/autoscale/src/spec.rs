@@ -289,6 +289,12 @@ fn validate_keda(c: &KedaConfig) -> Result<(), ConfigError> {
     )?;
     positive("keda.polling_interval", c.polling_interval)?;
     finite_in("keda.cooldown_period", c.cooldown_period, 0.0, f64::MAX)?;
+    finite_in(
+        "keda.initial_cooldown_period",
+        c.initial_cooldown_period,
+        0.0,
+        f64::MAX,
+    )?;
     if c.max_replica_count == 0 {
         return Err(ConfigError::new("keda.max_replica_count", "must be >= 1"));
     }

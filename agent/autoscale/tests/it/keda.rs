@@ -81,15 +81,33 @@ fn min_replica_count_is_kept_when_idle() {
 }
 
 #[test]
-fn missing_metric_is_inactive_and_keeps_hpa_replicas() {
-    // No value: the trigger errors (inactive, no fallback); the HPA's metric is invalid so it
-    // keeps its count; lastActiveTime was never set, so the operator scales to zero at once
-    // (KEDA skips the cooldown when LastActiveTime is nil).
+fn missing_metric_changes_nothing() {
+    // No value: the trigger errors. With no fallback KEDA only marks the ScaledObject not Ready,
+    // and the HPA's only metric is invalid, so it keeps its count too: 3 stays 3.
     let mut k = Keda::new("k", &keda(0.0));
-    assert_eq!(k.decide(&view_ext(0.0, 3, "queue_len", None)), 0);
-    // With minReplicaCount 1 the zero step is not taken and the HPA keeps 3.
-    let mut cfg = keda(0.0);
-    cfg.min_replica_count = 1;
-    let mut k = Keda::new("k", &cfg);
     assert_eq!(k.decide(&view_ext(0.0, 3, "queue_len", None)), 3);
+    assert_eq!(k.decide(&view_ext(30.0, 3, "queue_len", None)), 3);
+    let s = k.status().unwrap();
+    assert!(!s.condition("Active").unwrap().status);
+    assert_eq!(
+        s.condition("ScalingActive").unwrap().reason,
+        "FailedGetExternalMetric"
+    );
+}
+
+#[test]
+fn never_active_target_goes_to_zero_after_the_initial_cooldown() {
+    // lastActiveTime is nil: scale to zero once creation + initialCooldownPeriod < now.
+    // Default 0: not at the creating poll (0 + 0 < 0 is false), but at the next one (30 s).
+    // Meanwhile the fresh HPA (no history in its down-window) wants ceil(0/5) = 0 at t = 0; the
+    // −100 % policy allows 0, so its min 1 binds: 2 → 1.
+    let mut k = Keda::new("k", &keda(0.0));
+    let got = drive_ext(&mut k, 2, ticks(15.0, 30.0), "queue_len", |_| Some(0.0));
+    assert_eq!(got, vec![(0.0, 1), (15.0, 1), (30.0, 0)]);
+    // initialCooldownPeriod 60: polls at 0, 30, 60 keep it (60 < 60 false), 90 scales to zero.
+    let mut cfg = keda(0.0);
+    cfg.initial_cooldown_period = 60.0;
+    let mut k = Keda::new("k", &cfg);
+    let got = drive_ext(&mut k, 1, ticks(30.0, 90.0), "queue_len", |_| Some(0.0));
+    assert_eq!(got, vec![(0.0, 1), (30.0, 1), (60.0, 1), (90.0, 0)]);
 }
