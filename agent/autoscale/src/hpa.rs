@@ -15,8 +15,14 @@ pub struct HpaConfig {
     pub max_replicas: u32,
     /// `spec.metrics`; empty = the upstream default, CPU Utilization 80 %.
     pub metrics: Vec<MetricSpec>,
-    /// `spec.behavior`, defaulted as the API server does.
-    pub behavior: Behavior,
+    /// `spec.behavior`. `None` (no behavior in the HPA, as `kubectl autoscale` makes it) runs the
+    /// controller's legacy normalisation: scale-down stabilization over `downscale_stabilization`,
+    /// scale-up at most max(2 × current, 4) per sync, no scale-down rate limit. `Some` runs the
+    /// behavior path with its policies; `{}` gives the documented default behavior.
+    pub behavior: Option<Behavior>,
+    /// `--horizontal-pod-autoscaler-downscale-stabilization`, seconds: the legacy path's window
+    /// (and the scale-down window a behavior without one would get).
+    pub downscale_stabilization: f64,
     /// `--horizontal-pod-autoscaler-sync-period`, seconds.
     pub sync_period: f64,
     /// `--horizontal-pod-autoscaler-tolerance`; `None` = 0.1 (0 for the external-target autoscaler).
@@ -38,7 +44,8 @@ impl Default for HpaConfig {
             min_replicas: 1,
             max_replicas: 10,
             metrics: Vec::new(),
-            behavior: Behavior::default(),
+            behavior: None,
+            downscale_stabilization: 300.0,
             sync_period: 15.0,
             tolerance: None,
             cpu_initialization_period: 300.0,
@@ -213,8 +220,16 @@ impl Hpa {
         Hpa {
             name: name.into(),
             metrics: hpa_metrics(cfg),
-            tol_up: cfg.behavior.scale_up.tolerance.unwrap_or(tol),
-            tol_down: cfg.behavior.scale_down.tolerance.unwrap_or(tol),
+            tol_up: cfg
+                .behavior
+                .as_ref()
+                .and_then(|b| b.scale_up.tolerance)
+                .unwrap_or(tol),
+            tol_down: cfg
+                .behavior
+                .as_ref()
+                .and_then(|b| b.scale_down.tolerance)
+                .unwrap_or(tol),
             cfg: cfg.clone(),
             recommendations: Vec::new(),
             up_events: Vec::new(),
@@ -440,9 +455,9 @@ impl Hpa {
 
     /// `stabilizeRecommendationWithBehaviors`: clamp to [min over the up-window, max over the
     /// down-window] of past raw recommendations, then record this one.
-    fn stabilize(&mut self, now: f64, current: u32, desired: u32) -> u32 {
-        let up_cutoff = now - self.cfg.behavior.scale_up.stabilization_window;
-        let down_cutoff = now - self.cfg.behavior.scale_down.stabilization_window;
+    fn stabilize(&mut self, b: &Behavior, now: f64, current: u32, desired: u32) -> u32 {
+        let up_cutoff = now - b.scale_up.stabilization_window;
+        let down_cutoff = now - b.scale_down.stabilization_window;
         let mut up_rec = desired;
         let mut down_rec = desired;
         for &(t, r) in &self.recommendations {
@@ -469,10 +484,18 @@ impl Hpa {
 
     /// `convertDesiredReplicasWithBehaviorRate`: cap the change by the policies over their periods
     /// and by min/max. Returns the count and the `ScalingLimited` reason.
-    fn rate_limit(&self, now: f64, current: u32, desired: u32) -> (u32, &'static str) {
+    fn rate_limit(
+        &self,
+        b: &Behavior,
+        now: f64,
+        current: u32,
+        desired: u32,
+    ) -> (u32, &'static str) {
         let (min, max) = (self.cfg.min_replicas, self.cfg.max_replicas);
         if desired > current {
-            let limit = self.scale_up_limit(now, current).max(i64::from(current));
+            let limit = self
+                .scale_up_limit(&b.scale_up, now, current)
+                .max(i64::from(current));
             let (allowed, reason) = if i64::from(max) > limit {
                 (limit as u32, "ScaleUpLimit")
             } else {
@@ -482,7 +505,9 @@ impl Hpa {
                 return (allowed, reason);
             }
         } else if desired < current {
-            let limit = self.scale_down_limit(now, current).min(i64::from(current));
+            let limit = self
+                .scale_down_limit(&b.scale_down, now, current)
+                .min(i64::from(current));
             let (allowed, reason) = if i64::from(min) < limit {
                 (limit as u32, "ScaleDownLimit")
             } else {
@@ -507,8 +532,7 @@ impl Hpa {
     }
 
     /// `calculateScaleUpLimitWithScalingRules`.
-    fn scale_up_limit(&self, now: f64, current: u32) -> i64 {
-        let rules = &self.cfg.behavior.scale_up;
+    fn scale_up_limit(&self, rules: &ScalingRules, now: f64, current: u32) -> i64 {
         let pick: fn(i64, i64) -> i64 = match rules.select_policy {
             SelectPolicy::Disabled => return i64::from(current),
             SelectPolicy::Min => i64::min,
@@ -530,8 +554,7 @@ impl Hpa {
     }
 
     /// `calculateScaleDownLimitWithBehaviors`.
-    fn scale_down_limit(&self, now: f64, current: u32) -> i64 {
-        let rules = &self.cfg.behavior.scale_down;
+    fn scale_down_limit(&self, rules: &ScalingRules, now: f64, current: u32) -> i64 {
         let pick: fn(i64, i64) -> i64 = match rules.select_policy {
             SelectPolicy::Disabled => return i64::from(current),
             // For scale-down the smallest change is the largest count.
@@ -553,9 +576,13 @@ impl Hpa {
 
     /// `storeScaleEvent`, dropping events older than the longest policy period.
     fn store_event(&mut self, now: f64, prev: u32, new: u32) {
+        // Upstream stores no events without a behavior: nothing reads them.
+        let Some(b) = &self.cfg.behavior else {
+            return;
+        };
         let longest = |r: &ScalingRules| r.policies.iter().map(|p| p.period).fold(0.0, f64::max);
-        let up_keep = now - longest(&self.cfg.behavior.scale_up);
-        let down_keep = now - longest(&self.cfg.behavior.scale_down);
+        let up_keep = now - longest(&b.scale_up);
+        let down_keep = now - longest(&b.scale_down);
         self.up_events.retain(|&(t, _)| t >= up_keep);
         self.down_events.retain(|&(t, _)| t >= down_keep);
         if new > prev {
@@ -563,6 +590,96 @@ impl Hpa {
         } else {
             self.down_events.push((now, prev - new));
         }
+    }
+
+    /// `normalizeDesiredReplicasWithBehaviors`: stabilize, then rate-limit and clamp.
+    fn normalize_with_behaviors(
+        &mut self,
+        b: &Behavior,
+        now: f64,
+        current: u32,
+        proposal: u32,
+    ) -> u32 {
+        let stabilized = self.stabilize(b, now, current, proposal);
+        if stabilized != proposal {
+            let (reason, msg) = if proposal >= current {
+                (
+                    "ScaleUpStabilized",
+                    "recent recommendations were lower than current one, applying the lowest recent recommendation",
+                )
+            } else {
+                (
+                    "ScaleDownStabilized",
+                    "recent recommendations were higher than current one, applying the highest recent recommendation",
+                )
+            };
+            self.set_condition("AbleToScale", true, reason, msg.into());
+        } else {
+            self.set_condition(
+                "AbleToScale",
+                true,
+                "ReadyForNewScale",
+                "recommended size matches current size".into(),
+            );
+        }
+        let (limited, reason) = self.rate_limit(b, now, current, stabilized);
+        self.set_condition(
+            "ScalingLimited",
+            limited != stabilized,
+            reason,
+            limit_message(reason).into(),
+        );
+        limited
+    }
+
+    /// `normalizeDesiredReplicas` (no behavior in the spec): the max recommendation of the last
+    /// `downscale_stabilization` seconds, then `convertDesiredReplicasWithRules`.
+    fn normalize_legacy(&mut self, now: f64, current: u32, proposal: u32) -> u32 {
+        // `stabilizeRecommendation`: samples before the cutoff are stale; the rest bound from below.
+        let cutoff = now - self.cfg.downscale_stabilization;
+        let stabilized = self
+            .recommendations
+            .iter()
+            .filter(|&&(t, _)| t >= cutoff)
+            .fold(proposal, |m, &(_, r)| m.max(r));
+        self.recommendations.retain(|&(t, _)| t >= cutoff);
+        self.recommendations.push((now, proposal));
+        if stabilized != proposal {
+            self.set_condition(
+                "AbleToScale",
+                true,
+                "ScaleDownStabilized",
+                "recent recommendations were higher than current one, applying the highest recent recommendation".into(),
+            );
+        } else {
+            self.set_condition(
+                "AbleToScale",
+                true,
+                "ReadyForNewScale",
+                "recommended size matches current size".into(),
+            );
+        }
+        // Scale-up at most to max(2 × current, 4) per sync; no scale-down limit beyond min.
+        let up_limit = (2 * current).max(4);
+        let (max_allowed, up_reason) = if self.cfg.max_replicas > up_limit {
+            (up_limit, "ScaleUpLimit")
+        } else {
+            (self.cfg.max_replicas, "TooManyReplicas")
+        };
+        let (desired, reason) = if stabilized < self.cfg.min_replicas {
+            (self.cfg.min_replicas, "TooFewReplicas")
+        } else if stabilized > max_allowed {
+            (max_allowed, up_reason)
+        } else {
+            (stabilized, "DesiredWithinRange")
+        };
+        self.set_condition(
+            "ScalingLimited",
+            desired != stabilized,
+            reason,
+            limit_message(reason).into(),
+        );
+        desired
     }
 
     /// The whole sync (`reconcileAutoscaler`).
@@ -606,46 +723,10 @@ impl Hpa {
                 "ValidMetricFound",
                 "the HPA was able to successfully calculate a replica count".into(),
             );
-            let stabilized = self.stabilize(now, current, proposal);
-            if stabilized != proposal {
-                let (reason, msg) = if proposal >= current {
-                    (
-                        "ScaleUpStabilized",
-                        "recent recommendations were lower than current one, applying the lowest recent recommendation",
-                    )
-                } else {
-                    (
-                        "ScaleDownStabilized",
-                        "recent recommendations were higher than current one, applying the highest recent recommendation",
-                    )
-                };
-                self.set_condition("AbleToScale", true, reason, msg.into());
-            } else {
-                self.set_condition(
-                    "AbleToScale",
-                    true,
-                    "ReadyForNewScale",
-                    "recommended size matches current size".into(),
-                );
+            match self.cfg.behavior.clone() {
+                Some(b) => self.normalize_with_behaviors(&b, now, current, proposal),
+                None => self.normalize_legacy(now, current, proposal),
             }
-            let (limited, reason) = self.rate_limit(now, current, stabilized);
-            let msg = match reason {
-                "ScaleUpLimit" => {
-                    "the desired replica count is increasing faster than the maximum scale rate"
-                }
-                "TooManyReplicas" => {
-                    "the desired replica count is more than the maximum replica count"
-                }
-                "ScaleDownLimit" => {
-                    "the desired replica count is decreasing faster than the maximum scale rate"
-                }
-                "TooFewReplicas" => {
-                    "the desired replica count is less than the minimum replica count"
-                }
-                _ => "the desired count is within the acceptable range",
-            };
-            self.set_condition("ScalingLimited", limited != stabilized, reason, msg.into());
-            limited
         };
         if desired != current {
             self.store_event(now, current, desired);
@@ -685,6 +766,21 @@ enum PodClass {
     Missing,
     /// Usage in millicores.
     Ready(i64),
+}
+
+/// The `ScalingLimited` message for a reason.
+fn limit_message(reason: &str) -> &'static str {
+    match reason {
+        "ScaleUpLimit" => {
+            "the desired replica count is increasing faster than the maximum scale rate"
+        }
+        "TooManyReplicas" => "the desired replica count is more than the maximum replica count",
+        "ScaleDownLimit" => {
+            "the desired replica count is decreasing faster than the maximum scale rate"
+        }
+        "TooFewReplicas" => "the desired replica count is less than the minimum replica count",
+        _ => "the desired count is within the acceptable range",
+    }
 }
 
 /// `GetResourceUtilizationRatio`: utilisation as integer percent (Go integer division), and its

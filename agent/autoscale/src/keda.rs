@@ -29,8 +29,9 @@ pub struct KedaConfig {
     pub min_replica_count: u32,
     /// `maxReplicaCount` (100).
     pub max_replica_count: u32,
-    /// `advanced.horizontalPodAutoscalerConfig.behavior` (HPA defaults).
-    pub behavior: Behavior,
+    /// `advanced.horizontalPodAutoscalerConfig.behavior`; `None` = not set (the HPA's legacy
+    /// normalisation, see [`crate::HpaConfig::behavior`]).
+    pub behavior: Option<Behavior>,
     /// Sync period of the HPA that KEDA creates, seconds (15).
     pub hpa_sync_period: f64,
     /// Tolerance of that HPA (0.1).
@@ -49,7 +50,7 @@ impl Default for KedaConfig {
             initial_cooldown_period: 0.0,
             min_replica_count: 0,
             max_replica_count: 100,
-            behavior: Behavior::default(),
+            behavior: None,
             hpa_sync_period: 15.0,
             hpa_tolerance: 0.1,
         }

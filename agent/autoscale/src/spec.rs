@@ -272,8 +272,17 @@ fn validate_hpa(p: &str, c: &HpaConfig) -> Result<(), ConfigError> {
         0.0,
         f64::MAX,
     )?;
-    validate_rules(&format!("{p}.behavior.scale_up"), &c.behavior.scale_up)?;
-    validate_rules(&format!("{p}.behavior.scale_down"), &c.behavior.scale_down)
+    finite_in(
+        &format!("{p}.downscale_stabilization"),
+        c.downscale_stabilization,
+        0.0,
+        f64::MAX,
+    )?;
+    if let Some(b) = &c.behavior {
+        validate_rules(&format!("{p}.behavior.scale_up"), &b.scale_up)?;
+        validate_rules(&format!("{p}.behavior.scale_down"), &b.scale_down)?;
+    }
+    Ok(())
 }
 
 fn validate_keda(c: &KedaConfig) -> Result<(), ConfigError> {
@@ -309,8 +318,11 @@ fn validate_keda(c: &KedaConfig) -> Result<(), ConfigError> {
     }
     positive("keda.hpa_sync_period", c.hpa_sync_period)?;
     finite_in("keda.hpa_tolerance", c.hpa_tolerance, 0.0, f64::MAX)?;
-    validate_rules("keda.behavior.scale_up", &c.behavior.scale_up)?;
-    validate_rules("keda.behavior.scale_down", &c.behavior.scale_down)
+    if let Some(b) = &c.behavior {
+        validate_rules("keda.behavior.scale_up", &b.scale_up)?;
+        validate_rules("keda.behavior.scale_down", &b.scale_down)?;
+    }
+    Ok(())
 }
 
 fn validate_kpa(c: &KpaConfig) -> Result<(), ConfigError> {
@@ -398,20 +410,30 @@ impl AutoscalerSpec {
                     })
                     .collect();
                 ps.push(Param::new("tolerance", 0.0, 0.3, false, false));
-                ps.push(Param::new(
-                    "behavior.scale_up.stabilization_window",
-                    0.0,
-                    120.0,
-                    false,
-                    false,
-                ));
-                ps.push(Param::new(
-                    "behavior.scale_down.stabilization_window",
-                    0.0,
-                    600.0,
-                    false,
-                    false,
-                ));
+                if c.behavior.is_some() {
+                    ps.push(Param::new(
+                        "behavior.scale_up.stabilization_window",
+                        0.0,
+                        120.0,
+                        false,
+                        false,
+                    ));
+                    ps.push(Param::new(
+                        "behavior.scale_down.stabilization_window",
+                        0.0,
+                        600.0,
+                        false,
+                        false,
+                    ));
+                } else {
+                    ps.push(Param::new(
+                        "downscale_stabilization",
+                        0.0,
+                        600.0,
+                        false,
+                        false,
+                    ));
+                }
                 ps
             }
             AutoscalerSpec::Keda(c) => vec![
@@ -483,8 +505,13 @@ impl AutoscalerSpec {
                     }
                 }
                 c.tolerance = Some(vals[n]);
-                c.behavior.scale_up.stabilization_window = vals[n + 1];
-                c.behavior.scale_down.stabilization_window = vals[n + 2];
+                match &mut c.behavior {
+                    Some(b) => {
+                        b.scale_up.stabilization_window = vals[n + 1];
+                        b.scale_down.stabilization_window = vals[n + 2];
+                    }
+                    None => c.downscale_stabilization = vals[n + 1],
+                }
             }
             AutoscalerSpec::Keda(c) => {
                 c.threshold = vals[0];

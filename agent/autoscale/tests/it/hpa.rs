@@ -1,6 +1,6 @@
 use kis_autoscale::{
-    Autoscaler, AutoscalerSpec, ExternalTarget, Hpa, HpaConfig, MetricSpec, PodView, PolicyKind,
-    ScalingPolicy, SelectPolicy,
+    Autoscaler, AutoscalerSpec, Behavior, ExternalTarget, Hpa, HpaConfig, MetricSpec, PodView,
+    PolicyKind, ScalingPolicy, SelectPolicy,
 };
 
 use crate::util::{drive_ext, ready_pods, ticks, view, view_ext};
@@ -18,9 +18,11 @@ fn cpu_hpa(target: u32) -> Hpa {
     )
 }
 
-/// HPA on External `m` with AverageValue `target`, tolerance `tol`, max 100.
+/// HPA on External `m` with AverageValue `target`, tolerance `tol`, max 100, and the default
+/// `behavior` (the policy path).
 fn avg_hpa(target: f64, tol: f64) -> HpaConfig {
     HpaConfig {
+        behavior: Some(Behavior::default()),
         max_replicas: 100,
         metrics: vec![MetricSpec::External {
             name: "m".into(),
@@ -78,7 +80,9 @@ fn tolerance_zero_reacts_to_any_change_and_utilisation_is_truncated() {
         4
     );
     // Per-direction tolerance (KEP-4951): up 0.5 keeps 56 % (1.12) at 4.
-    cfg.behavior.scale_up.tolerance = Some(0.5);
+    let mut b = Behavior::default();
+    b.scale_up.tolerance = Some(0.5);
+    cfg.behavior = Some(b);
     let mut h = Hpa::new("t", &cfg);
     assert_eq!(h.decide(&cpu_view(1000.0, 4, ready_pods(4, Some(0.56)))), 4);
 }
@@ -127,7 +131,7 @@ fn scale_up_window_takes_the_minimum() {
     // at t = 60 the "4" at 0 s has left the window (0 > 60 − 60 is false), and 8 is reached
     // (rate: max(2·4, 4 + 4) = 8).
     let mut cfg = avg_hpa(1.0, 0.0);
-    cfg.behavior.scale_up.stabilization_window = 60.0;
+    cfg.behavior.as_mut().unwrap().scale_up.stabilization_window = 60.0;
     let mut h = Hpa::new("t", &cfg);
     let m = |t: f64| Some(if t == 0.0 { 4.0 } else { 8.0 });
     let got = drive_ext(&mut h, 4, ticks(15.0, 75.0), "m", m);
@@ -184,7 +188,7 @@ fn custom_policy_and_select_min_and_disabled() {
     // One policy: +1 pod per 60 s. 2 → 3 at t = 0; at 15..45 the period started at 2 → limit 3;
     // at 60 the event at 0 is out (0 > 0 false) → 4.
     let mut cfg = avg_hpa(1.0, 0.0);
-    cfg.behavior.scale_up.policies = vec![ScalingPolicy {
+    cfg.behavior.as_mut().unwrap().scale_up.policies = vec![ScalingPolicy {
         kind: PolicyKind::Pods,
         value: 1,
         period: 60.0,
@@ -199,7 +203,7 @@ fn custom_policy_and_select_min_and_disabled() {
     // selectPolicy Min on the default up-policies: min(2·start, start + 4).
     // 2 → min(4, 6) = 4; 10 → min(20, 14) = 14.
     let mut cfg = avg_hpa(1.0, 0.0);
-    cfg.behavior.scale_up.select_policy = SelectPolicy::Min;
+    cfg.behavior.as_mut().unwrap().scale_up.select_policy = SelectPolicy::Min;
     let mut h = Hpa::new("t", &cfg);
     assert_eq!(h.decide(&view_ext(0.0, 2, "m", Some(50.0))), 4);
     let mut h = Hpa::new("t", &cfg);
@@ -207,19 +211,27 @@ fn custom_policy_and_select_min_and_disabled() {
 
     // Disabled up: the count never rises.
     let mut cfg = avg_hpa(1.0, 0.0);
-    cfg.behavior.scale_up.select_policy = SelectPolicy::Disabled;
+    cfg.behavior.as_mut().unwrap().scale_up.select_policy = SelectPolicy::Disabled;
     let mut h = Hpa::new("t", &cfg);
     assert_eq!(h.decide(&view_ext(0.0, 2, "m", Some(50.0))), 2);
     // ... but down still works (window 0 to skip stabilization): ceil(1) = 1.
     let mut cfg = avg_hpa(1.0, 0.0);
-    cfg.behavior.scale_up.select_policy = SelectPolicy::Disabled;
-    cfg.behavior.scale_down.stabilization_window = 0.0;
+    cfg.behavior.as_mut().unwrap().scale_up.select_policy = SelectPolicy::Disabled;
+    cfg.behavior
+        .as_mut()
+        .unwrap()
+        .scale_down
+        .stabilization_window = 0.0;
     let mut h = Hpa::new("t", &cfg);
     assert_eq!(h.decide(&view_ext(0.0, 5, "m", Some(1.0))), 1);
     // Disabled down: never falls.
     let mut cfg = avg_hpa(1.0, 0.0);
-    cfg.behavior.scale_down.select_policy = SelectPolicy::Disabled;
-    cfg.behavior.scale_down.stabilization_window = 0.0;
+    cfg.behavior.as_mut().unwrap().scale_down.select_policy = SelectPolicy::Disabled;
+    cfg.behavior
+        .as_mut()
+        .unwrap()
+        .scale_down
+        .stabilization_window = 0.0;
     let mut h = Hpa::new("t", &cfg);
     assert_eq!(h.decide(&view_ext(0.0, 5, "m", Some(1.0))), 5);
 }
@@ -230,8 +242,12 @@ fn scale_down_percent_policy_truncates_and_respects_its_period() {
     // t=0: floor(10·0.5) = 5. t=15..45: period start = 5 + 5 = 10 → limit 5 → stay 5.
     // t=60: start 5 → floor(2.5) = 2. t=120: start 2 → 1, which is min → 1.
     let mut cfg = avg_hpa(1.0, 0.0);
-    cfg.behavior.scale_down.stabilization_window = 0.0;
-    cfg.behavior.scale_down.policies = vec![ScalingPolicy {
+    cfg.behavior
+        .as_mut()
+        .unwrap()
+        .scale_down
+        .stabilization_window = 0.0;
+    cfg.behavior.as_mut().unwrap().scale_down.policies = vec![ScalingPolicy {
         kind: PolicyKind::Percent,
         value: 50,
         period: 60.0,
@@ -410,8 +426,8 @@ fn external_value_uses_ready_pods() {
 
 #[test]
 fn queue_length_from_the_view() {
-    // External AverageValue 5 on `queue_len`, read from PoolView.queue_len: 2 pods, 23 waiting →
-    // ratio 2.3 → ceil(23/5) = 5.
+    // External AverageValue 5 on `queue_len`, read from PoolView.queue_len: 2 pods, 17 waiting →
+    // ratio 17/10 = 1.7 → ceil(17/5) = 4 (within the legacy limit max(2·2, 4) = 4).
     let cfg = HpaConfig {
         max_replicas: 100,
         metrics: vec![MetricSpec::External {
@@ -421,9 +437,9 @@ fn queue_length_from_the_view() {
         ..HpaConfig::default()
     };
     let mut v = view(0.0, 2);
-    v.queue_len = 23.0;
+    v.queue_len = 17.0;
     let mut h = Hpa::new("t", &cfg);
-    assert_eq!(h.decide(&v), 5);
+    assert_eq!(h.decide(&v), 4);
 }
 
 #[test]
@@ -512,26 +528,28 @@ fn external_target_goes_through_the_hpa_rate_limits_and_window() {
         max_replicas: 100,
         ..HpaConfig::default()
     });
-    // N = 20 from 2: max(2·s, s + 4) per 15 s → 6, 12, 20.
+    // No behavior in the spec → the legacy path. N = 20 from 2: at most max(2·c, 4) per sync →
+    // 4, 8, 16, 20.
     let mut a = spec.build().unwrap();
     let got = drive_ext(
         a.as_mut(),
         2,
-        ticks(15.0, 30.0),
+        ticks(15.0, 45.0),
         "kis_target_replicas",
         |_| Some(20.0),
     );
-    assert_eq!(got, vec![(0.0, 6), (15.0, 12), (30.0, 20)]);
-    // Then N = 5: held at 20 by the 300 s down-window (last 20 at t = 30 → free at 330).
+    assert_eq!(got, vec![(0.0, 4), (15.0, 8), (30.0, 16), (45.0, 20)]);
+    // Then N = 5: held at 20 by the 300 s window (legacy counts samples at t ≥ now − 300; the
+    // last 20 was recommended at 45 s → still counted at 345, free at 360).
     let got = drive_ext(
         a.as_mut(),
         20,
-        ticks(15.0, 330.0).into_iter().skip(3),
+        ticks(15.0, 360.0).into_iter().skip(4),
         "kis_target_replicas",
         |_| Some(5.0),
     );
     for (t, r) in got {
-        assert_eq!(r, if t < 330.0 { 20 } else { 5 }, "at t = {t}");
+        assert_eq!(r, if t < 360.0 { 20 } else { 5 }, "at t = {t}");
     }
 }
 
@@ -557,4 +575,41 @@ fn scale_to_zero_only_with_the_gate() {
     cfg.scale_to_zero = false;
     let e = AutoscalerSpec::Hpa(cfg).validate().unwrap_err();
     assert_eq!(e.field, "hpa.min_replicas");
+}
+
+#[test]
+fn without_behavior_the_legacy_normalisation_runs() {
+    // No `behavior`: scale-up at most max(2·current, 4) per sync. From 1 with desired 10: 4
+    // (the default behavior would allow max(2, 1 + 4) = 5). Then 8, then 10.
+    let mut cfg = avg_hpa(1.0, 0.0);
+    cfg.behavior = None;
+    let mut h = Hpa::new("t", &cfg);
+    let got = drive_ext(&mut h, 1, ticks(15.0, 30.0), "m", |_| Some(10.0));
+    assert_eq!(got, vec![(0.0, 4), (15.0, 8), (30.0, 10)]);
+    // With the default behavior instead: 5, 10.
+    let mut h = Hpa::new("t", &avg_hpa(1.0, 0.0));
+    let got = drive_ext(&mut h, 1, ticks(15.0, 15.0), "m", |_| Some(10.0));
+    assert_eq!(got, vec![(0.0, 5), (15.0, 10)]);
+}
+
+#[test]
+fn legacy_window_counts_the_boundary_sample() {
+    // Same dip scenario as the behavior test, no behavior: `stabilizeRecommendation` drops only
+    // samples strictly before now − 300, so the last "4" (135 s) still counts at 435 s; the
+    // scale-down to 2 comes at 450 s, with no rate limit (4 → 2 in one step).
+    let mut cfg = avg_hpa(1.0, 0.0);
+    cfg.behavior = None;
+    let mut h = Hpa::new("t", &cfg);
+    let m = |t: f64| {
+        Some(if (60.0..=90.0).contains(&t) {
+            1.0
+        } else if t < 150.0 {
+            4.0
+        } else {
+            2.0
+        })
+    };
+    for (t, r) in drive_ext(&mut h, 4, ticks(15.0, 600.0), "m", m) {
+        assert_eq!(r, if t <= 435.0 { 4 } else { 2 }, "at t = {t}");
+    }
 }

@@ -26,7 +26,8 @@ fn activation_from_zero_then_hpa_takes_over() {
     // t = 30: queue 2 → still inactive (active means value > activationThreshold).
     // t = 60: queue 3 → active → operator scales 0 → max(minReplicaCount, 1) = 1; the HPA then
     //   sees spec 1 with no pods yet: status.replicas 0 → ratio ∞ → ceil(3/5) = 1 → 1.
-    // t = 75: 1 pod, queue 30 → HPA: ceil(30/5) = 6, capped at max(2·1, 1 + 4) = 5.
+    // t = 75: 1 pod, queue 30 → HPA: ceil(30/5) = 6; KEDA sets no behavior by default, so the
+    //   HPA's legacy limit max(2·1, 4) = 4 applies.
     let q = |t: f64| {
         Some(match t as u32 {
             0..=15 => 1.0,
@@ -44,7 +45,7 @@ fn activation_from_zero_then_hpa_takes_over() {
             (30.0, 0),
             (45.0, 0),
             (60.0, 1),
-            (75.0, 5)
+            (75.0, 4)
         ]
     );
     let s = k.status().unwrap();
@@ -54,16 +55,16 @@ fn activation_from_zero_then_hpa_takes_over() {
 #[test]
 fn cooldown_before_scaling_to_zero() {
     // Active at t = 0 (queue 10, lastActiveTime 0), then idle. The HPA (AverageValue 5, 2 pods:
-    // 10/(5·2) = 1 → keep 2) holds 2 while its 300 s down-window remembers the 2 recommended at
-    // t = 0; at 300 s that sample leaves (0 > 0 false), it wants ceil(0/5) = 0 → clamped to its
-    // min 1. The operator scales to zero at the first poll with lastActive + 300 < now: polls
-    // run at 0, 30, ..., 300 (0 + 300 < 300 false), 330 → 0.
+    // 10/(5·2) = 1 → keep 2; no behavior → legacy window) holds 2 while the 2 recommended at
+    // t = 0 is within 300 s (counted while 0 ≥ t − 300, i.e. up to t = 300); at 315 s it wants
+    // ceil(0/5) = 0 → clamped to its min 1. The operator scales to zero at the first poll with
+    // lastActive + 300 < now: polls run at 0, 30, ..., 300 (0 + 300 < 300 false), 330 → 0.
     let mut k = Keda::new("k", &keda(0.0));
     let q = |t: f64| Some(if t == 0.0 { 10.0 } else { 0.0 });
     for (t, r) in drive_ext(&mut k, 2, ticks(15.0, 360.0), "queue_len", q) {
         let want = match t as u32 {
-            0..=285 => 2,
-            300 | 315 => 1,
+            0..=300 => 2,
+            315 => 1,
             _ => 0,
         };
         assert_eq!(r, want, "at t = {t}");

@@ -12,8 +12,16 @@ fn defaults_are_the_upstream_defaults() {
     assert_eq!(h, HpaConfig::default());
     assert_eq!(h.sync_period, 15.0);
     assert_eq!(h.cpu_initialization_period, 300.0);
-    assert_eq!(h.behavior.scale_down.stabilization_window, 300.0);
-    assert_eq!(h.behavior.scale_up.policies.len(), 2);
+    assert_eq!(h.behavior, None);
+    assert_eq!(h.downscale_stabilization, 300.0);
+    // `behavior: {}` is the documented default behavior.
+    let AutoscalerSpec::Hpa(h) = parse(r#"{"kind":"hpa","behavior":{}}"#).unwrap() else {
+        panic!("not an hpa")
+    };
+    let b = h.behavior.unwrap();
+    assert_eq!(b.scale_down.stabilization_window, 300.0);
+    assert_eq!(b.scale_up.stabilization_window, 0.0);
+    assert_eq!(b.scale_up.policies.len(), 2);
     let AutoscalerSpec::Keda(k) = parse(r#"{"kind":"keda","threshold":3}"#).unwrap() else {
         panic!("not keda")
     };
@@ -162,7 +170,7 @@ fn param_space_round_trips_and_checks_ranges() {
     }
     // The HPA's first parameter is its CPU target (default 80 %): setting it to 60 shows up.
     let spec = AutoscalerSpec::Hpa(HpaConfig::default());
-    let AutoscalerSpec::Hpa(h) = spec.with_params(&[60.0, 0.1, 0.0, 300.0]).unwrap() else {
+    let AutoscalerSpec::Hpa(h) = spec.with_params(&[60.0, 0.1, 300.0]).unwrap() else {
         panic!()
     };
     assert_eq!(
