@@ -12,3 +12,5 @@ mod keda;
 mod kpa;
 // Config: serde defaults, validation naming the field, the tuning parameter space.
 mod spec;
+// Properties over many random views: bounds, determinism, no scale-down in panic.
+mod invariants;
