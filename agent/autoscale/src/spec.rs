@@ -150,10 +150,12 @@ pub fn external_target_hpa(c: &HpaConfig) -> HpaConfig {
 
 fn finite_in(field: &str, v: f64, lo: f64, hi: f64) -> Result<(), ConfigError> {
     if !v.is_finite() || v < lo || v > hi {
-        return Err(ConfigError::new(
-            field,
-            format!("must be within [{lo}, {hi}], got {v}"),
-        ));
+        let want = if hi == f64::MAX {
+            format!("must be a finite number >= {lo}")
+        } else {
+            format!("must be within [{lo}, {hi}]")
+        };
+        return Err(ConfigError::new(field, format!("{want}, got {v}")));
     }
     Ok(())
 }
@@ -544,5 +546,53 @@ pub fn hpa_metrics(c: &HpaConfig) -> Vec<MetricSpec> {
         }]
     } else {
         c.metrics.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_message_names_field_and_bound() {
+        let e = AutoscalerSpec::Hpa(HpaConfig {
+            tolerance: Some(-1.0),
+            ..HpaConfig::default()
+        })
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid autoscaler config: `hpa.tolerance` must be a finite number >= 0, got -1"
+        );
+        let e = AutoscalerSpec::Knative(KpaConfig {
+            target_utilization: 1.5,
+            ..KpaConfig::default()
+        })
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid autoscaler config: `knative.target_utilization` must be within [0.01, 1], got 1.5"
+        );
+    }
+
+    #[test]
+    fn external_target_forces_metric_and_tolerance() {
+        let h = external_target_hpa(&HpaConfig::default());
+        assert_eq!(h.tolerance, Some(0.0));
+        assert_eq!(
+            h.metrics,
+            vec![MetricSpec::External {
+                name: TARGET_REPLICAS_METRIC.into(),
+                target: ExternalTarget::AverageValue(1.0),
+            }]
+        );
+        // An explicit tolerance is kept (to compare with a stock 0.1 cluster).
+        let h = external_target_hpa(&HpaConfig {
+            tolerance: Some(0.1),
+            ..HpaConfig::default()
+        });
+        assert_eq!(h.tolerance, Some(0.1));
     }
 }
