@@ -207,9 +207,22 @@ def loadgen_report(path):
             rep = json.load(f)
     except (OSError, ValueError):
         return {}
-    out = {"achieved_rps": find(rep, "achieved_rps"), "intended_rps": find(rep, "intended_rps")}
-    lag = None
-    stack = [rep]
+
+    def dig(*path):
+        node = rep
+        for k in path:
+            node = node.get(k) if isinstance(node, dict) else None
+        return node if isinstance(node, (int, float)) else None
+
+    # The known layout first (rates.*, latency.send_lag.p99_ms); a search outside the per-window
+    # series as a fallback, in case the report's layout moves.
+    top = {k: v for k, v in rep.items() if k != "windows"} if isinstance(rep, dict) else rep
+    out = {
+        "achieved_rps": dig("rates", "achieved_rps") or find(top, "achieved_rps"),
+        "intended_rps": dig("rates", "intended_rps") or find(top, "intended_rps"),
+    }
+    lag = dig("latency", "send_lag", "p99_ms")
+    stack = [top]
     while stack and lag is None:
         node = stack.pop()
         if isinstance(node, dict):
@@ -402,6 +415,11 @@ def scenarios(args, r, workdir, loadgen):
             tr.stop()
 
 
+def ok(x):
+    """A usable number (not None, not NaN)."""
+    return isinstance(x, (int, float)) and x == x
+
+
 def fmt(x, nd=1):
     if x is None or x == "" or (isinstance(x, float) and x != x):
         return "n/a"
@@ -415,7 +433,7 @@ def summarise(rows, args, loadgen, out_dir):
     lines = [f"# kis-loadgen peer benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
              "",
              f"Host `{socket.gethostname()}`, {os.cpu_count()} CPUs; server on CPUs {args.server_cpus}, generator on "
-             f"CPUs {args.gen_cpus}; {args.duration:g} s per run, {args.repeat} run(s) per tool (median shown); "
+             f"CPUs {args.gen_cpus}; {args.duration} s per run, {args.repeat} run(s) per tool (median shown); "
              f"{USERS} connections/users. Command: `{' '.join(sys.argv)}`.",
              "kis-loadgen: " + (args.loadgen if loadgen else f"SKIPPED ({args.loadgen} not found)"),
              "",
@@ -430,21 +448,25 @@ def summarise(rows, args, loadgen, out_dir):
                   "|---|---|---|---|---|---|---|---|"]
         for t in tools:
             rs = [r for r in rows if r["scenario"] == sc and r["tool"] == t]
-            med = statistics.median(r["req_per_cpu_s"] for r in rs)
+            good = [r["req_per_cpu_s"] for r in rs if ok(r["req_per_cpu_s"])]
+            med = statistics.median(good) if good else float("nan")
             medians[(sc, t)] = (med, rs)
         kl_med = medians.get((sc, "kis-loadgen"), (None,))[0]
         for t in tools:
             med, rs = medians[(sc, t)]
-            ratio = kl_med / med if kl_med and med and t != "kis-loadgen" else None
+            ratio = kl_med / med if ok(kl_med) and ok(med) and med > 0 and t != "kis-loadgen" else None
             target = TARGETS.get((sc, t))
             verdict = ""
             if target:
                 verdict = f"≥ {target:g}×" + (f" {'PASS' if ratio >= target else 'FAIL'}" if ratio else "")
+            exits = sorted({str(r["exit"]) for r in rs if r["exit"] != 0})
+            name = t + (f" (exit {', '.join(exits)})" if exits else "")
+            shown = fmt(ratio, 2) + "×" if ratio else ("–" if t == "kis-loadgen" else "n/a")
             lines.append(
-                f"| {t} | {fmt(med)} | {fmt(statistics.median(r['server_rps'] for r in rs))} | "
+                f"| {name} | {fmt(med)} | {fmt(statistics.median(r['server_rps'] for r in rs))} | "
                 f"{fmt(statistics.median(r['gen_user_s'] + r['gen_sys_s'] for r in rs), 2)} | "
                 f"{fmt(statistics.median(r['server_cpu_pct'] for r in rs))} | "
-                f"{fmt(max(r['gen_max_rss_mb'] for r in rs))} | {fmt(ratio, 2) + '×' if ratio else '–'} | {verdict} |")
+                f"{fmt(max(r['gen_max_rss_mb'] for r in rs))} | {shown} | {verdict} |")
         lines.append("")
     ol = [r for r in rows if r["scenario"] == "open-loop"]
     if ol:
@@ -455,7 +477,8 @@ def summarise(rows, args, loadgen, out_dir):
             ach = r.get("achieved_rps")
             ach = ach if ach not in ("", None) else None
             ratio = (float(ach) / float(r["intended_rps"])) if ach and r["intended_rps"] else None
-            lines.append(f"| {r['tool']} | {fmt(r['intended_rps'], 0)} | {fmt(ach)} | "
+            name = r["tool"] + (f" (exit {r['exit']})" if r["exit"] != 0 else "")
+            lines.append(f"| {name} | {fmt(r['intended_rps'], 0)} | {fmt(ach)} | "
                          f"{fmt(100 * ratio, 3) + ' %' if ratio else 'n/a'} | {fmt(r['send_lag_p99_ms'], 3)} | "
                          f"{fmt(r['req_per_cpu_s'])} | {fmt(r['gen_max_rss_mb'])} |")
         lines += ["", "Targets (kis-loadgen): achieved within 0.1 % of intended, send lag p99 ≤ 0.2 ms, RSS ≤ 64 MB. "
@@ -491,7 +514,7 @@ def main():
     cpus = sorted(os.sched_getaffinity(0))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="short runs (3 s each) to check that every peer works")
-    ap.add_argument("--duration", type=float, help="seconds per generator run (default 10, or 3 with --quick)")
+    ap.add_argument("--duration", type=int, help="seconds per generator run (default 10, or 3 with --quick)")
     ap.add_argument("--repeat", type=int, help="runs per tool, median reported (default 3, or 1 with --quick)")
     ap.add_argument("--only", action="append", choices=["nginx-get", "identity-json", "image-binary", "open-loop"],
                     help="run only this scenario (repeatable)")
@@ -502,7 +525,7 @@ def main():
     ap.add_argument("--server-workers", type=int, default=max(1, len(cpus) - 1), help="nginx worker processes")
     ap.add_argument("--out", help="result directory (default loadgen/bench/runs/<date>-<host>[-quick])")
     args = ap.parse_args()
-    args.duration = args.duration or (3.0 if args.quick else 10.0)
+    args.duration = args.duration or (3 if args.quick else 10)
     args.repeat = args.repeat or (1 if args.quick else 3)
     if args.duration <= 0 or args.duration > 600 or args.repeat < 1 or args.repeat > 10:
         ap.error("--duration must be in (0, 600] s and --repeat in [1, 10]")
