@@ -209,13 +209,19 @@ pub fn parse_wait(s: &str) -> Result<Wait> {
         }
     };
     if a > b {
-        return Err(usage(format!("--wait {s:?}: lower bound above upper bound")));
+        return Err(usage(format!(
+            "--wait {s:?}: lower bound above upper bound"
+        )));
     }
     Ok(Wait { min_s: a, max_s: b })
 }
 
 fn parse_shape_override(s: &str) -> Result<(String, Vec<i64>)> {
-    let bad = || usage(format!("--shape {s:?}: expected NAME:D1,D2,... with dims >= 1"));
+    let bad = || {
+        usage(format!(
+            "--shape {s:?}: expected NAME:D1,D2,... with dims >= 1"
+        ))
+    };
     let (name, dims) = s.rsplit_once(':').ok_or_else(bad)?;
     let dims = dims
         .split(',')
@@ -247,7 +253,10 @@ fn shape(cli: &Cli) -> Result<ShapeSpec> {
         ("--spike-length", cli.spike_length.is_some()),
         ("--trace", cli.trace.is_some()),
         ("--trace-scale", cli.trace_scale.is_some()),
-        ("--trace-speedup", cli.trace_speedup.is_some() || cli.trace_offset.is_some()),
+        (
+            "--trace-speedup",
+            cli.trace_speedup.is_some() || cli.trace_offset.is_some(),
+        ),
     ];
     let allowed: &[&str] = match pattern {
         Pattern::Constant => &["--rate"],
@@ -408,7 +417,12 @@ impl TryFrom<Cli> for Config {
                 ));
             }
             let method = cli.method.clone().unwrap_or_else(|| {
-                if cli.body_file.is_some() { "POST" } else { "GET" }.to_string()
+                if cli.body_file.is_some() {
+                    "POST"
+                } else {
+                    "GET"
+                }
+                .to_string()
             });
             hyper::Method::from_bytes(method.as_bytes())
                 .map_err(|_| usage(format!("--method {method:?} is not an HTTP method")))?;
@@ -461,9 +475,7 @@ impl TryFrom<Cli> for Config {
                     "queue" => Overflow::Queue,
                     "drop" => Overflow::Drop,
                     o => {
-                        return Err(usage(format!(
-                            "--overflow {o:?}: expected queue or drop"
-                        )));
+                        return Err(usage(format!("--overflow {o:?}: expected queue or drop")));
                     }
                 };
                 let arrivals = ArrivalKind::from_str(&cli.arrivals).map_err(|_| {

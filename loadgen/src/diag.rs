@@ -27,7 +27,13 @@ pub const LATE_SHARE: f64 = 0.01;
 pub const CPU_SHARE: f64 = 0.90;
 
 /// A warning for one window, if any: `late` of `sent` lagged > 1 ms, `cpu` cores busy.
-pub fn window_warnings(t_s: f64, sent: u64, late: u64, cpu: Option<f64>, threads: usize) -> Vec<String> {
+pub fn window_warnings(
+    t_s: f64,
+    sent: u64,
+    late: u64,
+    cpu: Option<f64>,
+    threads: usize,
+) -> Vec<String> {
     let mut w = Vec::new();
     if sent > 0 && late as f64 > LATE_SHARE * sent as f64 {
         w.push(format!(

@@ -151,7 +151,8 @@ pub async fn worker(shared: Arc<Shared>, mut source: Source, shard: usize, keep_
                         wait.min_s
                     };
                     if think > 0.0 {
-                        let until = (Instant::now() + Duration::from_secs_f64(think)).min(*deadline);
+                        let until =
+                            (Instant::now() + Duration::from_secs_f64(think)).min(*deadline);
                         tokio::select! {
                             _ = tokio::time::sleep_until(until.into()) => {}
                             _ = stop_rx.wait_for(|s| *s) => break,
@@ -209,8 +210,7 @@ pub fn pacer(
             std::thread::sleep((target - now).min(SLICE));
         }
         shared.scheduled.fetch_add(1, Ordering::Relaxed);
-        if overflow == Overflow::Drop
-            && shared.outstanding.load(Ordering::Relaxed) >= max_in_flight
+        if overflow == Overflow::Drop && shared.outstanding.load(Ordering::Relaxed) >= max_in_flight
         {
             shared.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -261,7 +261,14 @@ mod tests {
         let (tx, _rx) = async_channel::unbounded();
         s.request_stop();
         let start = Instant::now();
-        pacer(s.clone(), [10.0].into_iter(), Instant::now(), tx, 1, Overflow::Queue);
+        pacer(
+            s.clone(),
+            [10.0].into_iter(),
+            Instant::now(),
+            tx,
+            1,
+            Overflow::Queue,
+        );
         assert!(start.elapsed() < Duration::from_millis(100));
         assert_eq!(s.scheduled.load(Ordering::Relaxed), 0);
     }

@@ -370,15 +370,13 @@ pub fn infer_template(
             &json!({"inputs": inputs, "parameters": {"binary_data_output": true}}),
         )
         .unwrap_or_default();
-        let mut body = Vec::with_capacity(header.len() + tensors.iter().map(|t| t.raw.len()).sum::<usize>());
+        let mut body =
+            Vec::with_capacity(header.len() + tensors.iter().map(|t| t.raw.len()).sum::<usize>());
         body.extend_from_slice(&header);
         for t in &tensors {
             body.extend_from_slice(&t.raw);
         }
-        headers.push((
-            "Content-Type".into(),
-            "application/octet-stream".into(),
-        ));
+        headers.push(("Content-Type".into(), "application/octet-stream".into()));
         headers.push((
             "Inference-Header-Content-Length".into(),
             header.len().to_string(),
@@ -431,7 +429,10 @@ impl ServerStats {
             s.success += f("success", "count");
             s.queue_ns += f("queue", "ns");
             s.compute_ns += f("compute_infer", "ns");
-            s.executions += m.get("execution_count").and_then(Value::as_u64).unwrap_or(0);
+            s.executions += m
+                .get("execution_count")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
         }
         Some(s)
     }
@@ -465,8 +466,19 @@ mod tests {
 
     #[test]
     fn binary_body_is_header_then_tensor_with_the_length_header() {
-        let t = infer_template(&ep(), "image", None, &meta(), 16, &[], &InputData::Zero, true, 1, &[])
-            .unwrap();
+        let t = infer_template(
+            &ep(),
+            "image",
+            None,
+            &meta(),
+            16,
+            &[],
+            &InputData::Zero,
+            true,
+            1,
+            &[],
+        )
+        .unwrap();
         let hlen: usize = t.headers["inference-header-content-length"]
             .to_str()
             .unwrap()
@@ -475,7 +487,10 @@ mod tests {
         assert_eq!(t.body.len(), hlen + 3 * 224 * 224 * 4);
         let header: Value = serde_json::from_slice(&t.body[..hlen]).unwrap();
         assert_eq!(header["inputs"][0]["shape"], json!([1, 3, 224, 224]));
-        assert_eq!(header["inputs"][0]["parameters"]["binary_data_size"], json!(602_112));
+        assert_eq!(
+            header["inputs"][0]["parameters"]["binary_data_size"],
+            json!(602_112)
+        );
         assert_eq!(t.uri.path(), "/v2/models/image/infer");
     }
 
@@ -501,7 +516,10 @@ mod tests {
         let v: Value = serde_json::from_slice(&t.body).unwrap();
         let data = v["inputs"][0]["data"].as_array().unwrap();
         assert_eq!(data.len(), 4);
-        assert!(data.iter().all(|x| (0.0..1.0).contains(&x.as_f64().unwrap())));
+        assert!(
+            data.iter()
+                .all(|x| (0.0..1.0).contains(&x.as_f64().unwrap()))
+        );
         assert_eq!(v["inputs"][0]["shape"], json!([1, 4]));
     }
 

@@ -85,17 +85,57 @@ impl Metrics {
             server_queue: Gauge::default(),
             server_compute: Gauge::default(),
         };
-        registry.register("requests", "Finished requests by outcome and HTTP status", m.requests.clone());
-        registry.register("latency_seconds", "Latency quantiles over the last 1 s window (corrected = from intended send)", m.latency.clone());
+        registry.register(
+            "requests",
+            "Finished requests by outcome and HTTP status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "latency_seconds",
+            "Latency quantiles over the last 1 s window (corrected = from intended send)",
+            m.latency.clone(),
+        );
         registry.register("in_flight", "Requests on the wire", m.in_flight.clone());
-        registry.register("queued", "Arrivals waiting for a free connection", m.queued.clone());
-        registry.register("intended_rate", "Intended request rate, last window (req/s)", m.intended_rate.clone());
-        registry.register("achieved_rate", "Achieved send rate, last window (req/s)", m.achieved_rate.clone());
-        registry.register("dropped", "Arrivals dropped at the in-flight limit", m.dropped.clone());
-        registry.register("late_sends", "Sends more than 1 ms behind schedule", m.late_sends.clone());
-        registry.register("generator_cpu_ratio", "Generator CPU use in cores, last window", m.cpu_ratio.clone());
-        registry.register("server_queue_seconds", "Mean server-side queue time, last window (Triton statistics)", m.server_queue.clone());
-        registry.register("server_compute_seconds", "Mean server-side compute time, last window (Triton statistics)", m.server_compute.clone());
+        registry.register(
+            "queued",
+            "Arrivals waiting for a free connection",
+            m.queued.clone(),
+        );
+        registry.register(
+            "intended_rate",
+            "Intended request rate, last window (req/s)",
+            m.intended_rate.clone(),
+        );
+        registry.register(
+            "achieved_rate",
+            "Achieved send rate, last window (req/s)",
+            m.achieved_rate.clone(),
+        );
+        registry.register(
+            "dropped",
+            "Arrivals dropped at the in-flight limit",
+            m.dropped.clone(),
+        );
+        registry.register(
+            "late_sends",
+            "Sends more than 1 ms behind schedule",
+            m.late_sends.clone(),
+        );
+        registry.register(
+            "generator_cpu_ratio",
+            "Generator CPU use in cores, last window",
+            m.cpu_ratio.clone(),
+        );
+        registry.register(
+            "server_queue_seconds",
+            "Mean server-side queue time, last window (Triton statistics)",
+            m.server_queue.clone(),
+        );
+        registry.register(
+            "server_compute_seconds",
+            "Mean server-side compute time, last window (Triton statistics)",
+            m.server_compute.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -145,11 +185,17 @@ mod tests {
     fn renders_prefixed_names() {
         let m = Metrics::new();
         m.requests
-            .get_or_create(&OutcomeLabels { outcome: "ok".into(), code: "200".into() })
+            .get_or_create(&OutcomeLabels {
+                outcome: "ok".into(),
+                code: "200".into(),
+            })
             .inc_by(3);
         m.in_flight.set(2);
         let text = m.render();
-        assert!(text.contains("kis_loadgen_requests_total{outcome=\"ok\",code=\"200\"} 3"), "{text}");
+        assert!(
+            text.contains("kis_loadgen_requests_total{outcome=\"ok\",code=\"200\"} 3"),
+            "{text}"
+        );
         assert!(text.contains("kis_loadgen_in_flight 2"), "{text}");
     }
 }

@@ -59,7 +59,8 @@ async fn prepare(cfg: &Config) -> Result<Prepared> {
             input,
             shapes,
         } => {
-            let (meta, max_batch) = kserve::prepare(endpoint, model, version.as_deref(), ready).await?;
+            let (meta, max_batch) =
+                kserve::prepare(endpoint, model, version.as_deref(), ready).await?;
             let template = kserve::infer_template(
                 endpoint,
                 model,
@@ -81,7 +82,11 @@ async fn prepare(cfg: &Config) -> Result<Prepared> {
                 describe: format!(
                     "http://{} model {model} ({}, {} input, {} B body)",
                     endpoint.authority,
-                    if *binary { "binary tensors" } else { "JSON tensors" },
+                    if *binary {
+                        "binary tensors"
+                    } else {
+                        "JSON tensors"
+                    },
                     input_desc,
                     template.body.len()
                 ),
@@ -119,7 +124,8 @@ async fn prepare(cfg: &Config) -> Result<Prepared> {
             }
             let m = hyper::Method::from_bytes(method.as_bytes())
                 .map_err(|_| Error::Usage(format!("--method {method:?} is not an HTTP method")))?;
-            let template = Template::new(m, &endpoint.authority, &endpoint.path, body, &cfg.headers);
+            let template =
+                Template::new(m, &endpoint.authority, &endpoint.path, body, &cfg.headers);
             Ok(Prepared {
                 describe: format!("{method} http://{}{}", endpoint.authority, endpoint.path),
                 method: method.clone(),
@@ -169,6 +175,11 @@ struct Collector {
 }
 
 async fn run_async(cfg: Config) -> Result<Report> {
+    // The shape is checked before the target is contacted: bad input fails fast and offline.
+    let profile: Option<Profile> = match &cfg.load {
+        Load::Open { shape, .. } => Some(shape.build(cfg.seed)?),
+        Load::Closed { .. } => None,
+    };
     let prepared = prepare(&cfg).await?;
     let metrics = Arc::new(Metrics::new());
     let mut background = JoinSet::new();
@@ -178,10 +189,6 @@ async fn run_async(cfg: Config) -> Result<Report> {
             .map_err(|e| Error::Usage(format!("--metrics-addr {addr}: cannot listen ({e})")))?;
         background.spawn(crate::metrics::serve(listener, metrics.clone()));
     }
-    let profile: Option<Profile> = match &cfg.load {
-        Load::Open { shape, .. } => Some(shape.build(cfg.seed)?),
-        Load::Closed { .. } => None,
-    };
     let duration_s = match (&cfg.load, &profile) {
         (Load::Closed { duration_s, .. }, _) => *duration_s,
         (_, Some(p)) => p.duration(),
@@ -200,7 +207,12 @@ async fn run_async(cfg: Config) -> Result<Report> {
     let shards = cfg.threads.max(1) * 2;
     let shared = Arc::new(Shared::new(
         prepared.template.clone(),
-        &prepared.template.headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("").to_string(),
+        prepared
+            .template
+            .headers
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(""),
         Duration::from_secs_f64(cfg.timeout_s),
         shards,
     ));
@@ -225,7 +237,11 @@ async fn run_async(cfg: Config) -> Result<Report> {
                 workers.spawn(worker(shared.clone(), src, i, true));
             }
         }
-        Load::Closed { users, wait, duration_s } => {
+        Load::Closed {
+            users,
+            wait,
+            duration_s,
+        } => {
             let deadline = t0 + Duration::from_secs_f64(*duration_s);
             for u in 0..*users {
                 let src = Source::closed(*wait, deadline, cfg.seed, u64::from(u));
@@ -238,7 +254,15 @@ async fn run_async(cfg: Config) -> Result<Report> {
         }
     }
     let pacer_thread = match (&cfg.load, &profile) {
-        (Load::Open { arrivals, max_in_flight, overflow, .. }, Some(p)) => {
+        (
+            Load::Open {
+                arrivals,
+                max_in_flight,
+                overflow,
+                ..
+            },
+            Some(p),
+        ) => {
             let times = p.arrivals(*arrivals, cfg.seed);
             let s = shared.clone();
             let (mif, ov) = (*max_in_flight as u64, *overflow);
@@ -268,12 +292,12 @@ async fn run_async(cfg: Config) -> Result<Report> {
 
     // HDR interval log, written as windows close.
     let mut hdr_file = match &cfg.outputs.hdr_log {
-        Some(p) => Some(BufWriter::new(std::fs::File::create(p).map_err(|source| {
-            Error::File {
+        Some(p) => Some(BufWriter::new(std::fs::File::create(p).map_err(
+            |source| Error::File {
                 path: p.clone(),
                 source,
-            }
-        })?)),
+            },
+        )?)),
         None => None,
     };
     let mut ser = V2DeflateSerializer::new();
@@ -317,7 +341,8 @@ async fn run_async(cfg: Config) -> Result<Report> {
     let schedule_end = t0 + Duration::from_secs_f64(duration_s);
     let mut drain_deadline: Option<Instant> = None;
     let mut interrupted = false;
-    let mut tick = tokio::time::interval_at((t0 + Duration::from_secs(1)).into(), Duration::from_secs(1));
+    let mut tick =
+        tokio::time::interval_at((t0 + Duration::from_secs(1)).into(), Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let signal = shutdown_signal();
     tokio::pin!(signal);
@@ -327,7 +352,8 @@ async fn run_async(cfg: Config) -> Result<Report> {
         if drain_deadline.is_none() && (Instant::now() >= schedule_end && pacer_done) {
             drain_deadline = Some(Instant::now() + Duration::from_secs_f64(cfg.grace_s));
         }
-        let dd = drain_deadline.unwrap_or_else(|| schedule_end.max(Instant::now()) + Duration::from_secs(3600));
+        let dd = drain_deadline
+            .unwrap_or_else(|| schedule_end.max(Instant::now()) + Duration::from_secs(3600));
         tokio::select! {
             _ = tick.tick() => {
                 collect_window(&mut col, &shared, &metrics, profile.as_ref(), &prepared, &cfg, hdr.as_mut(), &bar).await;
@@ -361,7 +387,17 @@ async fn run_async(cfg: Config) -> Result<Report> {
     if aborted > 0 {
         shared.shards[0].failed_uncharged(crate::record::ErrorKind::Aborted, aborted);
     }
-    collect_window(&mut col, &shared, &metrics, profile.as_ref(), &prepared, &cfg, hdr.as_mut(), &bar).await;
+    collect_window(
+        &mut col,
+        &shared,
+        &metrics,
+        profile.as_ref(),
+        &prepared,
+        &cfg,
+        hdr.as_mut(),
+        &bar,
+    )
+    .await;
     bar.finish_and_clear();
     drop(hdr);
     if let Some(mut f) = hdr_file {
@@ -372,7 +408,11 @@ async fn run_async(cfg: Config) -> Result<Report> {
     }
     background.abort_all();
 
-    let elapsed = col.last.saturating_duration_since(t0).as_secs_f64().max(1e-9);
+    let elapsed = col
+        .last
+        .saturating_duration_since(t0)
+        .as_secs_f64()
+        .max(1e-9);
     let cpu = match (cpu0, diag::cpu_seconds()) {
         (Some(a), Some(b)) => b - a,
         _ => 0.0,
@@ -387,11 +427,21 @@ async fn run_async(cfg: Config) -> Result<Report> {
         intended_total,
         intended_rps: intended_total / elapsed.min(duration_s.max(1e-9)),
         achieved_rps: c.sent as f64 / elapsed.min(duration_s.max(1e-9)),
-        achieved_ratio: if intended_total > 0.0 { c.sent as f64 / intended_total } else { 0.0 },
+        achieved_ratio: if intended_total > 0.0 {
+            c.sent as f64 / intended_total
+        } else {
+            0.0
+        },
     };
     let locust: Vec<f64> = report::LOCUST_PERCENTILES
         .iter()
-        .map(|q| if col.total_hists.corrected.is_empty() { 0.0 } else { ms(col.total_hists.corrected.value_at_quantile(*q)) })
+        .map(|q| {
+            if col.total_hists.corrected.is_empty() {
+                0.0
+            } else {
+                ms(col.total_hists.corrected.value_at_quantile(*q))
+            }
+        })
         .collect();
     let report = Report {
         tool: format!("kis-loadgen {}", env!("CARGO_PKG_VERSION")),
@@ -414,7 +464,11 @@ async fn run_async(cfg: Config) -> Result<Report> {
         windows: std::mem::take(&mut col.rows),
         generator: Generator {
             cpu_seconds: cpu,
-            requests_per_cpu_second: if cpu > 0.0 { c.completed as f64 / cpu } else { 0.0 },
+            requests_per_cpu_second: if cpu > 0.0 {
+                c.completed as f64 / cpu
+            } else {
+                0.0
+            },
             warnings: std::mem::take(&mut col.warnings),
         },
         request_bytes: prepared.template.body.len() as u64,
@@ -437,7 +491,13 @@ async fn run_async(cfg: Config) -> Result<Report> {
         keep(report.write_json(p));
     }
     if let Some(p) = &cfg.outputs.csv {
-        keep(report::csv::write_all(&report, p, &prepared.method, &prepared.name, &locust));
+        keep(report::csv::write_all(
+            &report,
+            p,
+            &prepared.method,
+            &prepared.name,
+            &locust,
+        ));
     }
     if let Some(p) = &cfg.outputs.plot {
         keep(report::plot::write(&report, p));
@@ -453,7 +513,12 @@ async fn run_async(cfg: Config) -> Result<Report> {
 
 fn describe_load(cfg: &Config, profile: Option<&Profile>) -> String {
     match (&cfg.load, profile) {
-        (Load::Open { shape, arrivals, .. }, Some(p)) => format!(
+        (
+            Load::Open {
+                shape, arrivals, ..
+            },
+            Some(p),
+        ) => format!(
             "{} {:.1}..{:.1} req/s (mean {:.1}) over {:.0} s, {arrivals:?} arrivals",
             shape.pattern(),
             p.rate(0.0),
@@ -461,7 +526,14 @@ fn describe_load(cfg: &Config, profile: Option<&Profile>) -> String {
             p.mean_rate(),
             p.duration()
         ),
-        (Load::Closed { users, wait, duration_s }, _) => format!(
+        (
+            Load::Closed {
+                users,
+                wait,
+                duration_s,
+            },
+            _,
+        ) => format!(
             "{users} closed-loop users, wait {}..{} s, {duration_s:.0} s",
             wait.min_s, wait.max_s
         ),
@@ -477,7 +549,14 @@ async fn collect_window<W: Write>(
     profile: Option<&Profile>,
     prepared: &Prepared,
     cfg: &Config,
-    hdr: Option<&mut hdrhistogram::serialization::interval_log::IntervalLogWriter<'_, '_, W, V2DeflateSerializer>>,
+    hdr: Option<
+        &mut hdrhistogram::serialization::interval_log::IntervalLogWriter<
+            '_,
+            '_,
+            W,
+            V2DeflateSerializer,
+        >,
+    >,
     bar: &ProgressBar,
 ) {
     let now = Instant::now();
@@ -505,8 +584,13 @@ async fn collect_window<W: Write>(
     let (sq, sc, ss) = match (col.last_server, server) {
         (Some(a), Some(b)) if b.success >= a.success => {
             let n = b.success - a.success;
-            let per = |x: u64, y: u64| (n > 0).then(|| (y.saturating_sub(x)) as f64 / n as f64 / 1e6);
-            (per(a.queue_ns, b.queue_ns), per(a.compute_ns, b.compute_ns), Some(n))
+            let per =
+                |x: u64, y: u64| (n > 0).then(|| (y.saturating_sub(x)) as f64 / n as f64 / 1e6);
+            (
+                per(a.queue_ns, b.queue_ns),
+                per(a.compute_ns, b.compute_ns),
+                Some(n),
+            )
         }
         _ => (None, None, None),
     };
@@ -528,7 +612,11 @@ async fn collect_window<W: Write>(
         dropped: dropped - col.last_dropped,
         late_sends: win.counts.late_sends,
         intended_rps: if dt > 0.0 { intended / dt } else { 0.0 },
-        achieved_rps: if dt > 0.0 { win.counts.sent as f64 / dt } else { 0.0 },
+        achieved_rps: if dt > 0.0 {
+            win.counts.sent as f64 / dt
+        } else {
+            0.0
+        },
         in_flight,
         locust: if win.hists.corrected.is_empty() {
             Vec::new()
@@ -554,27 +642,46 @@ async fn collect_window<W: Write>(
     };
     // Metrics.
     for (k, v) in &win.counts.by_status {
-        let outcome = if (200..300).contains(k) { "ok" } else { "status" };
+        let outcome = if (200..300).contains(k) {
+            "ok"
+        } else {
+            "status"
+        };
         metrics
             .requests
-            .get_or_create(&OutcomeLabels { outcome: outcome.into(), code: k.to_string() })
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+                code: k.to_string(),
+            })
             .inc_by(*v);
     }
     for (k, v) in &win.counts.by_kind {
         if *k != crate::record::ErrorKind::Status {
             metrics
                 .requests
-                .get_or_create(&OutcomeLabels { outcome: k.as_str().into(), code: String::new() })
+                .get_or_create(&OutcomeLabels {
+                    outcome: k.as_str().into(),
+                    code: String::new(),
+                })
                 .inc_by(*v);
         }
     }
-    for (kind, p) in [("corrected", &row.corrected), ("service", &row.service), ("send_lag", &row.send_lag)] {
+    for (kind, p) in [
+        ("corrected", &row.corrected),
+        ("service", &row.service),
+        ("send_lag", &row.send_lag),
+    ] {
         for (q, v) in [("0.5", p.p50_ms), ("0.95", p.p95_ms), ("0.99", p.p99_ms)] {
-            metrics.latency.get_or_create(&QuantileLabels { kind, quantile: q }).set(v / 1000.0);
+            metrics
+                .latency
+                .get_or_create(&QuantileLabels { kind, quantile: q })
+                .set(v / 1000.0);
         }
     }
     metrics.in_flight.set(in_flight as i64);
-    metrics.queued.set(outstanding.saturating_sub(in_flight) as i64);
+    metrics
+        .queued
+        .set(outstanding.saturating_sub(in_flight) as i64);
     metrics.intended_rate.set(row.intended_rps);
     metrics.achieved_rate.set(row.achieved_rps);
     metrics.dropped.inc_by(row.dropped);
@@ -611,7 +718,12 @@ async fn collect_window<W: Write>(
     bar.set_position((t_b * 1000.0) as u64);
     bar.set_message(format!(
         "intended {:.0}/s achieved {:.0}/s p50 {:.2} ms p99 {:.2} ms errors {} in flight {}",
-        row.intended_rps, row.achieved_rps, row.corrected.p50_ms, row.corrected.p99_ms, col.total_counts.errors, in_flight
+        row.intended_rps,
+        row.achieved_rps,
+        row.corrected.p50_ms,
+        row.corrected.p99_ms,
+        col.total_counts.errors,
+        in_flight
     ));
     col.last = now;
     col.last_cpu = cpu_now;

@@ -46,9 +46,16 @@ pub fn stats_header() -> Vec<String> {
 
 /// `_stats_history.csv` header.
 pub fn history_header() -> Vec<String> {
-    let mut h: Vec<String> = ["Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s"]
-        .map(String::from)
-        .to_vec();
+    let mut h: Vec<String> = [
+        "Timestamp",
+        "User Count",
+        "Type",
+        "Name",
+        "Requests/s",
+        "Failures/s",
+    ]
+    .map(String::from)
+    .to_vec();
     h.extend(percentile_names());
     h.extend(
         [
@@ -74,7 +81,11 @@ fn quote(s: &str) -> String {
 }
 
 fn line(fields: &[String]) -> String {
-    let mut s = fields.iter().map(|f| quote(f)).collect::<Vec<_>>().join(",");
+    let mut s = fields
+        .iter()
+        .map(|f| quote(f))
+        .collect::<Vec<_>>()
+        .join(",");
     s.push('\n');
     s
 }
@@ -90,11 +101,17 @@ fn write(path: PathBuf, text: String) -> Result<()> {
 }
 
 /// Writes the three CSV files for `prefix`; `method` and `name` label the request row.
-pub fn write_all(report: &Report, prefix: &Path, method: &str, name: &str, locust: &[f64]) -> Result<()> {
+pub fn write_all(
+    report: &Report,
+    prefix: &Path,
+    method: &str,
+    name: &str,
+    locust: &[f64],
+) -> Result<()> {
     let t = &report.totals;
     let c = &report.latency.corrected;
     let secs = report.elapsed_s.max(1e-9);
-    let avg_size = if t.completed > 0 { t.bytes_in / t.completed } else { 0 };
+    let avg_size = t.bytes_in.checked_div(t.completed).unwrap_or(0);
     let row = |typ: &str, nm: &str| {
         let mut f = vec![
             typ.to_string(),
@@ -140,7 +157,7 @@ pub fn write_all(report: &Report, prefix: &Path, method: &str, name: &str, locus
             format!("{:.3}", w.total.mean_ms),
             format!("{:.3}", w.total.min_ms),
             format!("{:.3}", w.total.max_ms),
-            if n > 0 { (bytes / n).to_string() } else { "0".into() },
+            bytes.checked_div(n).unwrap_or(0).to_string(),
         ]);
         hist.push_str(&line(&f));
     }
@@ -159,7 +176,11 @@ pub fn write_all(report: &Report, prefix: &Path, method: &str, name: &str, locus
         } else {
             kind.clone()
         };
-        let _ = write!(fails, "{}", line(&[method.to_string(), name.to_string(), what, n.to_string()]));
+        let _ = write!(
+            fails,
+            "{}",
+            line(&[method.to_string(), name.to_string(), what, n.to_string()])
+        );
     }
     write(path_with(prefix, "_failures.csv"), fails)
 }
@@ -172,7 +193,9 @@ mod tests {
     fn percentile_names_match_locust() {
         assert_eq!(
             percentile_names(),
-            ["50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%"]
+            [
+                "50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%"
+            ]
         );
     }
 }

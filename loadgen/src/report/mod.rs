@@ -118,8 +118,16 @@ impl Totals {
             cancelled,
             late_sends: c.late_sends,
             bytes_in: c.bytes_in,
-            errors_by_kind: c.by_kind.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect(),
-            by_status: c.by_status.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            errors_by_kind: c
+                .by_kind
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), *v))
+                .collect(),
+            by_status: c
+                .by_status
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
         }
     }
 }
@@ -205,25 +213,53 @@ impl Report {
     pub fn summary(&self) -> String {
         let mut s = String::new();
         let t = &self.totals;
-        let _ = writeln!(s, "kis-loadgen: {} for {:.1} s{}", self.target, self.elapsed_s,
-            if self.interrupted { " (interrupted)" } else { "" });
+        let _ = writeln!(
+            s,
+            "kis-loadgen: {} for {:.1} s{}",
+            self.target,
+            self.elapsed_s,
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
+        );
         let _ = writeln!(
             s,
             "requests   sent {}  ok {}  errors {}  dropped {}  cancelled {}",
             t.requests, t.ok, t.errors, t.dropped, t.cancelled
         );
         if !t.errors_by_kind.is_empty() {
-            let kinds: Vec<String> = t.errors_by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            let codes: Vec<String> = t.by_status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-            let _ = writeln!(s, "errors     {}   (statuses {})", kinds.join(", "), codes.join(", "));
+            let kinds: Vec<String> = t
+                .errors_by_kind
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let codes: Vec<String> = t
+                .by_status
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "errors     {}   (statuses {})",
+                kinds.join(", "),
+                codes.join(", ")
+            );
         }
         let r = &self.rates;
         let _ = writeln!(
             s,
             "rate       intended {:.1}/s  achieved {:.1}/s  ({:.2}%)",
-            r.intended_rps, r.achieved_rps, 100.0 * r.achieved_ratio
+            r.intended_rps,
+            r.achieved_rps,
+            100.0 * r.achieved_ratio
         );
-        let _ = writeln!(s, "{:<11}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}", "ms", "p50", "p90", "p95", "p99", "p99.9", "max");
+        let _ = writeln!(
+            s,
+            "{:<11}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+            "ms", "p50", "p90", "p95", "p99", "p99.9", "max"
+        );
         for (name, p) in [
             ("corrected", &self.latency.corrected),
             ("service", &self.latency.service),

@@ -66,6 +66,9 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
     }
 }
 
+/// A latency line: its label, colour and how to read it from a window.
+type Series = (&'static str, RGBColor, fn(&super::WindowRow) -> f64);
+
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, r: &Report) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -91,27 +94,32 @@ where
         .y_desc("requests/s")
         .draw()
         .map_err(err)?;
-    c.draw_series(LineSeries::new(w.iter().map(|x| (x.t_s, x.intended_rps)), &BLUE))
-        .map_err(err)?
-        .label("intended")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    c.draw_series(LineSeries::new(w.iter().map(|x| (x.t_s, x.achieved_rps)), &RED))
-        .map_err(err)?
-        .label("achieved")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    c.draw_series(LineSeries::new(
+        w.iter().map(|x| (x.t_s, x.intended_rps)),
+        &BLUE,
+    ))
+    .map_err(err)?
+    .label("intended")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    c.draw_series(LineSeries::new(
+        w.iter().map(|x| (x.t_s, x.achieved_rps)),
+        &RED,
+    ))
+    .map_err(err)?
+    .label("achieved")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     c.configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
         .map_err(err)?;
 
-    let lat_max = w
-        .iter()
-        .map(|x| x.corrected.p99_ms)
-        .fold(1.0_f64, f64::max)
-        * 1.1;
+    let lat_max = w.iter().map(|x| x.corrected.p99_ms).fold(1.0_f64, f64::max) * 1.1;
     let mut c = ChartBuilder::on(&bottom)
-        .caption("corrected latency (from intended send time)", ("sans-serif", 18))
+        .caption(
+            "corrected latency (from intended send time)",
+            ("sans-serif", 18),
+        )
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(60)
@@ -122,14 +130,16 @@ where
         .y_desc("ms")
         .draw()
         .map_err(err)?;
-    let series: [(&str, RGBColor, fn(&super::WindowRow) -> f64); 3] = [
+    let series: [Series; 3] = [
         ("p50", GREEN, |x| x.corrected.p50_ms),
         ("p95", MAGENTA, |x| x.corrected.p95_ms),
         ("p99", RED, |x| x.corrected.p99_ms),
     ];
     for (name, color, f) in series {
         c.draw_series(LineSeries::new(
-            w.iter().filter(|x| x.corrected.count > 0).map(|x| (x.t_s, f(x))),
+            w.iter()
+                .filter(|x| x.corrected.count > 0)
+                .map(|x| (x.t_s, f(x))),
             &color,
         ))
         .map_err(err)?
