@@ -52,6 +52,16 @@ pub fn window_warnings(
     w
 }
 
+/// The whole-run late-send warning (perf_analyzer's rule: more than 1 % of sends late).
+pub fn run_warning(sent: u64, late: u64) -> Option<String> {
+    (sent > 0 && late as f64 > LATE_SHARE * sent as f64).then(|| {
+        format!(
+            "{:.1}% of all sends ({late} of {sent}) lagged more than 1 ms behind schedule",
+            100.0 * late as f64 / sent as f64
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +78,9 @@ mod tests {
         assert!(window_warnings(1.0, 1000, 5, Some(0.5), 1).is_empty());
         assert_eq!(window_warnings(1.0, 1000, 20, Some(0.95), 1).len(), 2);
         assert!(window_warnings(1.0, 1000, 0, Some(0.95), 2).is_empty());
+        // Too few sends in a window to judge.
+        assert!(window_warnings(1.0, 10, 5, None, 1).is_empty());
+        assert!(run_warning(10, 5).is_some());
+        assert!(run_warning(1000, 10).is_none());
     }
 }

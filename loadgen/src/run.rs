@@ -422,6 +422,10 @@ async fn run_async(cfg: Config) -> Result<Report> {
         Some(p) => p.cumulative(elapsed.min(p.duration())),
         None => scheduled as f64,
     };
+    if let Some(w) = diag::run_warning(col.total_counts.sent, col.total_counts.late_sends) {
+        tracing::warn!("{w}");
+        col.warnings.push(w);
+    }
     let c = &col.total_counts;
     let rates = Rates {
         intended_total,
@@ -519,12 +523,13 @@ fn describe_load(cfg: &Config, profile: Option<&Profile>) -> String {
             },
             Some(p),
         ) => format!(
-            "{} {:.1}..{:.1} req/s (mean {:.1}) over {:.0} s, {arrivals:?} arrivals",
+            "{} {:.1}..{:.1} req/s (mean {:.1}) over {:.0} s, {} arrivals",
             shape.pattern(),
             p.rate(0.0),
             p.peak_rate(),
             p.mean_rate(),
-            p.duration()
+            p.duration(),
+            arrivals.as_str()
         ),
         (
             Load::Closed {
