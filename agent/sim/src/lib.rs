@@ -28,6 +28,7 @@
 //! assert!(summary.arrivals > 2_000);
 //! ```
 
+pub mod bench;
 pub mod config;
 pub mod dist;
 pub mod env;

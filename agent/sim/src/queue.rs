@@ -23,10 +23,11 @@ pub(crate) enum Ev {
     NodeUp,
 }
 
+/// `key` packs the event time's bits (times are >= 0, so their IEEE bits order like the numbers)
+/// and the sequence number: one integer comparison per heap step.
 #[derive(Debug)]
 struct Entry {
-    t: f64,
-    seq: u64,
+    key: (u64, u64),
     ev: Ev,
 }
 
@@ -44,7 +45,7 @@ impl PartialOrd for Entry {
 impl Ord for Entry {
     // Reversed so that BinaryHeap (a max-heap) pops the earliest event first.
     fn cmp(&self, o: &Self) -> Ordering {
-        o.t.total_cmp(&self.t).then(o.seq.cmp(&self.seq))
+        o.key.cmp(&self.key)
     }
 }
 
@@ -57,18 +58,26 @@ pub(crate) struct EventQueue {
 
 impl EventQueue {
     pub(crate) fn push(&mut self, t: f64, ev: Ev) {
+        debug_assert!(t >= 0.0, "event time {t}");
         self.seq += 1;
-        self.heap.push(Entry { t, seq: self.seq, ev });
+        // +0.0 normalises a -0.0 so that its bits sort first.
+        let bits = (t + 0.0).to_bits();
+        self.heap.push(Entry {
+            key: (bits, self.seq),
+            ev,
+        });
     }
 
     /// Time of the next event, +inf when empty.
     #[inline]
     pub(crate) fn next_time(&self) -> f64 {
-        self.heap.peek().map_or(f64::INFINITY, |e| e.t)
+        self.heap
+            .peek()
+            .map_or(f64::INFINITY, |e| f64::from_bits(e.key.0))
     }
 
     pub(crate) fn pop(&mut self) -> Option<(f64, Ev)> {
-        self.heap.pop().map(|e| (e.t, e.ev))
+        self.heap.pop().map(|e| (f64::from_bits(e.key.0), e.ev))
     }
 }
 

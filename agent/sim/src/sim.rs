@@ -573,9 +573,17 @@ impl Simulation {
             let b = n.min(max_batch);
             let Some(inst) = pod.free.pop() else { return };
             let batch = &mut pod.batches[inst as usize];
-            for a in pod.queue.drain(..b) {
-                pool.wait_sum += now - a;
-                batch.push(a);
+            if b == 1 {
+                // Fast path of the common unbatched case.
+                if let Some(a) = pod.queue.pop_front() {
+                    pool.wait_sum += now - a;
+                    batch.push(a);
+                }
+            } else {
+                for a in pod.queue.drain(..b) {
+                    pool.wait_sum += now - a;
+                    batch.push(a);
+                }
             }
             pool.waited += b as u64;
             let st = pool.model.batch_time(b, &mut self.rng);
