@@ -10,5 +10,8 @@ fn main() {
         last = a;
     }
     let dt = t.elapsed().as_secs_f64();
-    println!("{n} arrivals (last {last:.1}) in {dt:.3} s: {:.1} ns each", dt * 1e9 / n as f64);
+    println!(
+        "{n} arrivals (last {last:.1}) in {dt:.3} s: {:.1} ns each",
+        dt * 1e9 / n as f64
+    );
 }

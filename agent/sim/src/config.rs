@@ -288,7 +288,10 @@ fn positive(field: &str, v: f64) -> Result<()> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
-        Err(Error::invalid(field, format!("must be finite and > 0, got {v}")))
+        Err(Error::invalid(
+            field,
+            format!("must be finite and > 0, got {v}"),
+        ))
     }
 }
 
@@ -296,7 +299,10 @@ fn nonneg(field: &str, v: f64) -> Result<()> {
     if v.is_finite() && v >= 0.0 {
         Ok(())
     } else {
-        Err(Error::invalid(field, format!("must be finite and >= 0, got {v}")))
+        Err(Error::invalid(
+            field,
+            format!("must be finite and >= 0, got {v}"),
+        ))
     }
 }
 
@@ -323,10 +329,16 @@ impl PoolConfig {
     fn validate(&self, f: &str) -> Result<()> {
         self.profile.validate(&format!("{f}.profile"))?;
         if self.instances == 0 {
-            return Err(Error::invalid(format!("{f}.instances"), "must be >= 1, got 0"));
+            return Err(Error::invalid(
+                format!("{f}.instances"),
+                "must be >= 1, got 0",
+            ));
         }
         if self.max_batch == 0 {
-            return Err(Error::invalid(format!("{f}.max_batch"), "must be >= 1, got 0"));
+            return Err(Error::invalid(
+                format!("{f}.max_batch"),
+                "must be >= 1, got 0",
+            ));
         }
         if self.max_batch > 4096 {
             return Err(Error::invalid(
@@ -338,13 +350,22 @@ impl PoolConfig {
         nonneg(&format!("{f}.grace_period"), self.grace_period)?;
         nonneg(&format!("{f}.cpu_request"), self.cpu_request)?;
         nonneg(&format!("{f}.weight"), self.weight)?;
-        self.startup.image_pull.validate(&format!("{f}.startup.image_pull"))?;
-        self.startup.model_load.validate(&format!("{f}.startup.model_load"))?;
-        self.startup.warmup.validate(&format!("{f}.startup.warmup"))?;
+        self.startup
+            .image_pull
+            .validate(&format!("{f}.startup.image_pull"))?;
+        self.startup
+            .model_load
+            .validate(&format!("{f}.startup.model_load"))?;
+        self.startup
+            .warmup
+            .validate(&format!("{f}.startup.warmup"))?;
         if self.min_replicas > self.max_replicas {
             return Err(Error::invalid(
                 format!("{f}.min_replicas"),
-                format!("must be <= max_replicas ({}), got {}", self.max_replicas, self.min_replicas),
+                format!(
+                    "must be <= max_replicas ({}), got {}",
+                    self.max_replicas, self.min_replicas
+                ),
             ));
         }
         Ok(())
@@ -398,7 +419,10 @@ impl SimConfig {
             if na.max_nodes < c.nodes {
                 return Err(Error::invalid(
                     "cluster.node_autoscaler.max_nodes",
-                    format!("must be >= cluster.nodes ({}), got {}", c.nodes, na.max_nodes),
+                    format!(
+                        "must be >= cluster.nodes ({}), got {}",
+                        c.nodes, na.max_nodes
+                    ),
                 ));
             }
             na.provision_delay

@@ -215,7 +215,10 @@ mod tests {
         for d in [
             Dist::Exponential { mean: 0.02 },
             Dist::Uniform { min: 1.0, max: 3.0 },
-            Dist::Lognormal { mean: 0.05, cv: 0.5 },
+            Dist::Lognormal {
+                mean: 0.05,
+                cv: 0.5,
+            },
             Dist::Empirical {
                 samples: vec![0.3, 0.1, 0.2, 0.6],
             },
@@ -234,7 +237,10 @@ mod tests {
         let e = Dist::Uniform { min: 2.0, max: 1.0 }
             .validate("pools.gpu.startup.image_pull")
             .unwrap_err();
-        assert!(e.to_string().contains("pools.gpu.startup.image_pull.max"), "{e}");
+        assert!(
+            e.to_string().contains("pools.gpu.startup.image_pull.max"),
+            "{e}"
+        );
         let e = Dist::Exponential { mean: -1.0 }.validate("x").unwrap_err();
         assert!(e.to_string().contains("x.mean"), "{e}");
     }

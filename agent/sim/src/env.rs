@@ -314,7 +314,13 @@ impl SimEnv {
                 .pods
                 .iter()
                 .filter(|p| p.ready)
-                .filter_map(|p| if gpu { p.gpu_utilization } else { p.cpu_utilization })
+                .filter_map(|p| {
+                    if gpu {
+                        p.gpu_utilization
+                    } else {
+                        p.cpu_utilization
+                    }
+                })
                 .collect();
             if xs.is_empty() {
                 0.0
@@ -359,7 +365,13 @@ impl SimEnv {
             variance,
             sim.now() / sim.end().max(1e-9),
         ];
-        obs.map(|x| if x.is_finite() { x.clamp(0.0, 1.0) } else { 0.0 })
+        obs.map(|x| {
+            if x.is_finite() {
+                x.clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        })
     }
 }
 
@@ -375,10 +387,7 @@ impl Env for SimEnv {
             Err(e) => panic!("environment config cannot build a simulation: {e}"),
         };
         sim.track_step_latency();
-        self.target = [
-            sim.spec_replicas(Pool::Gpu),
-            sim.spec_replicas(Pool::Cpu),
-        ];
+        self.target = [sim.spec_replicas(Pool::Gpu), sim.spec_replicas(Pool::Cpu)];
         for (i, pool) in [Pool::Gpu, Pool::Cpu].into_iter().enumerate() {
             sim.set_external(pool, TARGET_REPLICAS_METRIC, Some(self.target[i] as f64));
         }
@@ -399,8 +408,16 @@ impl Env for SimEnv {
                 .clamp(pools[i].min_replicas as i64, pools[i].max_replicas as i64);
             self.target[i] = t as u32;
         }
-        sim.set_external(Pool::Gpu, TARGET_REPLICAS_METRIC, Some(self.target[0] as f64));
-        sim.set_external(Pool::Cpu, TARGET_REPLICAS_METRIC, Some(self.target[1] as f64));
+        sim.set_external(
+            Pool::Gpu,
+            TARGET_REPLICAS_METRIC,
+            Some(self.target[0] as f64),
+        );
+        sim.set_external(
+            Pool::Cpu,
+            TARGET_REPLICAS_METRIC,
+            Some(self.target[1] as f64),
+        );
         let (wg, wc) = match action.placement {
             Placement::PreferGpu => (2.0, 1.0),
             Placement::Balanced => (1.0, 1.0),
@@ -509,7 +526,12 @@ impl VecEnv {
     pub fn reset(&mut self, seeds: &[u64]) -> Vec<Obs> {
         assert_eq!(seeds.len(), self.envs.len(), "one seed per environment");
         let mut out = vec![[0.0; OBS_DIM]; self.envs.len()];
-        let pairs: Vec<_> = self.envs.iter_mut().zip(seeds).zip(out.iter_mut()).collect();
+        let pairs: Vec<_> = self
+            .envs
+            .iter_mut()
+            .zip(seeds)
+            .zip(out.iter_mut())
+            .collect();
         par_each(pairs, |((env, &seed), o)| *o = env.reset(seed));
         out
     }

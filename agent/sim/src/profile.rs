@@ -96,18 +96,25 @@ impl ServiceProfile {
             if b.size <= prev {
                 return Err(Error::invalid(
                     format!("{field}.batches[{i}].size"),
-                    format!("sizes must be >= 1 and strictly increasing, got {} after {prev}", b.size),
+                    format!(
+                        "sizes must be >= 1 and strictly increasing, got {} after {prev}",
+                        b.size
+                    ),
                 ));
             }
             prev = b.size;
-            b.latency.validate(&format!("{field}.batches[{i}].latency"))?;
+            b.latency
+                .validate(&format!("{field}.batches[{i}].latency"))?;
         }
         if let Some(n) = &self.network {
             n.validate(&format!("{field}.network"))?;
         }
         for (name, v) in [
             ("cpu_idle_cores", self.cpu_idle_cores),
-            ("cpu_busy_cores_per_instance", self.cpu_busy_cores_per_instance),
+            (
+                "cpu_busy_cores_per_instance",
+                self.cpu_busy_cores_per_instance,
+            ),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::invalid(
@@ -171,7 +178,11 @@ pub struct ServiceModel {
 impl ServiceModel {
     /// Compiles `profile` for batches up to `max_batch`.
     pub fn new(profile: &ServiceProfile, max_batch: u32) -> Self {
-        let samplers = profile.batches.iter().map(|b| b.latency.sampler()).collect();
+        let samplers = profile
+            .batches
+            .iter()
+            .map(|b| b.latency.sampler())
+            .collect();
         let table = (1..=max_batch.max(1))
             .map(|s| {
                 let (i, f) = profile.locate(s);
@@ -242,6 +253,11 @@ mod tests {
         assert!(e.contains("pools.gpu.profile.batches[1].size"), "{e}");
         let mut p = profile();
         p.schema = "v0".into();
-        assert!(p.validate("p").unwrap_err().to_string().contains("p.schema"));
+        assert!(
+            p.validate("p")
+                .unwrap_err()
+                .to_string()
+                .contains("p.schema")
+        );
     }
 }

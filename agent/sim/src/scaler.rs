@@ -91,7 +91,8 @@ pub struct OracleConfig {
     #[serde(default = "default_period")]
     pub period: f64,
     /// Allowed probability that a request's queueing wait exceeds its budget (SLO minus twice the
-    /// mean service time), under an M/M/c approximation of the pool.
+    /// mean service time), approximating each replica as an M/M/c queue (c = its instances) fed an
+    /// equal share of the rate.
     #[serde(default = "default_miss")]
     pub miss_probability: f64,
     /// Fewest replicas.
@@ -178,7 +179,10 @@ impl Oracle {
         if cfg.min_replicas > cfg.max_replicas {
             return Err(Error::invalid(
                 format!("{field}.min_replicas"),
-                format!("must be <= max_replicas ({}), got {}", cfg.max_replicas, cfg.min_replicas),
+                format!(
+                    "must be <= max_replicas ({}), got {}",
+                    cfg.max_replicas, cfg.min_replicas
+                ),
             ));
         }
         let s = pool.profile.mean_batch_time(1).max(1e-9);
@@ -200,9 +204,11 @@ impl Oracle {
             return self.cfg.min_replicas;
         }
         let mut n = self.cfg.min_replicas.max(1);
+        // Each replica has its own queue served by its instances; the Service splits the rate evenly.
         while n < self.cfg.max_replicas {
-            let c = n * self.servers_per_replica;
-            if mmc_wait_tail(c, rate, self.mu, self.budget) <= self.cfg.miss_probability {
+            let per_replica = rate / n as f64;
+            let tail = mmc_wait_tail(self.servers_per_replica, per_replica, self.mu, self.budget);
+            if tail <= self.cfg.miss_probability {
                 break;
             }
             n += 1;

@@ -565,7 +565,13 @@ impl Simulation {
                 if now < deadline {
                     if pod.timer_at != deadline {
                         pod.timer_at = deadline;
-                        self.events.push(deadline, Ev::Timer { pod: id, epoch: pod.epoch });
+                        self.events.push(
+                            deadline,
+                            Ev::Timer {
+                                pod: id,
+                                epoch: pod.epoch,
+                            },
+                        );
                     }
                     return;
                 }
@@ -739,8 +745,13 @@ impl Simulation {
                     self.release(id);
                 } else {
                     let deadline = now + pool.cfg.grace_period;
-                    self.events
-                        .push(deadline, Ev::Deadline { pod: id, epoch: pod.epoch });
+                    self.events.push(
+                        deadline,
+                        Ev::Deadline {
+                            pod: id,
+                            epoch: pod.epoch,
+                        },
+                    );
                 }
             }
             Phase::Terminating | Phase::Gone => {}
@@ -824,11 +835,7 @@ impl Simulation {
                 self.on_ready(id, epoch);
             } else {
                 pod.phase = Phase::Starting;
-                let d: f64 = pool
-                    .startup
-                    .iter()
-                    .map(|s| s.sample(&mut self.rng))
-                    .sum();
+                let d: f64 = pool.startup.iter().map(|s| s.sample(&mut self.rng)).sum();
                 self.events.push(now + d, Ev::Ready { pod: id, epoch });
             }
         }
@@ -842,7 +849,10 @@ impl Simulation {
         if self.pending.is_empty() {
             return;
         }
-        let (gpn, cpn) = (self.cfg.cluster.gpus_per_node, self.cfg.cluster.cpus_per_node);
+        let (gpn, cpn) = (
+            self.cfg.cluster.gpus_per_node,
+            self.cfg.cluster.cpus_per_node,
+        );
         // Pack the pending pods that fit an empty node onto fresh virtual nodes, first fit.
         let mut fresh: Vec<Node> = Vec::new();
         for &(id, epoch) in &self.pending {
@@ -997,7 +1007,12 @@ impl Simulation {
             cpu_ready: self.pools[1].ready,
             gpu_util: util(0),
             cpu_util: util(1),
-            queue: self.pools.iter().filter_map(|p| p.scrapes.back()).map(|s| s.queue).sum(),
+            queue: self
+                .pools
+                .iter()
+                .filter_map(|p| p.scrapes.back())
+                .map(|s| s.queue)
+                .sum(),
             in_flight: self.in_flight(),
         };
         self.prev = SeriesPrev {

@@ -54,4 +54,3 @@ fn full_batches_go_without_waiting_for_the_delay() {
     assert!(s.completed >= 400 * 600 - 8, "{}", s.completed);
     assert!((s.pool(Pool::Gpu).utilization - 1.0).abs() < 1e-6);
 }
-

@@ -4,7 +4,10 @@ use crate::common::{Script, roomy, single_pool};
 
 /// Scale 4 -> 1 -> 4 -> 1 under load with a queue limit, checking the books after every second.
 fn churn(grace: f64, drain: bool) -> kis_sim::Summary {
-    let mut cfg = roomy(single_pool(120.0, 120.0, Dist::Exponential { mean: 0.03 }, 1), 8);
+    let mut cfg = roomy(
+        single_pool(120.0, 120.0, Dist::Exponential { mean: 0.03 }, 1),
+        8,
+    );
     cfg.pools.gpu.replicas = 4;
     cfg.pools.gpu.queue_limit = Some(20);
     cfg.pools.gpu.grace_period = grace;

@@ -22,7 +22,10 @@ fn bad_values_name_their_field() {
     c.metrics.rate_window = 5.0;
     assert!(err(c).contains("metrics.rate_window"));
     let mut c = base.clone();
-    c.pools.gpu.profile.batches[0].latency = Dist::Lognormal { mean: 0.01, cv: -1.0 };
+    c.pools.gpu.profile.batches[0].latency = Dist::Lognormal {
+        mean: 0.01,
+        cv: -1.0,
+    };
     assert!(err(c).contains("pools.gpu.profile.batches[0].latency.cv"));
     let mut c = base.clone();
     c.slo = 0.0;
@@ -49,6 +52,8 @@ fn config_parses_from_json_and_toml_with_defaults() {
     assert!(s.conserved());
     assert!(s.arrivals > 0);
     let bad = json.replace("\"seed\": 3", "\"sead\": 3");
-    let e = serde_json::from_str::<SimConfig>(&bad).unwrap_err().to_string();
+    let e = serde_json::from_str::<SimConfig>(&bad)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("sead"), "{e}");
 }

@@ -42,11 +42,19 @@ fn startup_phases_delay_readiness_and_node_autoscaler_adds_capacity() {
     assert_eq!(sim.pod_phases(Pool::Gpu), [2, 0, 1, 0]);
     sim.run_until(71.0);
     assert_eq!(sim.nodes(), 2, "node joined at 70");
-    assert_eq!(sim.pod_phases(Pool::Gpu), [1, 1, 1, 0], "one pod starting, one still pending");
+    assert_eq!(
+        sim.pod_phases(Pool::Gpu),
+        [1, 1, 1, 0],
+        "one pod starting, one still pending"
+    );
     sim.run_until(99.9);
     assert_eq!(sim.ready_replicas(Pool::Gpu), 1);
     sim.run_until(100.1);
-    assert_eq!(sim.ready_replicas(Pool::Gpu), 2, "Ready 30 s after scheduling");
+    assert_eq!(
+        sim.ready_replicas(Pool::Gpu),
+        2,
+        "Ready 30 s after scheduling"
+    );
     // max_nodes = 2: the third pod stays Pending for good.
     let s = sim.run();
     assert_eq!(sim.nodes(), 2);

@@ -4,7 +4,15 @@ use kis_traffic::ShapeSpec;
 use crate::common::single_pool;
 
 fn run(seed: u64) -> (kis_sim::Summary, Vec<kis_sim::SeriesRow>) {
-    let mut cfg = single_pool(0.0, 0.0, Dist::Lognormal { mean: 0.02, cv: 0.5 }, 2);
+    let mut cfg = single_pool(
+        0.0,
+        0.0,
+        Dist::Lognormal {
+            mean: 0.02,
+            cv: 0.5,
+        },
+        2,
+    );
     cfg.workload.shape = ShapeSpec::Random {
         min: 10.0,
         max: 100.0,

@@ -43,7 +43,11 @@ fn check(name: &str, cfg: SimConfig, theory: f64) {
         "{name}: run too short, the 95 % CI (±{:.2} %) is not well inside 2 %",
         half / theory * 100.0
     );
-    assert!(err < 0.02, "{name}: {mean} vs {theory} ({:.2} % off)", err * 100.0);
+    assert!(
+        err < 0.02,
+        "{name}: {mean} vs {theory} ({:.2} % off)",
+        err * 100.0
+    );
 }
 
 #[test]
