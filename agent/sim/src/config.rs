@@ -77,7 +77,8 @@ fn one() -> f64 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Routing {
-    /// Each pool's Ready endpoints in turn (IPVS `rr`).
+    /// Round robin over every Ready pod (IPVS `rr`); the two pools are interleaved by smooth weighted
+    /// round robin on their pod counts times `weight`.
     #[default]
     RoundRobin,
     /// The Ready endpoint with the fewest outstanding requests (a mesh's least-request policy).

@@ -8,7 +8,7 @@ pub use kis_autoscale::{
 };
 use kis_traffic::Profile;
 
-use crate::config::SimConfig;
+use crate::config::{PoolConfig, SimConfig};
 use crate::queueing::mmc_wait_tail;
 use crate::{Error, Result};
 
@@ -140,6 +140,30 @@ fn default_max() -> u32 {
     100
 }
 
+/// Fewest replicas in `[min, max]` of a pool that serve `rate` req/s with
+/// P(queueing wait > SLO − 2 × mean service) <= `miss`: the oracle's sizing rule, also used to size
+/// static provisioning at the peak or the mean.
+pub fn replicas_for_rate(pool: &PoolConfig, slo: f64, rate: f64, miss: f64, min: u32, max: u32) -> u32 {
+    let s = pool.profile.mean_batch_time(1).max(1e-9);
+    let net = pool.profile.network.as_ref().map_or(0.0, |d| d.mean());
+    size_for_rate(rate, pool.instances, 1.0 / s, (slo - 2.0 * s - net).max(0.0), miss, min, max)
+}
+
+fn size_for_rate(rate: f64, servers: u32, mu: f64, budget: f64, miss: f64, min: u32, max: u32) -> u32 {
+    if rate <= 0.0 {
+        return min;
+    }
+    let mut n = min.max(1);
+    // Each replica has its own queue served by its instances; the Service splits the rate evenly.
+    while n < max {
+        if mmc_wait_tail(servers, rate / n as f64, mu, budget) <= miss {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
 /// Knows the future rate and the service model; keeps, at every moment, the fewest replicas that will
 /// meet the SLO once the pods it starts now are Ready. A lower bound on cost at (near) zero SLO misses
 /// for the rule-based autoscalers to be compared against.
@@ -200,20 +224,15 @@ impl Oracle {
 
     /// Fewest replicas that keep P(wait > budget) within the target at `rate` req/s.
     pub fn replicas_for(&self, rate: f64) -> u32 {
-        if rate <= 0.0 {
-            return self.cfg.min_replicas;
-        }
-        let mut n = self.cfg.min_replicas.max(1);
-        // Each replica has its own queue served by its instances; the Service splits the rate evenly.
-        while n < self.cfg.max_replicas {
-            let per_replica = rate / n as f64;
-            let tail = mmc_wait_tail(self.servers_per_replica, per_replica, self.mu, self.budget);
-            if tail <= self.cfg.miss_probability {
-                break;
-            }
-            n += 1;
-        }
-        n
+        size_for_rate(
+            rate,
+            self.servers_per_replica,
+            self.mu,
+            self.budget,
+            self.cfg.miss_probability,
+            self.cfg.min_replicas,
+            self.cfg.max_replicas,
+        )
     }
 }
 

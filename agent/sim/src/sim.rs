@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use kis_traffic::{Arrivals, Profile};
 
 use crate::config::{PoolConfig, Routing, SimConfig};
-use crate::dist::{Sampler, unit};
+use crate::dist::Sampler;
 use crate::histogram::Histogram;
 use crate::profile::ServiceModel;
 use crate::queue::{Ev, EventQueue};
@@ -225,6 +225,7 @@ pub struct Simulation {
     series: Option<Vec<SeriesRow>>,
     prev: SeriesPrev,
     step_hist: Option<Histogram>,
+    swrr: [f64; 2],
 }
 
 impl Simulation {
@@ -288,6 +289,7 @@ impl Simulation {
             series: cfg.record_series.then(Vec::new),
             prev: SeriesPrev::default(),
             step_hist: None,
+            swrr: [0.0; 2],
             cfg,
         };
         sim.next_arrival = sim.arrivals.next().unwrap_or(f64::INFINITY);
@@ -492,13 +494,15 @@ impl Simulation {
             (_, 0) => 0,
             (0, _) => 1,
             _ => {
+                // Smooth weighted round robin between the pools (nginx's algorithm): with equal pod
+                // weights this interleaves exactly like one round robin over every Ready pod.
                 let wg = self.pools[0].cfg.weight * g as f64;
                 let wc = self.pools[1].cfg.weight * c as f64;
-                if wg + wc <= 0.0 || unit(&mut self.rng) * (wg + wc) < wg {
-                    0
-                } else {
-                    1
-                }
+                self.swrr[0] += wg;
+                self.swrr[1] += wc;
+                let pick = usize::from(self.swrr[1] > self.swrr[0]);
+                self.swrr[pick] -= wg + wc;
+                pick
             }
         };
         let pool = &mut self.pools[pi];
