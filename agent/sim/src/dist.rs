@@ -116,6 +116,27 @@ impl Dist {
         }
     }
 
+    /// Squared coefficient of variation (variance / mean²); 0 for a zero mean.
+    pub fn scv(&self) -> f64 {
+        let m = self.mean();
+        if m <= 0.0 {
+            return 0.0;
+        }
+        let var = match self {
+            Dist::Constant { .. } => 0.0,
+            Dist::Exponential { mean } => mean * mean,
+            Dist::Uniform { min, max } => (max - min).powi(2) / 12.0,
+            Dist::Lognormal { mean, cv } => (mean * cv).powi(2),
+            Dist::Empirical { samples } => {
+                // Of the samples themselves: close to the interpolated distribution's for many samples.
+                let n = samples.len() as f64;
+                let mu = samples.iter().sum::<f64>() / n;
+                samples.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / n
+            }
+        };
+        var / (m * m)
+    }
+
     /// Prepares a fast sampler (precomputed log-normal parameters, sorted samples).
     pub fn sampler(&self) -> Sampler {
         match self {

@@ -91,8 +91,8 @@ pub struct OracleConfig {
     #[serde(default = "default_period")]
     pub period: f64,
     /// Allowed probability that a request's queueing wait exceeds its budget (SLO minus twice the
-    /// mean service time), approximating each replica as an M/M/c queue (c = its instances) fed an
-    /// equal share of the rate.
+    /// mean service time), approximating each replica as an M/G/c queue (c = its instances) fed an
+    /// equal share of the rate: Erlang C with Kingman's variability correction of the tail.
     #[serde(default = "default_miss")]
     pub miss_probability: f64,
     /// Fewest replicas.
@@ -144,19 +144,44 @@ fn default_max() -> u32 {
 /// P(queueing wait > SLO − 2 × mean service) <= `miss`: the oracle's sizing rule, also used to size
 /// static provisioning at the peak or the mean.
 pub fn replicas_for_rate(pool: &PoolConfig, slo: f64, rate: f64, miss: f64, min: u32, max: u32) -> u32 {
-    let s = pool.profile.mean_batch_time(1).max(1e-9);
-    let net = pool.profile.network.as_ref().map_or(0.0, |d| d.mean());
-    size_for_rate(rate, pool.instances, 1.0 / s, (slo - 2.0 * s - net).max(0.0), miss, min, max)
+    let q = Queueing::of(pool, slo);
+    size_for_rate(rate, &q, miss, min, max)
 }
 
-fn size_for_rate(rate: f64, servers: u32, mu: f64, budget: f64, miss: f64, min: u32, max: u32) -> u32 {
+/// A replica as the sizing rule sees it.
+#[derive(Clone, Copy, Debug)]
+struct Queueing {
+    servers: u32,
+    mu: f64,
+    budget: f64,
+    /// Kingman's correction of the exponential tail for service variability: 2 / (1 + cs²).
+    decay: f64,
+}
+
+impl Queueing {
+    fn of(pool: &PoolConfig, slo: f64) -> Self {
+        let s = pool.profile.mean_batch_time(1).max(1e-9);
+        let net = pool.profile.network.as_ref().map_or(0.0, |d| d.mean());
+        let scv = pool.profile.batches[0].latency.scv();
+        Queueing {
+            servers: pool.instances,
+            mu: 1.0 / s,
+            budget: (slo - 2.0 * s - net).max(0.0),
+            decay: 2.0 / (1.0 + scv),
+        }
+    }
+}
+
+fn size_for_rate(rate: f64, q: &Queueing, miss: f64, min: u32, max: u32) -> u32 {
     if rate <= 0.0 {
         return min;
     }
     let mut n = min.max(1);
     // Each replica has its own queue served by its instances; the Service splits the rate evenly.
+    // Erlang C for the probability of waiting, the M/M/c tail rate stretched by Kingman's factor
+    // for the service-time variability (exact for exponential service).
     while n < max {
-        if mmc_wait_tail(servers, rate / n as f64, mu, budget) <= miss {
+        if mmc_wait_tail(q.servers, rate / n as f64, q.mu, q.budget * q.decay) <= miss {
             break;
         }
         n += 1;
@@ -171,9 +196,7 @@ pub struct Oracle {
     cfg: OracleConfig,
     profile: Profile,
     lead: f64,
-    servers_per_replica: u32,
-    mu: f64,
-    budget: f64,
+    q: Queueing,
 }
 
 impl Oracle {
@@ -209,16 +232,12 @@ impl Oracle {
                 ),
             ));
         }
-        let s = pool.profile.mean_batch_time(1).max(1e-9);
-        let net = pool.profile.network.as_ref().map_or(0.0, |d| d.mean());
         Ok(Oracle {
             cfg: cfg.clone(),
             profile: ctx.profile.clone(),
             // Pods started now serve from now + start-up (+ a scrape of slack) until the next decision.
             lead: pool.startup.mean() + cfg.period + ctx.config.metrics.scrape_interval,
-            servers_per_replica: pool.instances,
-            mu: 1.0 / s,
-            budget: (ctx.config.slo - 2.0 * s - net).max(0.0),
+            q: Queueing::of(pool, ctx.config.slo),
         })
     }
 
@@ -226,9 +245,7 @@ impl Oracle {
     pub fn replicas_for(&self, rate: f64) -> u32 {
         size_for_rate(
             rate,
-            self.servers_per_replica,
-            self.mu,
-            self.budget,
+            &self.q,
             self.cfg.miss_probability,
             self.cfg.min_replicas,
             self.cfg.max_replicas,
