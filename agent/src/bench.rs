@@ -67,7 +67,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     if cfg!(debug_assertions) {
         println!("note: debug build; measure with `cargo run --release -p kis-agent -- bench`");
     }
-    println!("scenario: 1 simulated hour, 1,000 req/s Poisson, 20 GPU replicas (10 ms exp. service)");
+    println!(
+        "scenario: 1 simulated hour, 1,000 req/s Poisson, 20 GPU replicas (10 ms exp. service)"
+    );
     for r in &runs {
         println!(
             "{} requests, {} events: wall {:.3} s ({:.2} M req/s), cpu {} ({} M req/s)",

@@ -133,7 +133,10 @@ pub fn stat(xs: &[f64]) -> Stat {
     let n = xs.len();
     let mean = xs.iter().sum::<f64>() / n.max(1) as f64;
     if n < 2 {
-        return Stat { mean, ci95: f64::NAN };
+        return Stat {
+            mean,
+            ci95: f64::NAN,
+        };
     }
     let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
     Stat {
@@ -154,7 +157,11 @@ pub fn base_config(a: &CompareArgs) -> Result<SimConfig> {
     cfg.pools.gpu.cpu_request = 1.0;
     cfg.record_series = false;
     apply_scenario(&mut cfg, &a.scenario)?;
-    cfg.pools.gpu.max_replicas = cfg.pools.gpu.max_replicas.min(cfg.cluster.nodes * cfg.cluster.gpus_per_node);
+    cfg.pools.gpu.max_replicas = cfg
+        .pools
+        .gpu
+        .max_replicas
+        .min(cfg.cluster.nodes * cfg.cluster.gpus_per_node);
     cfg.validate()?;
     Ok(cfg)
 }
@@ -162,17 +169,25 @@ pub fn base_config(a: &CompareArgs) -> Result<SimConfig> {
 /// The workloads for `a`.
 pub fn scenarios(a: &CompareArgs, base: &SimConfig) -> Result<Vec<Scenario>> {
     if !(a.duration.is_finite() && a.duration > 0.0) {
-        bail!("--duration must be a positive number of seconds, got {}", a.duration);
+        bail!(
+            "--duration must be a positive number of seconds, got {}",
+            a.duration
+        );
     }
-    let mut out: Vec<Scenario> = [Pattern::Ramp, Pattern::Periodic, Pattern::Random, Pattern::Spike]
-        .into_iter()
-        .map(|p| Scenario {
-            name: p.to_string(),
-            split: "synthetic",
-            shape: ShapeSpec::default_for(p).with_duration(a.duration),
-            scale: 1.0,
-        })
-        .collect();
+    let mut out: Vec<Scenario> = [
+        Pattern::Ramp,
+        Pattern::Periodic,
+        Pattern::Random,
+        Pattern::Spike,
+    ]
+    .into_iter()
+    .map(|p| Scenario {
+        name: p.to_string(),
+        split: "synthetic",
+        shape: ShapeSpec::default_for(p).with_duration(a.duration),
+        scale: 1.0,
+    })
+    .collect();
     let which = a.traces.as_str();
     if !matches!(which, "none" | "short" | "all") {
         bail!("--traces must be none, short or all, got {which:?}");
@@ -201,7 +216,11 @@ pub fn scenarios(a: &CompareArgs, base: &SimConfig) -> Result<Vec<Scenario>> {
                 name: file.trim_end_matches(".csv").to_string(),
                 split: "held-out",
                 shape,
-                scale: if mean > 0.0 { 0.5 * capacity / mean } else { 1.0 },
+                scale: if mean > 0.0 {
+                    0.5 * capacity / mean
+                } else {
+                    1.0
+                },
             });
         }
     }
@@ -233,7 +252,10 @@ pub fn setups(base: &SimConfig, peak: f64, mean: f64) -> Result<Vec<Setup>> {
             cpu: (3, rule(AutoscalerSpec::Fixed { replicas: 3 })),
         },
     ];
-    for (basis, rate, name) in [(StaticBasis::Peak, peak, "peak"), (StaticBasis::Mean, mean, "mean")] {
+    for (basis, rate, name) in [
+        (StaticBasis::Peak, peak, "peak"),
+        (StaticBasis::Mean, mean, "mean"),
+    ] {
         let n = size(rate);
         v.push(Setup {
             label: format!("static-{name} ({n})"),
@@ -265,9 +287,17 @@ fn run_one(base: &SimConfig, sc: &Scenario, setup: &Setup, seed: u64) -> Result<
     if let Some(ScalerSpec::Oracle(_)) = &setup.gpu.1 {
         let p = sc.shape.build(seed)?.scaled(sc.scale);
         let horizon = cfg.pools.gpu.startup.mean() + 20.0;
-        let early = (0..=horizon as usize).map(|t| p.rate(t as f64)).fold(0.0, f64::max);
-        cfg.pools.gpu.replicas =
-            replicas_for_rate(&cfg.pools.gpu, cfg.slo, early, 0.01, 1, cfg.pools.gpu.max_replicas);
+        let early = (0..=horizon as usize)
+            .map(|t| p.rate(t as f64))
+            .fold(0.0, f64::max);
+        cfg.pools.gpu.replicas = replicas_for_rate(
+            &cfg.pools.gpu,
+            cfg.slo,
+            early,
+            0.01,
+            1,
+            cfg.pools.gpu.max_replicas,
+        );
     }
     Ok(Simulation::new(cfg)?.run())
 }
@@ -312,7 +342,9 @@ pub fn compare(a: &CompareArgs) -> Result<Comparison> {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((si, setup, seed)) = jobs.get(i) else { break };
+                    let Some((si, setup, seed)) = jobs.get(i) else {
+                        break;
+                    };
                     let r = run_one(&base, &scenarios[*si], setup, *seed);
                     if let Ok(mut g) = results.lock() {
                         g[i] = Some(r);
@@ -321,7 +353,9 @@ pub fn compare(a: &CompareArgs) -> Result<Comparison> {
             });
         }
     });
-    let results = results.into_inner().map_err(|_| anyhow!("a worker panicked"))?;
+    let results = results
+        .into_inner()
+        .map_err(|_| anyhow!("a worker panicked"))?;
     let mut runs = Vec::new();
     for ((si, setup, seed), r) in jobs.iter().zip(results) {
         let summary = r.ok_or_else(|| anyhow!("a run did not finish"))??;
@@ -348,7 +382,10 @@ pub fn compare(a: &CompareArgs) -> Result<Comparison> {
             .collect();
         let f = |g: &dyn Fn(&Summary) -> f64| stat(&rs.iter().map(|s| g(s)).collect::<Vec<_>>());
         rows.push(Row {
-            split: scenarios.iter().find(|s| s.name == sc).map_or("", |s| s.split),
+            split: scenarios
+                .iter()
+                .find(|s| s.name == sc)
+                .map_or("", |s| s.split),
             scenario: sc,
             setup,
             p95: f(&|s| s.p95.unwrap_or(f64::NAN)),
@@ -372,7 +409,13 @@ fn pm(s: Stat, scale: f64, digits: usize) -> String {
     if s.mean.is_nan() {
         return "-".into();
     }
-    format!("{:.*} ± {:.*}", digits, s.mean * scale, digits, s.ci95 * scale)
+    format!(
+        "{:.*} ± {:.*}",
+        digits,
+        s.mean * scale,
+        digits,
+        s.ci95 * scale
+    )
 }
 
 /// Renders the table (markdown).

@@ -82,9 +82,19 @@ fn panel(svg: &mut String, idx: usize, title: &str, unit: &str, t_max: f64, seri
         }
         let mut d = String::new();
         for (j, (t, v)) in s.points.iter().enumerate() {
-            let _ = write!(d, "{}{:.1},{:.1} ", if j == 0 { "M" } else { "L" }, x(*t), y(*v));
+            let _ = write!(
+                d,
+                "{}{:.1},{:.1} ",
+                if j == 0 { "M" } else { "L" },
+                x(*t),
+                y(*v)
+            );
         }
-        let dash = if s.dashed { r#" stroke-dasharray="6,4""# } else { "" };
+        let dash = if s.dashed {
+            r#" stroke-dasharray="6,4""#
+        } else {
+            ""
+        };
         let _ = writeln!(
             svg,
             r##"<path d="{d}" fill="none" stroke="{}" stroke-width="1.6"{dash}/>"##,
@@ -136,8 +146,18 @@ pub fn render_svg(title: &str, rows: &[SeriesRow], slo: f64) -> String {
         "req/s",
         t_max,
         &[
-            Series { name: "offered", color: "#1f77b4", points: pts(&|r| Some(r.offered_rps)), dashed: false },
-            Series { name: "throughput", color: "#2ca02c", points: pts(&|r| Some(r.throughput_rps)), dashed: true },
+            Series {
+                name: "offered",
+                color: "#1f77b4",
+                points: pts(&|r| Some(r.offered_rps)),
+                dashed: false,
+            },
+            Series {
+                name: "throughput",
+                color: "#2ca02c",
+                points: pts(&|r| Some(r.throughput_rps)),
+                dashed: true,
+            },
         ],
     );
     panel(
@@ -147,10 +167,30 @@ pub fn render_svg(title: &str, rows: &[SeriesRow], slo: f64) -> String {
         "pods",
         t_max,
         &[
-            Series { name: "GPU spec", color: "#d62728", points: pts(&|r| Some(r.gpu_spec as f64)), dashed: true },
-            Series { name: "GPU ready", color: "#d62728", points: pts(&|r| Some(r.gpu_ready as f64)), dashed: false },
-            Series { name: "CPU spec", color: "#9467bd", points: pts(&|r| Some(r.cpu_spec as f64)), dashed: true },
-            Series { name: "CPU ready", color: "#9467bd", points: pts(&|r| Some(r.cpu_ready as f64)), dashed: false },
+            Series {
+                name: "GPU spec",
+                color: "#d62728",
+                points: pts(&|r| Some(r.gpu_spec as f64)),
+                dashed: true,
+            },
+            Series {
+                name: "GPU ready",
+                color: "#d62728",
+                points: pts(&|r| Some(r.gpu_ready as f64)),
+                dashed: false,
+            },
+            Series {
+                name: "CPU spec",
+                color: "#9467bd",
+                points: pts(&|r| Some(r.cpu_spec as f64)),
+                dashed: true,
+            },
+            Series {
+                name: "CPU ready",
+                color: "#9467bd",
+                points: pts(&|r| Some(r.cpu_ready as f64)),
+                dashed: false,
+            },
         ],
     );
     panel(
@@ -160,8 +200,18 @@ pub fn render_svg(title: &str, rows: &[SeriesRow], slo: f64) -> String {
         "s",
         t_max,
         &[
-            Series { name: "p95", color: "#ff7f0e", points: pts(&|r| r.p95), dashed: false },
-            Series { name: "SLO", color: "#555", points: vec![(0.0, slo), (t_max, slo)], dashed: true },
+            Series {
+                name: "p95",
+                color: "#ff7f0e",
+                points: pts(&|r| r.p95),
+                dashed: false,
+            },
+            Series {
+                name: "SLO",
+                color: "#555",
+                points: vec![(0.0, slo), (t_max, slo)],
+                dashed: true,
+            },
         ],
     );
     let _ = writeln!(

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use kis_autoscale::{AutoscalerSpec, ExternalTarget, HpaConfig, KedaConfig, KpaConfig, MetricSpec};
 use kis_sim::profiles::{kis_s_cpu, kis_s_gpu};
-use kis_sim::{
-    OracleConfig, PoolConfig, Pools, ScalerSpec, ServiceProfile, SimConfig, Workload,
-};
+use kis_sim::{OracleConfig, PoolConfig, Pools, ScalerSpec, ServiceProfile, SimConfig, Workload};
 use kis_traffic::{ArrivalKind, Pattern, ShapeSpec};
 
 use crate::cli::{ScenarioArgs, SimulateArgs};
@@ -31,8 +29,8 @@ pub fn load_config(path: &Path) -> Result<SimConfig> {
 pub fn load_profile(path: &Path) -> Result<ServiceProfile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read profile {}", path.display()))?;
-    let p: ServiceProfile = serde_json::from_str(&text)
-        .map_err(|e| anyhow!("profile {}: {e}", path.display()))?;
+    let p: ServiceProfile =
+        serde_json::from_str(&text).map_err(|e| anyhow!("profile {}: {e}", path.display()))?;
     p.validate("profile")
         .with_context(|| format!("profile {}", path.display()))?;
     Ok(p)
@@ -78,13 +76,19 @@ pub fn resolve_trace(name: &str) -> Result<PathBuf> {
     if p.is_file() {
         return Ok(p);
     }
-    let shared = kis_traffic::shared_dir()
-        .ok_or_else(|| anyhow!("--trace {name}: not a file, and no shared/traces folder found (set KIS_SHARED_DIR)"))?;
+    let shared = kis_traffic::shared_dir().ok_or_else(|| {
+        anyhow!(
+            "--trace {name}: not a file, and no shared/traces folder found (set KIS_SHARED_DIR)"
+        )
+    })?;
     let q = shared.join("traces").join(name);
     if q.is_file() {
         Ok(q)
     } else {
-        bail!("--trace {name}: no such file here or in {}", shared.join("traces").display())
+        bail!(
+            "--trace {name}: no such file here or in {}",
+            shared.join("traces").display()
+        )
     }
 }
 

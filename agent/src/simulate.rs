@@ -43,7 +43,13 @@ pub fn run(a: &SimulateArgs) -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     if a.json {
-        serde_json::to_writer_pretty(&mut out, &Report { config: &cfg, summary: &summary })?;
+        serde_json::to_writer_pretty(
+            &mut out,
+            &Report {
+                config: &cfg,
+                summary: &summary,
+            },
+        )?;
         writeln!(out)?;
     } else {
         write!(out, "{}", render(&summary))?;
@@ -61,7 +67,14 @@ pub fn render(s: &Summary) -> String {
     let pct = |x: f64| format!("{:.2} %", x * 100.0);
     o += &format!(
         "simulated {:.0} s, seed {}: {} arrivals, {} completed, {} rejected ({} with no Ready pod), {} killed, {} in flight\n",
-        s.simulated_seconds, s.seed, s.arrivals, s.completed, s.rejected, s.rejected_no_endpoint, s.killed, s.in_flight
+        s.simulated_seconds,
+        s.seed,
+        s.arrivals,
+        s.completed,
+        s.rejected,
+        s.rejected_no_endpoint,
+        s.killed,
+        s.in_flight
     );
     o += &format!(
         "latency: mean {}  p50 {}  p95 {}  p99 {}  max {}\n",

@@ -143,7 +143,14 @@ fn default_max() -> u32 {
 /// Fewest replicas in `[min, max]` of a pool that serve `rate` req/s with
 /// P(queueing wait > SLO − 2 × mean service) <= `miss`: the oracle's sizing rule, also used to size
 /// static provisioning at the peak or the mean.
-pub fn replicas_for_rate(pool: &PoolConfig, slo: f64, rate: f64, miss: f64, min: u32, max: u32) -> u32 {
+pub fn replicas_for_rate(
+    pool: &PoolConfig,
+    slo: f64,
+    rate: f64,
+    miss: f64,
+    min: u32,
+    max: u32,
+) -> u32 {
     let q = Queueing::of(pool, slo);
     size_for_rate(rate, &q, miss, min, max)
 }

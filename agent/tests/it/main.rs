@@ -44,7 +44,11 @@ fn simulate_writes_csv_and_svg() {
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("t,offered_rps,throughput_rps"));
-    assert_eq!(lines.len(), 1 + 20, "header + one row per 15 s scrape over 300 s");
+    assert_eq!(
+        lines.len(),
+        1 + 20,
+        "header + one row per 15 s scrape over 300 s"
+    );
     let cols = lines[0].split(',').count();
     assert!(lines[1..].iter().all(|l| l.split(',').count() == cols));
     let plot = std::fs::read_to_string(&svg).unwrap();
@@ -95,17 +99,31 @@ fn bad_input_names_the_problem() {
                      "cpu":{"replicas":0,"profile":{"device":"cpu","batches":[{"size":1,"latency":{"dist":"constant","value":0.05}}]}}}}"#,
     )
     .unwrap();
-    let e = format!("{:#}", run(&["simulate", "--config", cfg.to_str().unwrap()]).unwrap_err());
+    let e = format!(
+        "{:#}",
+        run(&["simulate", "--config", cfg.to_str().unwrap()]).unwrap_err()
+    );
     assert!(e.contains("pools.gpu.instances"), "{e}");
-    let e = format!("{:#}", run(&["simulate", "--gpu-autoscaler", "hpa-foo"]).unwrap_err());
+    let e = format!(
+        "{:#}",
+        run(&["simulate", "--gpu-autoscaler", "hpa-foo"]).unwrap_err()
+    );
     assert!(e.contains("unknown autoscaler \"hpa-foo\""), "{e}");
-    let e = format!("{:#}", run(&["simulate", "--config", "/nonexistent/x.json"]).unwrap_err());
+    let e = format!(
+        "{:#}",
+        run(&["simulate", "--config", "/nonexistent/x.json"]).unwrap_err()
+    );
     assert!(e.contains("cannot read config /nonexistent/x.json"), "{e}");
     let e = format!("{:#}", run(&["simulate", "--duration=-5"]).unwrap_err());
     assert!(e.contains("--duration"), "{e}");
     let e = format!(
         "{:#}",
-        run(&["simulate", "--gpu-autoscaler", r#"{"kind":"hpa","max_replicas":0}"#]).unwrap_err()
+        run(&[
+            "simulate",
+            "--gpu-autoscaler",
+            r#"{"kind":"hpa","max_replicas":0}"#
+        ])
+        .unwrap_err()
     );
     assert!(e.contains("max_replicas"), "{e}");
 }
@@ -145,6 +163,10 @@ fn compare_reports_every_setup_with_confidence_intervals() {
 #[test]
 fn bench_scenario_runs() {
     let r = kis_agent::bench::once().unwrap();
-    assert!(r.requests > 3_500_000 && r.requests < 3_700_000, "{}", r.requests);
+    assert!(
+        r.requests > 3_500_000 && r.requests < 3_700_000,
+        "{}",
+        r.requests
+    );
     assert!(r.req_per_wall_s > 0.0);
 }
