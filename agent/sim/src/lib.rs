@@ -1,1 +1,55 @@
-//! Discrete-event simulator of GPU/CPU inference replicas on Kubernetes.
+//! Discrete-event simulator of GPU/CPU inference replicas on Kubernetes (KISim, rebuilt as a real
+//! queueing simulation).
+//!
+//! # Brief overview
+//! - [`SimConfig`] describes a run: a kis-traffic workload, the GPU and CPU Deployments
+//!   ([`PoolConfig`]: measured [`ServiceProfile`], model instances, dynamic batching, queue limit, pod
+//!   start-up, grace period), cluster capacity, metric scraping and one autoscaler per pool.
+//! - [`Simulation`] runs it on a virtual clock: a Service routes each arrival to a Ready pod, pods batch
+//!   and serve requests, pods move Pending → starting → Ready → terminating, Prometheus-like scrapes
+//!   feed each pool's [`Autoscaler`] (kis-autoscale, or the [`Oracle`] here) at its own period.
+//! - [`Summary`] holds the results; [`env::SimEnv`] / [`env::VecEnv`] expose the simulator as an RL
+//!   environment.
+//!
+//! Pure library: no IO, no threads except in [`env::VecEnv`], no async. Same config and seed, same run.
+//!
+//! ```
+//! use kis_sim::{Dist, Device, PoolConfig, Pools, ServiceProfile, SimConfig, Simulation, Workload};
+//! use kis_traffic::{ArrivalKind, ShapeSpec};
+//!
+//! let gpu = ServiceProfile::single(Device::Gpu, Dist::Exponential { mean: 0.01 });
+//! let cpu = ServiceProfile::single(Device::Cpu, Dist::Exponential { mean: 0.05 });
+//! let cfg = SimConfig::new(
+//!     Workload::new(ShapeSpec::Constant { rate: 50.0, duration: 60.0 }, ArrivalKind::Poisson),
+//!     Pools { gpu: PoolConfig::new(1, gpu), cpu: PoolConfig::new(0, cpu) },
+//! );
+//! let summary = Simulation::new(cfg).unwrap().run();
+//! assert!(summary.conserved());
+//! assert!(summary.arrivals > 2_000);
+//! ```
+
+pub mod bench;
+pub mod config;
+pub mod dist;
+pub mod env;
+mod error;
+pub mod histogram;
+pub mod profile;
+pub mod profiles;
+mod queue;
+pub mod queueing;
+pub mod report;
+pub mod scaler;
+pub mod sim;
+
+pub use config::{
+    ClusterConfig, MetricsConfig, NodeAutoscaler, PoolConfig, Pools, Routing, SimConfig, Startup,
+    Workload,
+};
+pub use dist::Dist;
+pub use error::{Error, Result};
+pub use histogram::Histogram;
+pub use profile::{BatchPoint, Device, PROFILE_SCHEMA, ServiceProfile};
+pub use report::{PoolSummary, SeriesRow, Summary};
+pub use scaler::{Autoscaler, Oracle, OracleConfig, Pool, PoolView, ScalerSpec};
+pub use sim::{POOLS, Phase, Simulation, pool_index};

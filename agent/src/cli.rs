@@ -1,0 +1,144 @@
+//! Command-line definitions (clap derive); checked and turned into configs in [`crate::scenario`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use kis_traffic::{ArrivalKind, Pattern};
+
+/// Learned autoscaler for GPU/CPU inference on Kubernetes: simulation and evaluation.
+#[derive(Debug, Parser)]
+#[command(name = "kis-agent", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate one run and print its summary.
+    Simulate(SimulateArgs),
+    /// Run every autoscaler over the shapes and held-out traces for several seeds.
+    Compare(CompareArgs),
+    /// Measure simulator speed (simulated requests per second).
+    Bench(BenchArgs),
+}
+
+/// The workload and cluster, shared by `simulate` and `compare`.
+#[derive(Debug, Clone, Args)]
+pub struct ScenarioArgs {
+    /// Service-time profile of GPU replicas (JSON, schema in agent/sim/README.md); default: the KIS-S
+    /// paper's RTX 3080 replica.
+    #[arg(long)]
+    pub gpu_profile: Option<PathBuf>,
+    /// Service-time profile of CPU replicas; default: the KIS-S paper's CPU replica.
+    #[arg(long)]
+    pub cpu_profile: Option<PathBuf>,
+    /// Latency objective in seconds.
+    #[arg(long)]
+    pub slo: Option<f64>,
+    /// GPU nodes in the cluster (one GPU each unless --gpus-per-node).
+    #[arg(long)]
+    pub nodes: Option<u32>,
+    /// GPUs per node.
+    #[arg(long)]
+    pub gpus_per_node: Option<u32>,
+}
+
+/// `kis-agent simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Simulation config (JSON, or TOML by extension); flags given below override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Traffic shape.
+    #[arg(long)]
+    pub pattern: Option<Pattern>,
+    /// Trace CSV for `--pattern trace`: a path, or a file name in ../shared/traces/.
+    #[arg(long)]
+    pub trace: Option<String>,
+    /// Multiply the offered rate by this factor.
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// Trace time compression (trace seconds per simulated second).
+    #[arg(long)]
+    pub speedup: Option<f64>,
+    /// Duration in simulated seconds (stretches the shape; for a trace: the window length).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Arrival process.
+    #[arg(long)]
+    pub arrivals: Option<ArrivalKind>,
+    /// Seed of the run.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Initial GPU replicas.
+    #[arg(long)]
+    pub gpu_replicas: Option<u32>,
+    /// Initial CPU replicas.
+    #[arg(long)]
+    pub cpu_replicas: Option<u32>,
+    /// GPU pool autoscaler: none, fixed:N, hpa-cpu, hpa-queue, keda, knative, oracle,
+    /// external-target, or a JSON spec such as '{"kind":"hpa","max_replicas":8}'.
+    #[arg(long)]
+    pub gpu_autoscaler: Option<String>,
+    /// CPU pool autoscaler (same forms as --gpu-autoscaler).
+    #[arg(long)]
+    pub cpu_autoscaler: Option<String>,
+    /// Print the summary as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the per-scrape time series as CSV.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Write an SVG plot of load, replicas and latency over time.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Print the effective configuration as JSON and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Cluster and profiles.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+}
+
+/// `kis-agent compare`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Seeds per (scenario, autoscaler).
+    #[arg(long, default_value_t = 5)]
+    pub seeds: u64,
+    /// Simulated seconds per synthetic shape (the 300 s shapes are stretched to this).
+    #[arg(long, default_value_t = 1800.0)]
+    pub duration: f64,
+    /// Which held-out traces to include: none, short (the three 1-2 h ones) or all.
+    #[arg(long, default_value = "short")]
+    pub traces: String,
+    /// Only these autoscalers (comma-separated labels as printed); default all.
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Only these scenarios (comma-separated: ramp, periodic, random, spike, or trace file stems).
+    #[arg(long)]
+    pub scenarios: Option<String>,
+    /// Print all results as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Cluster and profiles.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+}
+
+/// `kis-agent bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Repetitions (the best is reported, with all of them).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: u32,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

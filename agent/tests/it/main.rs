@@ -1,0 +1,172 @@
+//! kis-agent subcommands, called in-process.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use kis_agent::cli::Cli;
+
+/// A fresh scratch directory under the system temp dir.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kis-agent-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> anyhow::Result<()> {
+    let mut v = vec!["kis-agent"];
+    v.extend_from_slice(args);
+    kis_agent::run(Cli::try_parse_from(v)?)
+}
+
+#[test]
+fn simulate_writes_csv_and_svg() {
+    let d = scratch("sim");
+    let csv = d.join("series.csv");
+    let svg = d.join("plot.svg");
+    run(&[
+        "simulate",
+        "--pattern",
+        "spike",
+        "--seed",
+        "3",
+        "--gpu-autoscaler",
+        "hpa-cpu",
+        "--nodes",
+        "4",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+        "--json",
+    ])
+    .unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("t,offered_rps,throughput_rps"));
+    assert_eq!(
+        lines.len(),
+        1 + 20,
+        "header + one row per 15 s scrape over 300 s"
+    );
+    let cols = lines[0].split(',').count();
+    assert!(lines[1..].iter().all(|l| l.split(',').count() == cols));
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.trim_end().ends_with("</svg>"));
+    assert!(plot.contains("GPU ready") && plot.contains("<path"));
+}
+
+#[test]
+fn simulate_reads_json_and_toml_configs() {
+    let d = scratch("cfg");
+    let json = d.join("c.json");
+    std::fs::write(
+        &json,
+        r#"{"workload":{"shape":{"pattern":"constant","rate":20,"duration":60}},
+            "pools":{"gpu":{"replicas":1,"profile":{"device":"gpu","batches":[{"size":1,"latency":{"dist":"constant","value":0.01}}]}},
+                     "cpu":{"replicas":0,"profile":{"device":"cpu","batches":[{"size":1,"latency":{"dist":"constant","value":0.05}}]}}}}"#,
+    )
+    .unwrap();
+    run(&["simulate", "--config", json.to_str().unwrap()]).unwrap();
+    let toml = d.join("c.toml");
+    std::fs::write(
+        &toml,
+        r#"seed = 4
+[workload.shape]
+pattern = "constant"
+rate = 20.0
+duration = 60.0
+[pools.gpu]
+replicas = 1
+profile = { device = "gpu", batches = [{ size = 1, latency = { dist = "constant", value = 0.01 } }] }
+[pools.cpu]
+replicas = 0
+profile = { device = "cpu", batches = [{ size = 1, latency = { dist = "constant", value = 0.05 } }] }
+"#,
+    )
+    .unwrap();
+    run(&["simulate", "--config", toml.to_str().unwrap()]).unwrap();
+}
+
+#[test]
+fn bad_input_names_the_problem() {
+    let d = scratch("bad");
+    let cfg = d.join("bad.json");
+    std::fs::write(
+        &cfg,
+        r#"{"workload":{"shape":{"pattern":"constant"}},
+            "pools":{"gpu":{"replicas":1,"instances":0,"profile":{"device":"gpu","batches":[{"size":1,"latency":{"dist":"constant","value":0.01}}]}},
+                     "cpu":{"replicas":0,"profile":{"device":"cpu","batches":[{"size":1,"latency":{"dist":"constant","value":0.05}}]}}}}"#,
+    )
+    .unwrap();
+    let e = format!(
+        "{:#}",
+        run(&["simulate", "--config", cfg.to_str().unwrap()]).unwrap_err()
+    );
+    assert!(e.contains("pools.gpu.instances"), "{e}");
+    let e = format!(
+        "{:#}",
+        run(&["simulate", "--gpu-autoscaler", "hpa-foo"]).unwrap_err()
+    );
+    assert!(e.contains("unknown autoscaler \"hpa-foo\""), "{e}");
+    let e = format!(
+        "{:#}",
+        run(&["simulate", "--config", "/nonexistent/x.json"]).unwrap_err()
+    );
+    assert!(e.contains("cannot read config /nonexistent/x.json"), "{e}");
+    let e = format!("{:#}", run(&["simulate", "--duration=-5"]).unwrap_err());
+    assert!(e.contains("--duration"), "{e}");
+    let e = format!(
+        "{:#}",
+        run(&[
+            "simulate",
+            "--gpu-autoscaler",
+            r#"{"kind":"hpa","max_replicas":0}"#
+        ])
+        .unwrap_err()
+    );
+    assert!(e.contains("max_replicas"), "{e}");
+}
+
+#[test]
+fn compare_reports_every_setup_with_confidence_intervals() {
+    let c = kis_agent::compare::compare(&kis_agent::cli::CompareArgs {
+        seeds: 3,
+        duration: 600.0,
+        traces: "none".into(),
+        only: None,
+        scenarios: Some("spike".into()),
+        json: false,
+        threads: Some(2),
+        scenario: kis_agent::cli::ScenarioArgs {
+            gpu_profile: None,
+            cpu_profile: None,
+            slo: None,
+            nodes: None,
+            gpus_per_node: None,
+        },
+    })
+    .unwrap();
+    assert_eq!(c.runs.len(), 9 * 3);
+    assert_eq!(c.rows.len(), 9);
+    let row = |p: &str| c.rows.iter().find(|r| r.setup.starts_with(p)).unwrap();
+    // The oracle meets the SLO for less GPU time than static provisioning at the peak.
+    assert!(row("oracle").slo_miss.mean < 0.01);
+    assert!(row("oracle").gpu_hours.mean < row("static-peak").gpu_hours.mean);
+    // The paper's single GPU replica cannot carry a 100 req/s spike.
+    assert!(row("fixed-gpu-1").slo_miss.mean > 0.1);
+    assert!(c.rows.iter().all(|r| r.p95.ci95.is_finite()));
+    let table = kis_agent::compare::render(&c, 3);
+    assert!(table.contains("held-out split"));
+}
+
+#[test]
+fn bench_scenario_runs() {
+    let r = kis_agent::bench::once().unwrap();
+    assert!(
+        r.requests > 3_500_000 && r.requests < 3_700_000,
+        "{}",
+        r.requests
+    );
+    assert!(r.req_per_wall_s > 0.0);
+}
