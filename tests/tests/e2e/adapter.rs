@@ -399,4 +399,79 @@ fn example_gpu_and_cpu_hpas_act_on_their_own_targets() {
         .unwrap();
     wait_replicas(&ns, "triton-gpu", 2, HPA_BOUND);
     assert_eq!(replicas(&ns, "triton-cpu"), 6);
+
+    // A target above the example's maxReplicas (8 for the GPU HPA) is capped by the HPA.
+    a.publish(&ns, METRIC, &[("target", "triton-gpu")], 12.0, 600)
+        .unwrap();
+    wait_replicas(&ns, "triton-gpu", 8, HPA_BOUND);
+    assert_eq!(replicas(&ns, "triton-cpu"), 6);
+}
+
+#[test]
+fn deploy_rbac_gives_the_adapter_exactly_what_it_needs() {
+    let cp = cluster();
+    adapter();
+    let sa = "system:serviceaccount:kis-system:kis-adapter";
+    let can = |args: &[&str]| -> String {
+        let mut all = vec!["auth", "can-i", "--as", sa];
+        all.extend_from_slice(args);
+        let out = cp.admin.output(&all).unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // Delegated authorization (system:auth-delegator).
+    assert_eq!(
+        can(&["create", "subjectaccessreviews.authorization.k8s.io"]),
+        "yes"
+    );
+    assert_eq!(
+        can(&["create", "tokenreviews.authentication.k8s.io"]),
+        "yes"
+    );
+    // The front-proxy CA lives in this one ConfigMap.
+    assert_eq!(
+        can(&[
+            "-n",
+            "kube-system",
+            "get",
+            "configmap/extension-apiserver-authentication"
+        ]),
+        "yes"
+    );
+    // Nothing beyond that.
+    assert_eq!(can(&["-n", "kube-system", "get", "secrets"]), "no");
+    assert_eq!(
+        can(&["-n", "kube-system", "get", "configmap/kube-root-ca.crt"]),
+        "no"
+    );
+    assert_eq!(can(&["list", "deployments", "--all-namespaces"]), "no");
+    // The HPA controller may read the metric: the same SubjectAccessReview the adapter sends.
+    // (kubectl auth can-i cannot name a metric that discovery does not list.)
+    let review = serde_json::json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+            "resourceAttributes": {
+                "namespace": "kis-serving",
+                "verb": "list",
+                "group": "external.metrics.k8s.io",
+                "version": "v1beta1",
+                "resource": "kis-replicas",
+            },
+        },
+    });
+    let answer = cp
+        .admin
+        .run_stdin(&["create", "-f", "-", "-o", "json"], &review.to_string())
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["status"]["allowed"], true, "{answer}");
+    let mut stranger = review.clone();
+    stranger["spec"]["user"] = "kis-nobody".into();
+    let answer = cp
+        .admin
+        .run_stdin(&["create", "-f", "-", "-o", "json"], &stranger.to_string())
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_ne!(answer["status"]["allowed"], true, "{answer}");
 }
