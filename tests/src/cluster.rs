@@ -352,6 +352,12 @@ impl ControlPlane {
         &self.watchdog
     }
 
+    /// PIDs (= process-group ids) of the running control-plane processes.
+    pub fn pids(&self) -> Vec<u32> {
+        let procs = self.procs.lock().unwrap_or_else(|p| p.into_inner());
+        procs.iter().map(Supervised::pid).collect()
+    }
+
     /// Fails with the log tail of the first control-plane process that has exited.
     pub fn check_running(&self) -> Result<(), Error> {
         let mut procs = self.procs.lock().unwrap_or_else(|p| p.into_inner());

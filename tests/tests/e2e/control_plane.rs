@@ -1,5 +1,8 @@
 //! Tests that need only the control plane: readiness, RBAC, kubectl and the controllers.
 
+use std::time::Duration;
+
+use kis_e2e::cluster::{ControlPlane, ControlPlaneConfig};
 use kis_e2e::wait_until;
 
 use crate::common::{CONTROLLER_BOUND, cluster, deployment_yaml, namespace, replicas};
@@ -113,4 +116,34 @@ fn deployment_applied_with_kubectl_is_reconciled_and_scaled() {
         ))
         .unwrap();
     assert_eq!(scale["spec"]["replicas"], 3, "{scale}");
+}
+
+#[test]
+fn dropping_a_control_plane_stops_every_process_and_removes_its_files() {
+    // A second, private control plane (the shared one lives until the binary exits).
+    let cp = ControlPlane::start(&ControlPlaneConfig::default()).unwrap();
+    let pids = cp.pids();
+    let dir = cp.dir().to_path_buf();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    for pid in &pids {
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
+    assert!(dir.join("pki/cluster-ca.crt").exists());
+    drop(cp);
+    // Reaped children disappear from /proc; nothing may linger in their process groups.
+    wait_until(
+        "the processes to be gone",
+        Duration::from_secs(10),
+        || match pids
+            .iter()
+            .find(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        {
+            Some(p) => Err(format!("pid {p} still there")),
+            None => Ok(()),
+        },
+    )
+    .unwrap();
+    if std::env::var("KIS_E2E_KEEP").as_deref() != Ok("1") {
+        assert!(!dir.exists(), "{} was not removed", dir.display());
+    }
 }
