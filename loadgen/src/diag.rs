@@ -26,6 +26,9 @@ pub const LATE_SHARE: f64 = 0.01;
 /// CPU share of one core above which we warn (Locust's threshold).
 pub const CPU_SHARE: f64 = 0.90;
 
+/// Fewest sends in a window before its late share means anything.
+pub const MIN_SENDS: u64 = 50;
+
 /// A warning for one window, if any: `late` of `sent` lagged > 1 ms, `cpu` cores busy.
 pub fn window_warnings(
     t_s: f64,
@@ -35,7 +38,7 @@ pub fn window_warnings(
     threads: usize,
 ) -> Vec<String> {
     let mut w = Vec::new();
-    if sent > 0 && late as f64 > LATE_SHARE * sent as f64 {
+    if sent >= MIN_SENDS && late as f64 > LATE_SHARE * sent as f64 {
         w.push(format!(
             "t={t_s:.0}s: {:.1}% of sends lagged more than 1 ms behind schedule; the generator, not the server, may be limiting",
             100.0 * late as f64 / sent as f64

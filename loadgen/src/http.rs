@@ -1,11 +1,16 @@
 //! One HTTP/1.1 keep-alive connection per worker, and a request template whose body is encoded
 //! once and shared (a `Bytes` clone is a reference-count increment).
+//!
+//! The connection future is polled inside the worker's own task (not spawned), so a request costs
+//! no hop between tasks: the worker drives its socket and its request together.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
@@ -64,10 +69,22 @@ impl Template {
     }
 }
 
+type Driver = Pin<Box<Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
+
 /// A lazily (re)connected HTTP/1.1 connection.
 pub struct Conn {
     authority: String,
     sender: Option<SendRequest<Full<Bytes>>>,
+    driver: Option<Driver>,
+}
+
+/// Runs `f` while driving the connection; the connection ending first is an I/O error.
+async fn drive<F: Future>(driver: &mut Driver, f: F) -> Result<F::Output, ErrorKind> {
+    tokio::select! {
+        biased;
+        out = f => Ok(out),
+        _ = driver.as_mut() => Err(ErrorKind::Io),
+    }
 }
 
 /// The answer to one request: outcome and body bytes; `body` kept only when asked for.
@@ -86,6 +103,7 @@ impl Conn {
         Conn {
             authority: authority.to_string(),
             sender: None,
+            driver: None,
         }
     }
 
@@ -97,10 +115,8 @@ impl Conn {
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|_| ErrorKind::Connect)?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
         self.sender = Some(sender);
+        self.driver = Some(Box::pin(conn));
         Ok(())
     }
 
@@ -118,6 +134,7 @@ impl Conn {
             Ok(Ok(a)) => a,
             Ok(Err(kind)) => {
                 self.sender = None;
+                self.driver = None;
                 Answer {
                     outcome: Outcome::Failed(kind),
                     bytes: 0,
@@ -127,6 +144,7 @@ impl Conn {
             Err(_) => {
                 // The connection is mid-exchange; HTTP/1.1 cannot reuse it.
                 self.sender = None;
+                self.driver = None;
                 Answer {
                     outcome: Outcome::Failed(ErrorKind::Timeout),
                     bytes: 0,
@@ -137,20 +155,35 @@ impl Conn {
     }
 
     async fn exchange(&mut self, t: &Template, keep_body: bool) -> Result<Answer, ErrorKind> {
-        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-            self.connect().await?;
+        // A kept-alive connection the server closed while idle shows up only when driven again:
+        // then reconnect once (nothing was sent yet).
+        for attempt in 0..2 {
+            if self.sender.as_ref().is_none_or(|s| s.is_closed()) || self.driver.is_none() {
+                self.connect().await?;
+            }
+            let (Some(sender), Some(driver)) = (self.sender.as_mut(), self.driver.as_mut()) else {
+                return Err(ErrorKind::Connect);
+            };
+            match drive(driver, sender.ready()).await {
+                Ok(Ok(())) => break,
+                _ if attempt == 0 => {
+                    self.sender = None;
+                    self.driver = None;
+                }
+                _ => return Err(ErrorKind::Io),
+            }
         }
-        let sender = self.sender.as_mut().ok_or(ErrorKind::Connect)?;
-        sender.ready().await.map_err(|_| ErrorKind::Io)?;
-        let resp = sender
-            .send_request(t.build())
-            .await
+        let (Some(sender), Some(driver)) = (self.sender.as_mut(), self.driver.as_mut()) else {
+            return Err(ErrorKind::Connect);
+        };
+        let resp = drive(driver, sender.send_request(t.build()))
+            .await?
             .map_err(|_| ErrorKind::Io)?;
         let status = resp.status().as_u16();
         let mut body = resp.into_body();
         let mut bytes = 0u64;
         let mut kept = keep_body.then(Vec::new);
-        while let Some(frame) = body.frame().await {
+        while let Some(frame) = drive(driver, body.frame()).await? {
             let frame = frame.map_err(|_| ErrorKind::Io)?;
             if let Some(d) = frame.data_ref() {
                 bytes += d.len() as u64;

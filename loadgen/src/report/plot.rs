@@ -75,7 +75,8 @@ where
 {
     root.fill(&WHITE).map_err(err)?;
     let (top, bottom) = root.split_vertically(400);
-    let w = &r.windows;
+    // A last sliver of a window (the drain) has too few samples to draw as a rate.
+    let w: Vec<&super::WindowRow> = r.windows.iter().filter(|x| x.dt_s >= 0.5).collect();
     let t_max = w.last().map_or(1.0, |x| x.t_s).max(1.0);
     let rate_max = w
         .iter()
@@ -83,7 +84,7 @@ where
         .fold(1.0_f64, f64::max)
         * 1.1;
     let mut c = ChartBuilder::on(&top)
-        .caption(format!("kis-loadgen: {}", r.target), ("sans-serif", 20))
+        .caption(&r.target, ("sans-serif", 14))
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(60)

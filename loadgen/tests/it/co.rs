@@ -4,10 +4,12 @@ use crate::common::{Behavior, run, start};
 
 /// Open loop at R req/s for D s; the server freezes for S s. Every arrival during the freeze waits
 /// for its end, so a share (S − x)/D of requests is slower than x (for x < S) and the corrected
-/// p99 is S − 0.01·D. Only the few requests already on a connection see a long service time.
+/// p99 is S − 0.01·D (1.9 s here). Only the few requests already on a connection see a long
+/// service time. (The backlog of R·S requests drains over 8 connections right after the freeze;
+/// a long freeze keeps that drain small next to the prediction.)
 #[test]
 fn corrected_p99_matches_theory_for_a_frozen_server() {
-    let (rate, d, s) = (200.0, 10.0, 1.0);
+    let (rate, d, s) = (100.0, 10.0, 2.0);
     let srv = start(Behavior::Stall {
         at: Duration::from_secs(3),
         len: Duration::from_secs_f64(s),
@@ -34,7 +36,7 @@ fn corrected_p99_matches_theory_for_a_frozen_server() {
         (p99 - theory_ms).abs() <= 0.05 * theory_ms,
         "corrected p99 {p99:.1} ms, theory {theory_ms:.1} ms ± 5%"
     );
-    // 8 connections out of 2000 requests saw the freeze on the wire: well under 1 %.
+    // 8 connections out of 1000 requests saw the freeze on the wire: under 1 %.
     let svc = r.latency.service.p99_ms;
     assert!(
         svc < 50.0,

@@ -19,7 +19,7 @@ fn closed_loop_users_follow_littles_law() {
     ]);
     // 4 / (0.08 + 0.02) = 40 req/s, 120 in 3 s (less a little connection and timer overhead).
     let n = r.totals.requests as f64;
-    assert!((100.0..=124.0).contains(&n), "{n} requests");
+    assert!((80.0..=124.0).contains(&n), "{n} requests");
     assert_eq!(r.totals.errors, 0);
     // No schedule to fall behind: corrected equals service.
     assert_eq!(r.latency.corrected.p50_ms, r.latency.service.p50_ms);

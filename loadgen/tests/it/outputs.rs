@@ -33,6 +33,9 @@ fn locust_csv_columns_match_exactly() {
         "2s",
         "--csv",
         prefix.to_str().unwrap(),
+        // The multi-threaded runtime path.
+        "--threads",
+        "2",
     ]);
     let pct = [
         "50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%",
