@@ -162,7 +162,7 @@ fn compare_reports_every_setup_with_confidence_intervals() {
 
 #[test]
 fn bench_scenario_runs() {
-    let r = kis_agent::bench::once().unwrap();
+    let r = kis_agent::bench::once(1.0).unwrap();
     assert!(
         r.requests > 3_500_000 && r.requests < 3_700_000,
         "{}",
