@@ -7,10 +7,12 @@
 //! the mean to half the capacity, as the traces README suggests, overloads even the largest pool for
 //! minutes on the burstier traces, which then measures the queue backlog rather than the autoscaler).
 
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Result, anyhow, bail};
+use indicatif::{ProgressBar, ProgressStyle};
 use kis_autoscale::{AutoscalerSpec, StaticBasis};
 use kis_sim::scaler::replicas_for_rate;
 use kis_sim::{ScalerSpec, SimConfig, Simulation, Summary};
@@ -350,6 +352,17 @@ pub fn compare(a: &CompareArgs) -> Result<Comparison> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    // A progress bar on a terminal, nothing otherwise (draw target hidden).
+    let bar = if std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(jobs.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} elapsed, eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<Summary>>>> =
         Mutex::new((0..jobs.len()).map(|_| None).collect());
@@ -365,6 +378,7 @@ pub fn compare(a: &CompareArgs) -> Result<Comparison> {
                     if let Ok(mut g) = results.lock() {
                         g[i] = Some(r);
                     }
+                    bar.inc(1);
                 }
             });
         }
