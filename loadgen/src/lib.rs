@@ -1,1 +1,41 @@
-//! Open-loop load generator for KServe-v2 / Triton servers.
+//! kis-loadgen: an open-loop, coordinated-omission-correct load generator for KServe-v2 (Triton)
+//! and plain HTTP targets.
+//!
+//! # Overview
+//! - [`cli::Cli`] holds the raw flags; [`config::Config`] is the checked configuration
+//!   (`Config::try_from(cli)`), which every report embeds.
+//! - Traffic shapes and the intended send times come from `kis-traffic` (defined once, shared
+//!   with the simulator). [`engine`] walks that schedule on a pacer thread and feeds one send
+//!   loop run by every worker connection; closed-loop `--users` feed the same loop.
+//! - [`record`] keeps per-shard HDR histograms of corrected latency (end − intended start),
+//!   service time (end − actual send) and send lag, swapped out once a second; no sample is
+//!   ever stored.
+//! - [`report`] writes the JSON report (checked against `report/schema.json`), Locust CSVs and
+//!   the plot; [`metrics`] serves Prometheus `/metrics`.
+//!
+//! # Example
+//! ```no_run
+//! use clap::Parser;
+//! let cli = kis_loadgen::cli::Cli::parse_from(["kis-loadgen", "--pattern", "constant", "--rate", "50",
+//!     "--duration", "10s", "--url", "http://127.0.0.1:8080/", "--method", "GET", "--quiet"]);
+//! let report = kis_loadgen::run(cli.try_into()?)?;
+//! println!("p99 {:.2} ms", report.latency.corrected.p99_ms);
+//! # Ok::<(), kis_loadgen::Error>(())
+//! ```
+
+pub mod cli;
+pub mod config;
+pub mod diag;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod kserve;
+pub mod metrics;
+pub mod record;
+pub mod report;
+mod run;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use report::Report;
+pub use run::run;

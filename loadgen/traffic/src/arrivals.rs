@@ -67,6 +67,8 @@ pub struct Arrivals {
     n: u64,
     /// Segment where the previous arrival fell; targets only grow, so the search resumes here.
     cursor: usize,
+    /// The previous arrival time.
+    last: f64,
 }
 
 impl Arrivals {
@@ -78,6 +80,7 @@ impl Arrivals {
             target: 0.0,
             n: 0,
             cursor: 0,
+            last: 0.0,
         }
     }
 
@@ -107,8 +110,11 @@ impl Iterator for Arrivals {
         if self.target >= self.profile.total() {
             return None;
         }
-        let (i, t) = self.profile.invert_from(self.cursor, self.target)?;
+        let (i, t) = self
+            .profile
+            .invert_from(self.cursor, self.target, self.last)?;
         self.cursor = i;
+        self.last = t;
         self.n += 1;
         Some(t)
     }

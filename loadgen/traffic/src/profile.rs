@@ -27,6 +27,8 @@ pub(crate) struct Segment {
     pub t1: f64,
     pub c0: f64,
     pub kind: Kind,
+    /// For a sine, `cos(omega * t0 + phase)`, kept because every inversion needs it.
+    cos_t0: f64,
 }
 
 impl Segment {
@@ -62,7 +64,9 @@ impl Segment {
     }
 
     /// The time in this segment where the integral from `t0` reaches `x` (0 <= x <= total).
-    fn invert(&self, x: f64) -> f64 {
+    /// `after` is a time in the segment known to lie at or before the answer (the previous
+    /// arrival), which lets the sine's Newton iteration start next to the root.
+    fn invert(&self, x: f64, after: f64) -> f64 {
         match self.kind {
             Kind::Const(r) => (self.t0 + x / r).min(self.t1),
             Kind::Linear { r0, r1 } => {
@@ -76,8 +80,14 @@ impl Segment {
             Kind::Sine { mid, .. } => {
                 // The integral is monotone, so a Newton step kept inside a shrinking bracket
                 // converges quickly and can never leave the segment.
-                let (mut lo, mut hi) = (self.t0, self.t1);
-                let mut t = (self.t0 + x / mid).clamp(lo, hi);
+                let (mut lo, mut hi) = (after.clamp(self.t0, self.t1), self.t1);
+                let r_lo = self.rate(lo);
+                let guess = if r_lo > 0.0 {
+                    lo + (x - self.integral_to(lo)) / r_lo
+                } else {
+                    self.t0 + x / mid
+                };
+                let mut t = guess.clamp(lo, hi);
                 for _ in 0..100 {
                     let f = self.integral_to(t) - x;
                     if f.abs() < 1e-12 * (1.0 + x) {
@@ -125,11 +135,16 @@ impl Profile {
             if len <= 0.0 {
                 continue;
             }
+            let cos_t0 = match kind {
+                Kind::Sine { omega, phase, .. } => (omega * t + phase).cos(),
+                _ => 0.0,
+            };
             let seg = Segment {
                 t0: t,
                 t1: t + len,
                 c0: c,
                 kind,
+                cos_t0,
             };
             c += seg.integral_to(seg.t1);
             t = seg.t1;
@@ -241,14 +256,15 @@ impl Profile {
     }
 
     /// The first segment at or after index `from` whose cumulative range reaches past `target`,
-    /// and the time where the cumulative count equals `target`.
-    pub(crate) fn invert_from(&self, from: usize, target: f64) -> Option<(usize, f64)> {
+    /// and the time where the cumulative count equals `target`; `after` is a time known to be at
+    /// or before the answer.
+    pub(crate) fn invert_from(&self, from: usize, target: f64, after: f64) -> Option<(usize, f64)> {
         let mut i = from;
         while i < self.segments.len() {
             let s = &self.segments[i];
             let c1 = self.segments.get(i + 1).map_or(self.total, |next| next.c0);
             if target < c1 {
-                let t = s.invert((target - s.c0).max(0.0));
+                let t = s.invert((target - s.c0).max(0.0), after);
                 return (t < self.duration).then_some((i, t));
             }
             i += 1;
@@ -292,9 +308,11 @@ mod tests {
         .scaled(2.0);
         let s = sine_profile();
         for prof in [&p, &s] {
-            let mut idx = 0;
+            let (mut idx, mut prev) = (0, 0.0);
             let mut n = 0.5;
-            while let Some((i, t)) = prof.invert_from(idx, n) {
+            while let Some((i, t)) = prof.invert_from(idx, n, prev) {
+                assert!(t >= prev);
+                prev = t;
                 assert!(i >= idx);
                 assert!(
                     (prof.cumulative(t) - n).abs() < 1e-6,

@@ -1,0 +1,253 @@
+//! Read-path benchmark of the real `kis-adapter` binary over TLS with keep-alive on loopback.
+//!
+//! Run: `cargo bench -p kis-adapter --bench read_path` (add `-- --quick` for a short run).
+//! The adapter runs as its own process with `--worker-threads 1` (one core of serving) and
+//! 10,000 targets from a `--targets-file`; the client authenticates with a client-CA
+//! certificate (authorization is cached after the first request, as with the HPA). Measures:
+//! 1. p50/p99/max latency at an open-loop 2,000 reads/s (latency from the scheduled send time,
+//!    so queueing is counted), 4 connections;
+//! 2. maximum reads/s, closed loop over 8 connections, plus reads per second of adapter CPU
+//!    time (from /proc) since the client shares the 2-core machine;
+//! 3. adapter RSS holding 10,000 targets (idle, and after the load).
+//!
+//! Prints a summary and writes `target/kis-bench/adapter-read-path.json`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use kis_adapter::client::TlsClient;
+use kis_adapter::pki::Ca;
+
+const TARGETS: usize = 10_000;
+const NAMESPACES: usize = 1_000;
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Adapter(Child);
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn path_for(i: usize) -> String {
+    format!(
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/ns-{}/kis-replicas?labelSelector=target%3Dt{}",
+        i % NAMESPACES,
+        (i / NAMESPACES) % (TARGETS / NAMESPACES)
+    )
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let secs = if quick { 2 } else { 8 };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server_ca = Ca::new("bench-server-ca").unwrap();
+    let client_ca = Ca::new("bench-client-ca").unwrap();
+    let serving = server_ca.server(&["localhost"]).unwrap();
+    let user = client_ca.client("bench", &["system:masters"]).unwrap();
+    let w = |n: &str, b: &str| std::fs::write(d.join(n), b).unwrap();
+    w("tls.crt", &serving.cert);
+    w("tls.key", &serving.key);
+    w("client-ca.crt", &client_ca.cert_pem);
+    let targets: Vec<serde_json::Value> = (0..TARGETS)
+        .map(|i| {
+            serde_json::json!({"namespace": format!("ns-{}", i % NAMESPACES), "metric": "kis-replicas",
+                "labels": {"target": format!("t{}", i / NAMESPACES)}, "value": (i % 50 + 1) as f64})
+        })
+        .collect();
+    w(
+        "targets.json",
+        &serde_json::json!({ "targets": targets }).to_string(),
+    );
+
+    let port = free_port();
+    let p = |n: &str| d.join(n).display().to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_kis-adapter"))
+        .args([
+            "--bind-address=127.0.0.1",
+            &format!("--secure-port={port}"),
+            "--worker-threads=1",
+        ])
+        .arg(format!("--tls-cert-file={}", p("tls.crt")))
+        .arg(format!("--tls-private-key-file={}", p("tls.key")))
+        .arg(format!("--client-ca-file={}", p("client-ca.crt")))
+        .arg(format!("--targets-file={}", p("targets.json")))
+        .arg("--no-delegated-authorization")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn kis-adapter");
+    let pid = child.id();
+    let _guard = Adapter(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let client = TlsClient::new(
+        addr,
+        "localhost",
+        server_ca.cert_pem.as_bytes(),
+        Some((user.cert.as_bytes(), user.key.as_bytes())),
+    )
+    .unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = rt.block_on(async move {
+        // Wait until it serves, then check every target is there.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut c = loop {
+            if let Ok(mut c) = client.connect().await
+                && c.get_ok("/readyz").await.is_ok()
+            {
+                break c;
+            }
+            assert!(Instant::now() < deadline, "kis-adapter did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        for i in [0, 1, TARGETS / 2, TARGETS - 1] {
+            let body = c.get_ok(&path_for(i)).await.unwrap();
+            assert!(
+                String::from_utf8_lossy(&body).contains("\"items\":[{"),
+                "target {i} missing"
+            );
+        }
+        let rss_idle = rss_kib(pid);
+
+        // 1. Open loop at 2,000 reads/s over 4 connections.
+        let rate = 2_000.0;
+        let conns = 4;
+        let per_conn = (rate / conns as f64 * secs as f64) as usize;
+        let interval = Duration::from_secs_f64(conns as f64 / rate);
+        let start = tokio::time::Instant::now() + Duration::from_millis(100);
+        let mut tasks = tokio::task::JoinSet::new();
+        for k in 0..conns {
+            let mut c = client.connect().await.unwrap();
+            tasks.spawn(async move {
+                let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+                let mut errors = 0u64;
+                for n in 0..per_conn {
+                    let at =
+                        start + interval * n as u32 + interval.mul_f64(k as f64 / conns as f64);
+                    tokio::time::sleep_until(at).await;
+                    match c.request("GET", &path_for(n * conns + k), &[], None).await {
+                        Ok((200, _)) => {}
+                        _ => errors += 1,
+                    }
+                    h.record(at.elapsed().as_micros().max(1) as u64).unwrap();
+                }
+                (h, errors)
+            });
+        }
+        let mut open = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        let mut open_errors = 0;
+        while let Some(r) = tasks.join_next().await {
+            let (h, e) = r.unwrap();
+            open.add(h).unwrap();
+            open_errors += e;
+        }
+
+        // 2. Closed loop, 8 connections.
+        let conns = 8;
+        let cpu0 = cpu_seconds(pid);
+        let t0 = Instant::now();
+        let stop = t0 + Duration::from_secs(secs);
+        let mut tasks = tokio::task::JoinSet::new();
+        for k in 0..conns {
+            let mut c = client.connect().await.unwrap();
+            tasks.spawn(async move {
+                let (mut ok, mut errors, mut n) = (0u64, 0u64, k);
+                while Instant::now() < stop {
+                    match c.request("GET", &path_for(n), &[], None).await {
+                        Ok((200, _)) => ok += 1,
+                        _ => errors += 1,
+                    }
+                    n += conns;
+                }
+                (ok, errors)
+            });
+        }
+        let (mut ok, mut closed_errors) = (0, 0);
+        while let Some(r) = tasks.join_next().await {
+            let (o, e) = r.unwrap();
+            ok += o;
+            closed_errors += e;
+        }
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(pid) - cpu0;
+        let rss_after = rss_kib(pid);
+        let mut r = BTreeMap::new();
+        r.insert("targets", serde_json::json!(TARGETS));
+        r.insert("open_loop_rate_per_s", serde_json::json!(rate));
+        r.insert("open_loop_requests", serde_json::json!(open.len()));
+        r.insert("open_loop_errors", serde_json::json!(open_errors));
+        r.insert(
+            "open_loop_p50_us",
+            serde_json::json!(open.value_at_quantile(0.5)),
+        );
+        r.insert(
+            "open_loop_p99_us",
+            serde_json::json!(open.value_at_quantile(0.99)),
+        );
+        r.insert("open_loop_max_us", serde_json::json!(open.max()));
+        r.insert(
+            "closed_loop_reads_per_s",
+            serde_json::json!((ok as f64 / wall).round()),
+        );
+        r.insert("closed_loop_errors", serde_json::json!(closed_errors));
+        r.insert("adapter_cpu_seconds", serde_json::json!(cpu));
+        r.insert(
+            "reads_per_adapter_cpu_second",
+            serde_json::json!((ok as f64 / cpu.max(1e-9)).round()),
+        );
+        r.insert("rss_idle_mib", serde_json::json!(rss_idle as f64 / 1024.0));
+        r.insert(
+            "rss_after_load_mib",
+            serde_json::json!(rss_after as f64 / 1024.0),
+        );
+        r
+    });
+    println!(
+        "kis-adapter read path over TLS keep-alive (adapter: 1 worker thread, {TARGETS} targets)"
+    );
+    for (k, v) in &report {
+        println!("  {k:<32} {v}");
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/kis-bench");
+    let _ = std::fs::create_dir_all(&out);
+    let _ = std::fs::write(
+        out.join("adapter-read-path.json"),
+        serde_json::to_string_pretty(&report).unwrap(),
+    );
+}

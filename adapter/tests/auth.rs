@@ -1,0 +1,282 @@
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use kis_adapter::pki::Ca;
+
+use crate::common::{self, PROXY_CN, Pki, StandIn, json};
+
+const METRIC: &str = "/apis/external.metrics.k8s.io/v1beta1/namespaces/prod/m";
+
+async fn setup(extra: &[&str]) -> (Pki, StandIn, kis_adapter::server::Running) {
+    let pki = Pki::new();
+    let standin = StandIn::default();
+    let kc = standin.serve(pki.dir.path()).await;
+    let mut flags = pki.tls_flags();
+    flags.push(format!("--kubeconfig={}", kc.display()));
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    let r = common::start(&flags).await;
+    let mut c = common::connect(&pki, &r, None).await;
+    common::publish(&mut c, "prod", "m", &[], 3.0, 600).await;
+    (pki, standin, r)
+}
+
+#[tokio::test]
+async fn verified_front_proxy_headers_are_used_and_authorized_by_sar() {
+    let (pki, standin, r) = setup(&[]).await;
+    standin.allowed.lock().unwrap().insert("carol:m".into());
+    let mut c = common::connect(&pki, &r, Some(&pki.proxy)).await;
+
+    // system:masters skips the review (the aggregator's availability probe).
+    let (code, _) = c
+        .request(
+            "GET",
+            "/apis/external.metrics.k8s.io/v1beta1",
+            &[
+                ("x-remote-user", "system:kube-aggregator"),
+                ("x-remote-group", "system:masters"),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(standin.review_count(), 0);
+
+    let (code, body) = c
+        .request(
+            "GET",
+            METRIC,
+            &[
+                ("x-remote-user", "carol"),
+                ("x-remote-group", "team-a"),
+                ("x-remote-extra-scopes", "s1"),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body)["items"][0]["value"], "3");
+    let review = standin.reviews.lock().unwrap()[0].clone();
+    assert_eq!(review["spec"]["user"], "carol");
+    assert_eq!(
+        review["spec"]["groups"],
+        serde_json::json!(["team-a", "system:authenticated"])
+    );
+    assert_eq!(review["spec"]["extra"]["scopes"], serde_json::json!(["s1"]));
+    let ra = &review["spec"]["resourceAttributes"];
+    assert_eq!(
+        (
+            ra["verb"].as_str(),
+            ra["group"].as_str(),
+            ra["resource"].as_str(),
+            ra["namespace"].as_str()
+        ),
+        (
+            Some("list"),
+            Some("external.metrics.k8s.io"),
+            Some("m"),
+            Some("prod")
+        )
+    );
+
+    // SAR deny → 403 Status.
+    let (code, body) = c
+        .request("GET", METRIC, &[("x-remote-user", "dave")], None)
+        .await
+        .unwrap();
+    assert_eq!(code, 403);
+    let v = json(&body);
+    assert_eq!(
+        (v["kind"].as_str(), v["reason"].as_str(), v["code"].as_u64()),
+        (Some("Status"), Some("Forbidden"), Some(403))
+    );
+    assert!(v["message"].as_str().unwrap().contains("dave"), "{v}");
+
+    // A discovery path is reviewed as a non-resource get.
+    let (code, _) = c
+        .request("GET", "/apis", &[("x-remote-user", "dave")], None)
+        .await
+        .unwrap();
+    assert_eq!(code, 403);
+    let last = standin.reviews.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["spec"]["nonResourceAttributes"],
+        serde_json::json!({"path": "/apis", "verb": "get"})
+    );
+
+    // A front proxy that names no user is refused.
+    let (code, _) = c.request("GET", METRIC, &[], None).await.unwrap();
+    assert_eq!(code, 401);
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn identity_headers_are_ignored_without_a_verified_front_proxy() {
+    let (pki, standin, r) = setup(&[]).await;
+    let masters = [
+        ("x-remote-user", "admin"),
+        ("x-remote-group", "system:masters"),
+    ];
+    // No client certificate: anonymous, headers ignored.
+    let mut anon = common::connect(&pki, &r, None).await;
+    let (code, body) = anon.request("GET", METRIC, &masters, None).await.unwrap();
+    assert_eq!(code, 401, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body)["reason"], "Unauthorized");
+    // Front-proxy CA but a CN not in requestheader-allowed-names.
+    let mut wrong = common::connect(&pki, &r, Some(&pki.wrong_cn)).await;
+    let (code, _) = wrong.request("GET", METRIC, &masters, None).await.unwrap();
+    assert_eq!(code, 401);
+    // A client-CA user is itself, whatever headers it sends.
+    let mut alice = common::connect(&pki, &r, Some(&pki.alice)).await;
+    let (code, _) = alice.request("GET", METRIC, &masters, None).await.unwrap();
+    assert_eq!(code, 403);
+    let review = standin.reviews.lock().unwrap().last().unwrap().clone();
+    assert_eq!(review["spec"]["user"], "alice");
+    assert_eq!(
+        review["spec"]["groups"],
+        serde_json::json!(["ops", "system:authenticated"])
+    );
+    assert_eq!(
+        standin.review_count(),
+        1,
+        "anonymous and wrong-CN requests must not reach the SAR"
+    );
+    // A certificate from an unknown CA fails the TLS handshake.
+    let stranger = pki.client(r.addr, Some(&pki.stranger));
+    let res = match stranger.connect().await {
+        Ok(mut c) => c
+            .request("GET", METRIC, &masters, None)
+            .await
+            .map(|(code, _)| code),
+        Err(e) => Err(e),
+    };
+    assert!(
+        res.is_err(),
+        "unknown-CA certificate must be refused, got {res:?}"
+    );
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_ca_users_are_accepted_and_sar_is_cached() {
+    let (pki, standin, r) = setup(&["--authorization-webhook-cache-authorized-ttl=1s"]).await;
+    standin.allowed.lock().unwrap().insert("alice".into());
+    let mut c = common::connect(&pki, &r, Some(&pki.alice)).await;
+    for _ in 0..5 {
+        let (code, _) = c.request("GET", METRIC, &[], None).await.unwrap();
+        assert_eq!(code, 200);
+    }
+    assert_eq!(
+        standin.review_count(),
+        1,
+        "4 of 5 answers must come from the cache"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (code, _) = c.request("GET", METRIC, &[], None).await.unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(
+        standin.review_count(),
+        2,
+        "the cache entry must expire after its TTL"
+    );
+    // Allowed for every metric, so an unknown one reaches the handler: 404, not 403.
+    let (code, _) = c
+        .request(
+            "GET",
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/prod/other",
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 404);
+    assert_eq!(
+        standin.review_count(),
+        3,
+        "a different resource is a different cache key"
+    );
+    r.shutdown().await;
+}
+
+fn cm_data(ca_pem: &str, client_ca_pem: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        ("client-ca-file", client_ca_pem.to_string()),
+        ("requestheader-client-ca-file", ca_pem.to_string()),
+        ("requestheader-allowed-names", format!("[\"{PROXY_CN}\"]")),
+        (
+            "requestheader-username-headers",
+            "[\"X-Remote-User\"]".into(),
+        ),
+        ("requestheader-group-headers", "[\"X-Remote-Group\"]".into()),
+        (
+            "requestheader-extra-headers-prefix",
+            "[\"X-Remote-Extra-\"]".into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+#[tokio::test]
+async fn configmap_supplies_the_cas_and_rotation_is_picked_up() {
+    let pki = Pki::new();
+    let standin = StandIn::default();
+    *standin.configmap.lock().unwrap() =
+        cm_data(&pki.front_proxy_ca.cert_pem, &pki.client_ca.cert_pem);
+    let kc = standin.serve(pki.dir.path()).await;
+    let r = common::start(&[
+        format!("--tls-cert-file={}", pki.path("tls.crt")),
+        format!("--tls-private-key-file={}", pki.path("tls.key")),
+        format!("--kubeconfig={}", kc.display()),
+        "--authentication-config-resync=200ms".into(),
+    ])
+    .await;
+    let masters = [
+        ("x-remote-user", "system:kube-aggregator"),
+        ("x-remote-group", "system:masters"),
+    ];
+    let discovery = "/apis/external.metrics.k8s.io/v1beta1";
+    let mut c = common::connect(&pki, &r, Some(&pki.proxy)).await;
+    assert_eq!(
+        c.request("GET", discovery, &masters, None).await.unwrap().0,
+        200
+    );
+
+    // Rotate the front-proxy CA in the ConfigMap.
+    let new_ca = Ca::new("rotated-front-proxy-ca").unwrap();
+    let new_proxy = new_ca.client(PROXY_CN, &[]).unwrap();
+    *standin.configmap.lock().unwrap() = cm_data(&new_ca.cert_pem, &pki.client_ca.cert_pem);
+    let reads = standin.configmap_reads.load(Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ok = match pki.client(r.addr, Some(&new_proxy)).connect().await {
+            Ok(mut c) => matches!(
+                c.request("GET", discovery, &masters, None).await,
+                Ok((200, _))
+            ),
+            Err(_) => false,
+        };
+        if ok {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rotated CA not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(standin.configmap_reads.load(Ordering::SeqCst) > reads);
+    // The old front-proxy certificate no longer authenticates on a new connection.
+    let old = match pki.client(r.addr, Some(&pki.proxy)).connect().await {
+        Ok(mut c) => c
+            .request("GET", discovery, &masters, None)
+            .await
+            .map(|x| x.0)
+            .ok(),
+        Err(_) => None,
+    };
+    assert_ne!(old, Some(200), "old front-proxy CA must stop being trusted");
+    r.shutdown().await;
+}

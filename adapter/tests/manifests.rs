@@ -1,0 +1,266 @@
+//! Every manifest in deploy/ (and what deploy/gen-certs.sh writes) is parsed into the
+//! k8s-openapi types; a field the types do not know fails the test (round-trip comparison:
+//! every field of the YAML must come back out of the typed value unchanged).
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// Paths in `orig` that are missing or different in `back`.
+fn diff(orig: &Value, back: &Value, path: &str, out: &mut Vec<String>) {
+    match (orig, back) {
+        (Value::Object(o), Value::Object(b)) => {
+            for (k, v) in o {
+                match b.get(k) {
+                    Some(bv) => diff(v, bv, &format!("{path}.{k}"), out),
+                    None => out.push(format!("{path}.{k}: unknown field (or dropped)")),
+                }
+            }
+        }
+        (Value::Array(o), Value::Array(b)) if o.len() == b.len() => {
+            for (i, (x, y)) in o.iter().zip(b).enumerate() {
+                diff(x, y, &format!("{path}[{i}]"), out);
+            }
+        }
+        (Value::Number(x), Value::Number(y)) if x.as_f64() == y.as_f64() => {}
+        (x, y) if x == y => {}
+        (x, y) => out.push(format!("{path}: {x} came back as {y}")),
+    }
+}
+
+fn strict<T: DeserializeOwned + Serialize>(doc: &Value) -> Result<Value, String> {
+    let t: T = serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?;
+    let back = serde_json::to_value(&t).map_err(|e| e.to_string())?;
+    let mut errs = Vec::new();
+    diff(doc, &back, "", &mut errs);
+    if errs.is_empty() {
+        Ok(back)
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+// cert-manager kinds are not in k8s-openapi: the fields used, with unknown fields denied.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CmObject {
+    api_version: String,
+    kind: String,
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    spec: CmSpec,
+}
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CmSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    self_signed: Option<serde_json::Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    renew_before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns_names: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer_ref: Option<CmIssuerRef>,
+}
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CmIssuerRef {
+    name: String,
+    kind: String,
+}
+
+/// Checks one document; returns its kind.
+fn check(doc: &Value) -> Result<String, String> {
+    let av = doc["apiVersion"].as_str().unwrap_or_default();
+    let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+    match (av, kind.as_str()) {
+        ("v1", "Namespace") => strict::<Namespace>(doc),
+        ("v1", "ServiceAccount") => strict::<ServiceAccount>(doc),
+        ("v1", "Service") => strict::<Service>(doc),
+        ("v1", "Secret") => strict::<Secret>(doc),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => strict::<ClusterRole>(doc),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => strict::<ClusterRoleBinding>(doc),
+        ("rbac.authorization.k8s.io/v1", "Role") => strict::<Role>(doc),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => strict::<RoleBinding>(doc),
+        ("apps/v1", "Deployment") => strict::<Deployment>(doc),
+        ("policy/v1", "PodDisruptionBudget") => strict::<PodDisruptionBudget>(doc),
+        ("apiregistration.k8s.io/v1", "APIService") => strict::<APIService>(doc),
+        ("autoscaling/v2", "HorizontalPodAutoscaler") => strict::<HorizontalPodAutoscaler>(doc),
+        ("autoscaling/v2beta2", "HorizontalPodAutoscaler") => {
+            // v2beta2 (Kubernetes <= 1.25) has the same spec as v2 minus per-rule tolerance;
+            // k8s-openapi no longer ships it, so check it as v2 and forbid `tolerance`.
+            if doc.to_string().contains("\"tolerance\"") {
+                return Err("autoscaling/v2beta2 has no behavior.*.tolerance".into());
+            }
+            let mut v2 = doc.clone();
+            v2["apiVersion"] = "autoscaling/v2".into();
+            strict::<HorizontalPodAutoscaler>(&v2)
+        }
+        ("cert-manager.io/v1", "Issuer" | "Certificate") => strict::<CmObject>(doc),
+        _ => Err(format!("no typed check for {av} {kind}")),
+    }
+    .map(|_| kind)
+}
+
+fn docs(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(yaml_files(&p));
+        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_manifest_parses_strictly() {
+    let mut kinds = Vec::new();
+    for f in yaml_files(&deploy_dir()) {
+        for d in docs(&f) {
+            match check(&d) {
+                Ok(k) => kinds.push(k),
+                Err(e) => panic!(
+                    "{}: {} {}: {e}",
+                    f.display(),
+                    d["kind"],
+                    d["metadata"]["name"]
+                ),
+            }
+        }
+    }
+    for want in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRoleBinding",
+        "RoleBinding",
+        "ClusterRole",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "APIService",
+        "HorizontalPodAutoscaler",
+        "Certificate",
+        "Issuer",
+    ] {
+        assert!(kinds.iter().any(|k| k == want), "deploy/ has no {want}");
+    }
+}
+
+#[test]
+fn the_strict_check_catches_unknown_fields() {
+    let mut d = docs(&deploy_dir().join("pdb.yaml")).remove(0);
+    assert!(check(&d).is_ok());
+    d["spec"]["minAvailabel"] = 1.into();
+    assert!(check(&d).unwrap_err().contains("minAvailabel"));
+    let mut h = docs(&deploy_dir().join("v1.20/hpa-gpu.yaml")).remove(0);
+    assert!(check(&h).is_ok());
+    h["spec"]["behavior"]["scaleUp"]["tolerance"] = "0".into();
+    assert!(check(&h).is_err());
+}
+
+#[test]
+fn deployment_and_hpas_follow_the_contract() {
+    let d: Deployment =
+        serde_json::from_value(docs(&deploy_dir().join("deployment.yaml")).remove(0)).unwrap();
+    let spec = d.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+    let c = &pod.containers[0];
+    let sc = c.security_context.clone().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert!(c.liveness_probe.is_some() && c.readiness_probe.is_some());
+    let res = c.resources.clone().unwrap();
+    assert!(res.requests.is_some() && res.limits.is_some());
+    assert!(
+        c.args
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--secure-port=6443")
+    );
+
+    let svc: Service =
+        serde_json::from_value(docs(&deploy_dir().join("service.yaml")).remove(0)).unwrap();
+    assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, 443);
+
+    for f in ["hpa-gpu.yaml", "hpa-cpu.yaml"] {
+        let h: HorizontalPodAutoscaler =
+            serde_json::from_value(docs(&deploy_dir().join(f)).remove(0)).unwrap();
+        let spec = h.spec.unwrap();
+        let m = &spec.metrics.unwrap()[0];
+        assert_eq!(m.type_, "External");
+        let ext = m.external.as_ref().unwrap();
+        assert_eq!(ext.target.type_, "AverageValue");
+        assert_eq!(ext.target.average_value.as_ref().unwrap().0, "1");
+        let b = spec.behavior.unwrap();
+        assert_eq!(b.scale_up.unwrap().tolerance.unwrap().0, "0");
+        assert_eq!(b.scale_down.unwrap().tolerance.unwrap().0, "0");
+    }
+}
+
+#[tokio::test]
+async fn gen_certs_output_parses_and_the_adapter_serves_it_to_the_aggregator_name() {
+    let out = tempfile::tempdir().unwrap();
+    let st = std::process::Command::new("bash")
+        .arg(deploy_dir().join("gen-certs.sh"))
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "gen-certs.sh: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    for f in ["secrets.yaml", "apiservice.yaml"] {
+        for d in docs(&out.path().join(f)) {
+            check(&d).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+    let api: APIService =
+        serde_json::from_value(docs(&out.path().join("apiservice.yaml")).remove(0)).unwrap();
+    let ca = api.spec.unwrap().ca_bundle.unwrap().0;
+    assert_eq!(ca, std::fs::read(out.path().join("ca.crt")).unwrap());
+    // The aggregator dials with server name kis-adapter.kis-system.svc and the caBundle.
+    let p = |n: &str| out.path().join(n).display().to_string();
+    let r = crate::common::start(&[
+        format!("--tls-cert-file={}", p("tls.crt")),
+        format!("--tls-private-key-file={}", p("tls.key")),
+        "--no-delegated-authorization".into(),
+    ])
+    .await;
+    let client =
+        kis_adapter::client::TlsClient::new(r.addr, "kis-adapter.kis-system.svc", &ca, None)
+            .unwrap();
+    let mut c = client.connect().await.unwrap();
+    assert_eq!(c.get_ok("/readyz").await.unwrap(), b"ok");
+    r.shutdown().await;
+}

@@ -1,0 +1,173 @@
+//! Command-line flags (clap derive). Raw values only: [`crate::config::Config::try_from`] checks them.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Open-loop, coordinated-omission-correct load generator for KServe-v2 (Triton) and plain HTTP.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "kis-loadgen", version, about)]
+pub struct Cli {
+    // --- target ---
+    /// Server base URL (KServe mode) or full request URL (plain HTTP mode). Only http://.
+    #[arg(long, help_heading = "Target")]
+    pub url: Option<String>,
+    /// KServe-v2 model to drive (default `image` when neither --url nor --method is given).
+    #[arg(long, help_heading = "Target")]
+    pub model: Option<String>,
+    /// Model version (KServe mode).
+    #[arg(long, help_heading = "Target")]
+    pub model_version: Option<String>,
+    /// Send JSON tensors instead of the binary tensor extension.
+    #[arg(long, help_heading = "Target")]
+    pub json_body: bool,
+    /// Input data: `random`, `zero`, or a file of raw little-endian tensor bytes.
+    #[arg(long, default_value = "random", help_heading = "Target")]
+    pub input: String,
+    /// Override an input's shape, e.g. `INPUT0:1,16` (repeatable; -1 dims otherwise become 1).
+    #[arg(long, value_name = "NAME:D1,D2", help_heading = "Target")]
+    pub shape: Vec<String>,
+    /// Plain HTTP mode: method (GET, POST, ...).
+    #[arg(long, help_heading = "Target")]
+    pub method: Option<String>,
+    /// Plain HTTP mode: request body from this file.
+    #[arg(long, help_heading = "Target")]
+    pub body_file: Option<PathBuf>,
+    /// Extra request header `Name: value` (repeatable).
+    #[arg(long, help_heading = "Target")]
+    pub header: Vec<String>,
+    /// How long to wait for the server (and model) to be ready before the run.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = "Target")]
+    pub ready_timeout: f64,
+
+    // --- load ---
+    /// Traffic shape: constant, ramp, periodic, random, spike or trace (rate in requests/s).
+    #[arg(long, default_value = "ramp", help_heading = "Load")]
+    pub pattern: String,
+    /// Trace CSV (`t_seconds,rate_rps`) for --pattern trace.
+    #[arg(long, help_heading = "Load")]
+    pub trace: Option<PathBuf>,
+    /// Constant pattern: requests/s.
+    #[arg(long, help_heading = "Load")]
+    pub rate: Option<f64>,
+    /// Low rate: ramp start, periodic/random minimum, spike base.
+    #[arg(long, help_heading = "Load")]
+    pub min: Option<f64>,
+    /// High rate: ramp end, periodic/random maximum, spike peak.
+    #[arg(long, help_heading = "Load")]
+    pub max: Option<f64>,
+    /// Ramp: number of equal steps (0 = linear).
+    #[arg(long, help_heading = "Load")]
+    pub steps: Option<u32>,
+    /// Periodic: cycles over the run.
+    #[arg(long, help_heading = "Load")]
+    pub cycles: Option<f64>,
+    /// Random: seconds between new levels.
+    #[arg(long, value_parser = parse_duration, help_heading = "Load")]
+    pub interval: Option<f64>,
+    /// Spike: start of the peak as a fraction of the duration.
+    #[arg(long, help_heading = "Load")]
+    pub spike_start: Option<f64>,
+    /// Spike: length of the peak as a fraction of the duration.
+    #[arg(long, help_heading = "Load")]
+    pub spike_length: Option<f64>,
+    /// Trace: multiply every rate by this.
+    #[arg(long, help_heading = "Load")]
+    pub trace_scale: Option<f64>,
+    /// Trace: play the trace this many times faster.
+    #[arg(long, help_heading = "Load")]
+    pub trace_speedup: Option<f64>,
+    /// Trace: start this many trace seconds in.
+    #[arg(long, help_heading = "Load")]
+    pub trace_offset: Option<f64>,
+    /// Run length (stretches the shape; e.g. `60s`, `5m`). Shape default otherwise (300 s).
+    #[arg(long, value_parser = parse_duration, help_heading = "Load")]
+    pub duration: Option<f64>,
+    /// Inter-arrival times: uniform (constant spacing) or poisson.
+    #[arg(long, default_value = "uniform", help_heading = "Load")]
+    pub arrivals: String,
+    /// Seed for random shapes, Poisson arrivals, think times and random input.
+    #[arg(long, default_value_t = 1, help_heading = "Load")]
+    pub seed: u64,
+    /// Closed loop instead: N users, each waiting for its answer, then thinking (--wait).
+    #[arg(long, help_heading = "Load")]
+    pub users: Option<u32>,
+    /// Closed-loop think time `A..B` (uniform, like Locust `between(a, b)`), or one value; `0s` = none.
+    #[arg(long, default_value = "1s..2s", help_heading = "Load")]
+    pub wait: String,
+    /// Most requests in flight at once (default: --connections).
+    #[arg(long, help_heading = "Load")]
+    pub max_in_flight: Option<usize>,
+    /// What an arrival does when --max-in-flight is reached: queue (charged from its intended time) or drop.
+    #[arg(long, default_value = "queue", help_heading = "Load")]
+    pub overflow: String,
+    /// HTTP/1.1 keep-alive connections (open loop; closed loop uses one per user).
+    #[arg(long, default_value_t = 64, help_heading = "Load")]
+    pub connections: usize,
+    /// Runtime threads (1 = a single-threaded runtime, the cheapest per request).
+    #[arg(long, default_value_t = 1, help_heading = "Load")]
+    pub threads: usize,
+    /// Per-request timeout.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Load")]
+    pub timeout: f64,
+    /// After the schedule ends or a signal, how long in-flight requests may still finish.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, help_heading = "Load")]
+    pub grace: f64,
+
+    // --- outputs ---
+    /// Write the JSON report here.
+    #[arg(long, help_heading = "Outputs")]
+    pub json: Option<PathBuf>,
+    /// Write Locust-compatible PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv.
+    #[arg(long, value_name = "PREFIX", help_heading = "Outputs")]
+    pub csv: Option<PathBuf>,
+    /// Write an HdrHistogram interval log (1 s intervals; tags corrected, service, lag).
+    #[arg(long, help_heading = "Outputs")]
+    pub hdr_log: Option<PathBuf>,
+    /// Serve Prometheus /metrics on this address while running (e.g. 127.0.0.1:9464).
+    #[arg(long, help_heading = "Outputs")]
+    pub metrics_addr: Option<String>,
+    /// Write a plot of rate and latency over time (.png or .svg).
+    #[arg(long, help_heading = "Outputs")]
+    pub plot: Option<PathBuf>,
+    /// No status line and no summary table.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Parses `60s`, `1m30s`, `250ms` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<f64>() {
+        return if v.is_finite() && v >= 0.0 {
+            Ok(v)
+        } else {
+            Err(format!("{s:?} is not a duration >= 0"))
+        };
+    }
+    humantime::parse_duration(s)
+        .map(|d| d.as_secs_f64())
+        .map_err(|e| format!("{s:?} is not a duration ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_both_forms() {
+        assert_eq!(parse_duration("60s"), Ok(60.0));
+        assert_eq!(parse_duration("1.5"), Ok(1.5));
+        assert_eq!(parse_duration("250ms"), Ok(0.25));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn defaults_aim_at_the_quick_start() {
+        let c = Cli::parse_from(["kis-loadgen"]);
+        assert_eq!(c.pattern, "ramp");
+        assert!(c.url.is_none() && c.model.is_none());
+        assert_eq!(c.wait, "1s..2s");
+    }
+}

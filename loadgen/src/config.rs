@@ -1,0 +1,609 @@
+//! The checked run configuration, built once from the flags; every report embeds it.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use kis_traffic::{ArrivalKind, Pattern, ShapeSpec};
+use serde::Serialize;
+
+use crate::cli::Cli;
+use crate::error::{Error, Result};
+
+/// An `http://host:port` endpoint and the path below it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Endpoint {
+    /// `host:port` to connect to and send as `Host`.
+    pub authority: String,
+    /// Path (and query) without a trailing `/` for a base URL.
+    pub path: String,
+}
+
+impl Endpoint {
+    /// Parses an `http://` URL; anything else is one clear error.
+    pub fn parse(url: &str) -> Result<Endpoint> {
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| Error::Usage(format!("--url {url:?} is not a URL ({e})")))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => {
+                return Err(Error::Usage(format!(
+                    "--url {url:?}: scheme {other:?} is not supported (only http://)"
+                )));
+            }
+            None => {
+                return Err(Error::Usage(format!(
+                    "--url {url:?} needs a scheme (http://host:port)"
+                )));
+            }
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| Error::Usage(format!("--url {url:?} has no host")))?;
+        let port = uri.port_u16().unwrap_or(80);
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        Ok(Endpoint {
+            authority: format!("{host}:{port}"),
+            path: path.to_string(),
+        })
+    }
+
+    /// The base path without a trailing slash (for joining KServe routes).
+    pub fn base(&self) -> &str {
+        self.path.trim_end_matches('/')
+    }
+}
+
+/// Where the input tensor data comes from.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum InputData {
+    /// Seeded uniform random values.
+    Random,
+    /// All zeros.
+    Zero,
+    /// Raw little-endian bytes from a file.
+    File(PathBuf),
+}
+
+/// What is being driven.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Target {
+    /// A KServe-v2 model: the request is built from its metadata.
+    Kserve {
+        /// Server.
+        endpoint: Endpoint,
+        /// Model name.
+        model: String,
+        /// Model version, if pinned.
+        version: Option<String>,
+        /// Binary tensor extension (true) or JSON tensors.
+        binary: bool,
+        /// Input data.
+        input: InputData,
+        /// Shape overrides `(input name, dims)`.
+        shapes: Vec<(String, Vec<i64>)>,
+    },
+    /// Plain HTTP requests.
+    Http {
+        /// Target URL.
+        endpoint: Endpoint,
+        /// Method.
+        method: String,
+        /// Body file, if any.
+        body_file: Option<PathBuf>,
+    },
+}
+
+/// Closed-loop think time, seconds.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct Wait {
+    /// Lower bound.
+    pub min_s: f64,
+    /// Upper bound.
+    pub max_s: f64,
+}
+
+/// What to do with an arrival when the in-flight limit is reached.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Overflow {
+    /// Wait for a free slot; latency is still charged from the intended time.
+    Queue,
+    /// Do not send; counted as dropped.
+    Drop,
+}
+
+/// The load model.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "model", rename_all = "lowercase")]
+pub enum Load {
+    /// Arrivals at a rate that does not depend on the server (the default).
+    Open {
+        /// The rate shape (requests/s).
+        shape: ShapeSpec,
+        /// Uniform or Poisson spacing.
+        arrivals: ArrivalKind,
+        /// In-flight limit.
+        max_in_flight: usize,
+        /// Overflow policy.
+        overflow: Overflow,
+    },
+    /// Users that wait for their answer and think (Locust parity).
+    Closed {
+        /// Number of users.
+        users: u32,
+        /// Think time.
+        wait: Wait,
+        /// Run length, seconds.
+        duration_s: f64,
+    },
+}
+
+/// Output files and endpoints.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Outputs {
+    /// JSON report.
+    pub json: Option<PathBuf>,
+    /// Locust CSV prefix.
+    pub csv: Option<PathBuf>,
+    /// HdrHistogram interval log.
+    pub hdr_log: Option<PathBuf>,
+    /// Plot file (.png/.svg).
+    pub plot: Option<PathBuf>,
+    /// Prometheus /metrics address.
+    pub metrics_addr: Option<String>,
+    /// No live line and no summary.
+    pub quiet: bool,
+}
+
+/// Everything a run needs, checked.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    /// What to drive.
+    pub target: Target,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Load model.
+    pub load: Load,
+    /// Seed for everything random.
+    pub seed: u64,
+    /// Connection pool size (open loop).
+    pub connections: usize,
+    /// Runtime threads.
+    pub threads: usize,
+    /// Per-request timeout, seconds.
+    pub timeout_s: f64,
+    /// Drain bound, seconds.
+    pub grace_s: f64,
+    /// Readiness wait bound, seconds.
+    pub ready_timeout_s: f64,
+    /// Outputs.
+    pub outputs: Outputs,
+}
+
+fn usage(msg: impl Into<String>) -> Error {
+    Error::Usage(msg.into())
+}
+
+fn positive(name: &str, v: f64) -> Result<f64> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(usage(format!("{name} must be > 0, got {v}")))
+    }
+}
+
+/// Parses `A..B`, `A` (both durations).
+pub fn parse_wait(s: &str) -> Result<Wait> {
+    let bad = |e: String| usage(format!("--wait {s:?}: {e}"));
+    let (a, b) = match s.split_once("..") {
+        Some((a, b)) => (
+            crate::cli::parse_duration(a).map_err(bad)?,
+            crate::cli::parse_duration(b).map_err(bad)?,
+        ),
+        None => {
+            let v = crate::cli::parse_duration(s).map_err(bad)?;
+            (v, v)
+        }
+    };
+    if a > b {
+        return Err(usage(format!(
+            "--wait {s:?}: lower bound above upper bound"
+        )));
+    }
+    Ok(Wait { min_s: a, max_s: b })
+}
+
+fn parse_shape_override(s: &str) -> Result<(String, Vec<i64>)> {
+    let bad = || {
+        usage(format!(
+            "--shape {s:?}: expected NAME:D1,D2,... with dims >= 1"
+        ))
+    };
+    let (name, dims) = s.rsplit_once(':').ok_or_else(bad)?;
+    let dims = dims
+        .split(',')
+        .map(|d| d.trim().parse::<i64>().ok().filter(|d| *d >= 1))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(bad)?;
+    if name.is_empty() || dims.is_empty() {
+        return Err(bad());
+    }
+    Ok((name.to_string(), dims))
+}
+
+/// The shape from --pattern and its parameter flags; a flag that does not apply is an error.
+fn shape(cli: &Cli) -> Result<ShapeSpec> {
+    let pattern = Pattern::from_str(&cli.pattern).map_err(|_| {
+        usage(format!(
+            "unknown pattern {:?} (expected constant, ramp, periodic, random, spike or trace)",
+            cli.pattern
+        ))
+    })?;
+    let given: [(&str, bool); 11] = [
+        ("--rate", cli.rate.is_some()),
+        ("--min", cli.min.is_some()),
+        ("--max", cli.max.is_some()),
+        ("--steps", cli.steps.is_some()),
+        ("--cycles", cli.cycles.is_some()),
+        ("--interval", cli.interval.is_some()),
+        ("--spike-start", cli.spike_start.is_some()),
+        ("--spike-length", cli.spike_length.is_some()),
+        ("--trace", cli.trace.is_some()),
+        ("--trace-scale", cli.trace_scale.is_some()),
+        (
+            "--trace-speedup",
+            cli.trace_speedup.is_some() || cli.trace_offset.is_some(),
+        ),
+    ];
+    let allowed: &[&str] = match pattern {
+        Pattern::Constant => &["--rate"],
+        Pattern::Ramp => &["--min", "--max", "--steps"],
+        Pattern::Periodic => &["--min", "--max", "--cycles"],
+        Pattern::Random => &["--min", "--max", "--interval"],
+        Pattern::Spike => &["--min", "--max", "--spike-start", "--spike-length"],
+        Pattern::Trace => &["--trace", "--trace-scale", "--trace-speedup"],
+        #[allow(unreachable_patterns)]
+        _ => &[],
+    };
+    if let Some((flag, _)) = given.iter().find(|(f, on)| *on && !allowed.contains(f)) {
+        return Err(usage(format!(
+            "{flag} does not apply to --pattern {pattern} (it takes {})",
+            allowed.join(", ")
+        )));
+    }
+    let mut spec = ShapeSpec::default_for(pattern);
+    if let Some(d) = cli.duration {
+        spec = spec.with_duration(positive("--duration", d)?);
+    }
+    let lo = |v: &mut f64| {
+        if let Some(x) = cli.min {
+            *v = x;
+        }
+    };
+    let hi = |v: &mut f64| {
+        if let Some(x) = cli.max {
+            *v = x;
+        }
+    };
+    match &mut spec {
+        ShapeSpec::Constant { rate, .. } => {
+            if let Some(r) = cli.rate {
+                *rate = r;
+            }
+        }
+        ShapeSpec::Ramp {
+            start, end, steps, ..
+        } => {
+            lo(start);
+            hi(end);
+            if let Some(s) = cli.steps {
+                *steps = s;
+            }
+        }
+        ShapeSpec::Periodic {
+            min, max, cycles, ..
+        } => {
+            lo(min);
+            hi(max);
+            if let Some(c) = cli.cycles {
+                *cycles = c;
+            }
+        }
+        ShapeSpec::Random {
+            min, max, interval, ..
+        } => {
+            lo(min);
+            hi(max);
+            if let Some(i) = cli.interval {
+                *interval = i;
+            }
+        }
+        ShapeSpec::Spike {
+            base,
+            peak,
+            start,
+            length,
+            ..
+        } => {
+            lo(base);
+            hi(peak);
+            if let Some(s) = cli.spike_start {
+                *start = s;
+            }
+            if let Some(l) = cli.spike_length {
+                *length = l;
+            }
+        }
+        ShapeSpec::Trace {
+            path,
+            scale,
+            speedup,
+            offset,
+            ..
+        } => {
+            *path = cli
+                .trace
+                .clone()
+                .ok_or_else(|| usage("--pattern trace needs --trace FILE"))?;
+            if let Some(s) = cli.trace_scale {
+                *scale = s;
+            }
+            if let Some(s) = cli.trace_speedup {
+                *speedup = s;
+            }
+            if let Some(o) = cli.trace_offset {
+                *offset = o;
+            }
+        }
+        #[allow(unreachable_patterns)]
+        _ => {}
+    }
+    Ok(spec)
+}
+
+fn parse_header(h: &str) -> Result<(String, String)> {
+    let (n, v) = h
+        .split_once(':')
+        .ok_or_else(|| usage(format!("--header {h:?}: expected `Name: value`")))?;
+    let n = n.trim();
+    if n.is_empty() || hyper::header::HeaderName::from_bytes(n.as_bytes()).is_err() {
+        return Err(usage(format!("--header {h:?}: invalid header name")));
+    }
+    let v = v.trim();
+    if hyper::header::HeaderValue::from_str(v).is_err() {
+        return Err(usage(format!("--header {h:?}: invalid header value")));
+    }
+    Ok((n.to_string(), v.to_string()))
+}
+
+impl TryFrom<Cli> for Config {
+    type Error = Error;
+
+    fn try_from(cli: Cli) -> Result<Config> {
+        let plain = cli.method.is_some() || cli.body_file.is_some();
+        let kserve = cli.model.is_some() || (cli.url.is_none() && !plain);
+        if cli.model.is_some() && plain {
+            return Err(usage(
+                "--model (KServe mode) cannot be combined with --method/--body-file (plain HTTP)",
+            ));
+        }
+        let url = cli.url.as_deref().unwrap_or("http://127.0.0.1:8000");
+        let endpoint = Endpoint::parse(url)?;
+        let target = if kserve {
+            let input = match cli.input.as_str() {
+                "random" => InputData::Random,
+                "zero" => InputData::Zero,
+                f => InputData::File(PathBuf::from(f)),
+            };
+            Target::Kserve {
+                endpoint,
+                model: cli.model.clone().unwrap_or_else(|| "image".to_string()),
+                version: cli.model_version.clone(),
+                binary: !cli.json_body,
+                input,
+                shapes: cli
+                    .shape
+                    .iter()
+                    .map(|s| parse_shape_override(s))
+                    .collect::<Result<_>>()?,
+            }
+        } else {
+            if cli.json_body || !cli.shape.is_empty() || cli.input != "random" {
+                return Err(usage(
+                    "--json-body/--shape/--input need a KServe model (--model); plain HTTP uses --body-file",
+                ));
+            }
+            let method = cli.method.clone().unwrap_or_else(|| {
+                if cli.body_file.is_some() {
+                    "POST"
+                } else {
+                    "GET"
+                }
+                .to_string()
+            });
+            hyper::Method::from_bytes(method.as_bytes())
+                .map_err(|_| usage(format!("--method {method:?} is not an HTTP method")))?;
+            Target::Http {
+                endpoint,
+                method,
+                body_file: cli.body_file.clone(),
+            }
+        };
+        if cli.connections == 0 {
+            return Err(usage("--connections must be at least 1"));
+        }
+        if cli.threads == 0 || cli.threads > 64 {
+            return Err(usage(format!(
+                "--threads must be in 1..=64, got {}",
+                cli.threads
+            )));
+        }
+        let load = match cli.users {
+            Some(0) => return Err(usage("--users must be at least 1")),
+            Some(users) => {
+                if cli.pattern != "ramp" || cli.trace.is_some() || cli.rate.is_some() {
+                    return Err(usage(
+                        "--users (closed loop) runs a fixed number of users; drop --pattern/--rate/--trace",
+                    ));
+                }
+                if cli.max_in_flight.is_some() {
+                    return Err(usage(
+                        "--max-in-flight applies to the open loop; with --users the users are the limit",
+                    ));
+                }
+                Load::Closed {
+                    users,
+                    wait: parse_wait(&cli.wait)?,
+                    duration_s: positive("--duration", cli.duration.unwrap_or(60.0))?,
+                }
+            }
+            None => {
+                let max_in_flight = cli.max_in_flight.unwrap_or(cli.connections);
+                if max_in_flight == 0 {
+                    return Err(usage("--max-in-flight must be at least 1"));
+                }
+                if max_in_flight > cli.connections {
+                    return Err(usage(format!(
+                        "--max-in-flight {max_in_flight} exceeds --connections {} (HTTP/1.1: one request per connection)",
+                        cli.connections
+                    )));
+                }
+                let overflow = match cli.overflow.as_str() {
+                    "queue" => Overflow::Queue,
+                    "drop" => Overflow::Drop,
+                    o => {
+                        return Err(usage(format!("--overflow {o:?}: expected queue or drop")));
+                    }
+                };
+                let arrivals = ArrivalKind::from_str(&cli.arrivals).map_err(|_| {
+                    usage(format!(
+                        "--arrivals {:?}: expected uniform or poisson",
+                        cli.arrivals
+                    ))
+                })?;
+                Load::Open {
+                    shape: shape(&cli)?,
+                    arrivals,
+                    max_in_flight,
+                    overflow,
+                }
+            }
+        };
+        Ok(Config {
+            target,
+            headers: cli
+                .header
+                .iter()
+                .map(|h| parse_header(h))
+                .collect::<Result<_>>()?,
+            load,
+            seed: cli.seed,
+            connections: cli.connections,
+            threads: cli.threads,
+            timeout_s: positive("--timeout", cli.timeout)?.min(60.0),
+            grace_s: cli.grace,
+            ready_timeout_s: cli.ready_timeout,
+            outputs: Outputs {
+                json: cli.json,
+                csv: cli.csv,
+                hdr_log: cli.hdr_log,
+                plot: cli.plot,
+                metrics_addr: cli.metrics_addr,
+                quiet: cli.quiet,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn cfg(args: &[&str]) -> Result<Config> {
+        let mut v = vec!["kis-loadgen"];
+        v.extend_from_slice(args);
+        Config::try_from(Cli::parse_from(v))
+    }
+
+    #[test]
+    fn no_flags_means_the_local_image_model_with_a_ramp() {
+        let c = cfg(&[]).unwrap();
+        match c.target {
+            Target::Kserve {
+                endpoint,
+                model,
+                binary,
+                ..
+            } => {
+                assert_eq!(endpoint.authority, "127.0.0.1:8000");
+                assert_eq!(model, "image");
+                assert!(binary);
+            }
+            t => panic!("{t:?}"),
+        }
+        match c.load {
+            Load::Open { shape, .. } => assert_eq!(shape.pattern(), Pattern::Ramp),
+            l => panic!("{l:?}"),
+        }
+    }
+
+    #[test]
+    fn url_with_method_is_plain_http() {
+        let c = cfg(&["--url", "http://localhost:9/x?y=1", "--method", "GET"]).unwrap();
+        match c.target {
+            Target::Http { endpoint, .. } => {
+                assert_eq!(endpoint.authority, "localhost:9");
+                assert_eq!(endpoint.path, "/x?y=1");
+            }
+            t => panic!("{t:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_that_do_not_fit_the_pattern_are_refused() {
+        let e = cfg(&["--pattern", "periodic", "--steps", "4"]).unwrap_err();
+        assert!(e.to_string().contains("--steps"), "{e}");
+        let e = cfg(&["--pattern", "zigzag"]).unwrap_err();
+        assert!(e.to_string().contains("zigzag"), "{e}");
+        assert!(cfg(&["--max-in-flight", "100", "--connections", "10"]).is_err());
+        assert!(cfg(&["--url", "https://x"]).is_err());
+        assert!(cfg(&["--wait", "2s..1s", "--users", "2"]).is_err());
+    }
+
+    #[test]
+    fn overrides_reach_the_shape() {
+        let c = cfg(&[
+            "--pattern",
+            "spike",
+            "--min",
+            "5",
+            "--max",
+            "50",
+            "--duration",
+            "10s",
+        ])
+        .unwrap();
+        let Load::Open { shape, .. } = c.load else {
+            panic!()
+        };
+        let p = shape.build(1).unwrap();
+        assert!((p.duration() - 10.0).abs() < 1e-9);
+        assert!((p.peak_rate() - 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn wait_forms() {
+        assert_eq!(
+            parse_wait("1s..2s").unwrap(),
+            Wait {
+                min_s: 1.0,
+                max_s: 2.0
+            }
+        );
+        assert_eq!(parse_wait("0s").unwrap().max_s, 0.0);
+    }
+}

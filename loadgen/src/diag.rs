@@ -1,0 +1,86 @@
+//! Self-diagnosis: the generator's own CPU time (from /proc/self/stat) and the warnings that say
+//! when the numbers describe the client more than the server.
+
+/// Clock ticks per second in /proc (USER_HZ, 100 on every Linux architecture we run on).
+const USER_HZ: f64 = 100.0;
+
+/// User + system CPU seconds this process has used, or `None` off Linux.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_stat(&stat)
+}
+
+/// utime + stime from a /proc/PID/stat line, in seconds.
+pub fn parse_stat(stat: &str) -> Option<f64> {
+    // The command name may hold spaces and parentheses; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace();
+    // After ')': state is field 3, utime field 14, stime field 15.
+    let utime: f64 = f.nth(11)?.parse().ok()?;
+    let stime: f64 = f.next()?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
+}
+
+/// Share of sends that may lag more than 1 ms before we warn (perf_analyzer's threshold).
+pub const LATE_SHARE: f64 = 0.01;
+/// CPU share of one core above which we warn (Locust's threshold).
+pub const CPU_SHARE: f64 = 0.90;
+
+/// A warning for one window, if any: `late` of `sent` lagged > 1 ms, `cpu` cores busy.
+pub fn window_warnings(
+    t_s: f64,
+    sent: u64,
+    late: u64,
+    cpu: Option<f64>,
+    threads: usize,
+) -> Vec<String> {
+    let mut w = Vec::new();
+    if sent > 0 && late as f64 > LATE_SHARE * sent as f64 {
+        w.push(format!(
+            "t={t_s:.0}s: {:.1}% of sends lagged more than 1 ms behind schedule; the generator, not the server, may be limiting",
+            100.0 * late as f64 / sent as f64
+        ));
+    }
+    if let Some(c) = cpu
+        && c > CPU_SHARE * threads as f64
+    {
+        w.push(format!(
+            "t={t_s:.0}s: generator CPU at {:.0}% of its {threads} thread(s); latencies may include client time",
+            100.0 * c / threads as f64
+        ));
+    }
+    w
+}
+
+/// The whole-run late-send warning (perf_analyzer's rule: more than 1 % of sends late).
+pub fn run_warning(sent: u64, late: u64) -> Option<String> {
+    (sent > 0 && late as f64 > LATE_SHARE * sent as f64).then(|| {
+        format!(
+            "{:.1}% of all sends ({late} of {sent}) lagged more than 1 ms behind schedule",
+            100.0 * late as f64 / sent as f64
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_after_the_command_name() {
+        let line = "42 (a (weird) name) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
+        assert_eq!(parse_stat(line), Some(3.0));
+        assert!(cpu_seconds().is_some());
+    }
+
+    #[test]
+    fn warnings_fire_on_thresholds() {
+        assert!(window_warnings(1.0, 1000, 5, Some(0.5), 1).is_empty());
+        assert_eq!(window_warnings(1.0, 1000, 20, Some(0.95), 1).len(), 2);
+        assert!(window_warnings(1.0, 1000, 0, Some(0.95), 2).is_empty());
+        // Too few sends in a window to judge.
+        assert!(window_warnings(1.0, 10, 5, None, 1).is_empty());
+        assert!(run_warning(10, 5).is_some());
+        assert!(run_warning(1000, 10).is_none());
+    }
+}

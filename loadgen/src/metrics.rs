@@ -1,0 +1,201 @@
+//! Prometheus `/metrics` for a running load test: counters and gauges updated by the collector
+//! once a second (never on the request path), served on `--metrics-addr`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+/// Outcome labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `ok` or the error kind.
+    pub outcome: String,
+    /// HTTP status, empty when there was none.
+    pub code: String,
+}
+
+/// Latency-view labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuantileLabels {
+    /// corrected, service or send_lag.
+    pub kind: &'static str,
+    /// 0.5, 0.95, 0.99.
+    pub quantile: &'static str,
+}
+
+/// Every metric kis-loadgen exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Finished requests by outcome.
+    pub requests: Family<OutcomeLabels, Counter>,
+    /// Latency quantiles of the last 1 s window, seconds.
+    pub latency: Family<QuantileLabels, Gauge<f64, AtomicU64>>,
+    /// Requests on the wire.
+    pub in_flight: Gauge,
+    /// Arrivals waiting for a connection.
+    pub queued: Gauge,
+    /// Intended rate of the last window.
+    pub intended_rate: Gauge<f64, AtomicU64>,
+    /// Achieved send rate of the last window.
+    pub achieved_rate: Gauge<f64, AtomicU64>,
+    /// Arrivals dropped by the overflow policy.
+    pub dropped: Counter,
+    /// Sends more than 1 ms late.
+    pub late_sends: Counter,
+    /// Generator CPU, cores busy.
+    pub cpu_ratio: Gauge<f64, AtomicU64>,
+    /// Server-side mean queue time of the last window, seconds (Triton statistics).
+    pub server_queue: Gauge<f64, AtomicU64>,
+    /// Server-side mean compute time of the last window, seconds.
+    pub server_compute: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers everything under the `kis_loadgen` prefix.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("kis_loadgen");
+        let m = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            latency: Family::default(),
+            in_flight: Gauge::default(),
+            queued: Gauge::default(),
+            intended_rate: Gauge::default(),
+            achieved_rate: Gauge::default(),
+            dropped: Counter::default(),
+            late_sends: Counter::default(),
+            cpu_ratio: Gauge::default(),
+            server_queue: Gauge::default(),
+            server_compute: Gauge::default(),
+        };
+        registry.register(
+            "requests",
+            "Finished requests by outcome and HTTP status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "latency_seconds",
+            "Latency quantiles over the last 1 s window (corrected = from intended send)",
+            m.latency.clone(),
+        );
+        registry.register("in_flight", "Requests on the wire", m.in_flight.clone());
+        registry.register(
+            "queued",
+            "Arrivals waiting for a free connection",
+            m.queued.clone(),
+        );
+        registry.register(
+            "intended_rate",
+            "Intended request rate, last window (req/s)",
+            m.intended_rate.clone(),
+        );
+        registry.register(
+            "achieved_rate",
+            "Achieved send rate, last window (req/s)",
+            m.achieved_rate.clone(),
+        );
+        registry.register(
+            "dropped",
+            "Arrivals dropped at the in-flight limit",
+            m.dropped.clone(),
+        );
+        registry.register(
+            "late_sends",
+            "Sends more than 1 ms behind schedule",
+            m.late_sends.clone(),
+        );
+        registry.register(
+            "generator_cpu_ratio",
+            "Generator CPU use in cores, last window",
+            m.cpu_ratio.clone(),
+        );
+        registry.register(
+            "server_queue_seconds",
+            "Mean server-side queue time, last window (Triton statistics)",
+            m.server_queue.clone(),
+        );
+        registry.register(
+            "server_compute_seconds",
+            "Mean server-side compute time, last window (Triton statistics)",
+            m.server_compute.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let m = m.clone();
+                async move {
+                    let resp = if req.uri().path() == "/metrics" {
+                        Response::builder()
+                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                            .body(Full::new(Bytes::from(m.render())))
+                    } else {
+                        Response::builder()
+                            .status(StatusCode::NOT_FOUND)
+                            .body(Full::new(Bytes::from_static(b"try /metrics\n")))
+                    };
+                    Ok::<_, std::convert::Infallible>(resp.unwrap_or_default())
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_names() {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&OutcomeLabels {
+                outcome: "ok".into(),
+                code: "200".into(),
+            })
+            .inc_by(3);
+        m.in_flight.set(2);
+        let text = m.render();
+        assert!(
+            text.contains("kis_loadgen_requests_total{outcome=\"ok\",code=\"200\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("kis_loadgen_in_flight 2"), "{text}");
+    }
+}

@@ -1,0 +1,309 @@
+//! Per-shard recording of request outcomes into HDR histograms, merged once per window.
+//!
+//! Workers never store samples: each records into the histograms of its shard (a mutex that only
+//! the once-a-second collector ever contends for), and the collector swaps the window out.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Highest recordable value: 60 s, in microseconds (the unit of every histogram here).
+pub const MAX_US: u64 = 60_000_000;
+
+/// A new histogram covering 1 µs to 60 s with 3 significant digits.
+pub fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_US, 3).expect("static histogram bounds are valid")
+}
+
+fn us(d: Duration) -> u64 {
+    (d.as_micros() as u64).clamp(1, MAX_US)
+}
+
+/// Why a request did not succeed (errors are counted by kind, never by message text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The server answered with a non-2xx status.
+    Status,
+    /// No TCP connection could be made.
+    Connect,
+    /// No complete answer within `--timeout`.
+    Timeout,
+    /// The connection failed while sending or receiving.
+    Io,
+    /// Still in flight when the drain bound after a stop ran out.
+    Aborted,
+}
+
+impl ErrorKind {
+    /// Every kind, for stable label sets.
+    pub const ALL: [ErrorKind; 5] = [
+        ErrorKind::Status,
+        ErrorKind::Connect,
+        ErrorKind::Timeout,
+        ErrorKind::Io,
+        ErrorKind::Aborted,
+    ];
+
+    /// The lowercase label used in metrics and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Status => "status",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Io => "io",
+            ErrorKind::Aborted => "aborted",
+        }
+    }
+}
+
+/// What happened to one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx answer.
+    Ok { status: u16 },
+    /// A non-2xx answer.
+    Status { status: u16 },
+    /// No answer.
+    Failed(ErrorKind),
+}
+
+/// Counters for one window (or, summed, for the run).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Counts {
+    /// Requests whose send started.
+    pub sent: u64,
+    /// Requests with an outcome (ok or error).
+    pub completed: u64,
+    /// 2xx answers.
+    pub ok: u64,
+    /// Everything that was not a 2xx answer.
+    pub errors: u64,
+    /// Sends more than 1 ms after their intended time.
+    pub late_sends: u64,
+    /// Response body bytes received.
+    pub bytes_in: u64,
+    /// Errors by kind.
+    pub by_kind: BTreeMap<ErrorKind, u64>,
+    /// Answers by HTTP status.
+    pub by_status: BTreeMap<u16, u64>,
+}
+
+impl Counts {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Counts) {
+        self.sent += other.sent;
+        self.completed += other.completed;
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.late_sends += other.late_sends;
+        self.bytes_in += other.bytes_in;
+        for (k, v) in &other.by_kind {
+            *self.by_kind.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.by_status {
+            *self.by_status.entry(*k).or_default() += v;
+        }
+    }
+}
+
+/// The three latency views of a window.
+#[derive(Clone, Debug)]
+pub struct Hists {
+    /// End minus intended start (coordinated-omission corrected).
+    pub corrected: Histogram<u64>,
+    /// End minus actual send.
+    pub service: Histogram<u64>,
+    /// Actual send minus intended send.
+    pub lag: Histogram<u64>,
+}
+
+impl Default for Hists {
+    fn default() -> Self {
+        Hists {
+            corrected: new_hist(),
+            service: new_hist(),
+            lag: new_hist(),
+        }
+    }
+}
+
+impl Hists {
+    /// Adds `other` into `self` (same bounds, cannot fail).
+    pub fn add(&mut self, other: &Hists) {
+        let _ = self.corrected.add(&other.corrected);
+        let _ = self.service.add(&other.service);
+        let _ = self.lag.add(&other.lag);
+    }
+
+    /// Empties every histogram, keeping the allocation.
+    pub fn reset(&mut self) {
+        self.corrected.reset();
+        self.service.reset();
+        self.lag.reset();
+    }
+}
+
+/// What one shard collected since the last swap.
+#[derive(Debug, Default)]
+pub struct Window {
+    /// Latencies.
+    pub hists: Hists,
+    /// Counters.
+    pub counts: Counts,
+}
+
+/// One recording shard; workers are spread over a few of these.
+#[derive(Debug, Default)]
+pub struct Shard {
+    inner: Mutex<Window>,
+}
+
+impl Shard {
+    /// Counts a send, with its lag behind the intended time.
+    pub fn sent(&self, lag: Duration) {
+        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        w.counts.sent += 1;
+        if lag > Duration::from_millis(1) {
+            w.counts.late_sends += 1;
+        }
+        let _ = w.hists.lag.record(us(lag));
+    }
+
+    /// Records a finished request: `corrected` = end − intended, `service` = end − send.
+    pub fn finished(&self, corrected: Duration, service: Duration, outcome: Outcome, bytes: u64) {
+        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = w.hists.corrected.record(us(corrected));
+        let _ = w.hists.service.record(us(service));
+        let c = &mut w.counts;
+        c.completed += 1;
+        c.bytes_in += bytes;
+        match outcome {
+            Outcome::Ok { status } => {
+                c.ok += 1;
+                *c.by_status.entry(status).or_default() += 1;
+            }
+            Outcome::Status { status } => {
+                c.errors += 1;
+                *c.by_status.entry(status).or_default() += 1;
+                *c.by_kind.entry(ErrorKind::Status).or_default() += 1;
+            }
+            Outcome::Failed(kind) => {
+                c.errors += 1;
+                *c.by_kind.entry(kind).or_default() += 1;
+            }
+        }
+    }
+
+    /// Counts requests that never got an answer for `kind` without latency (aborted at drain).
+    pub fn failed_uncharged(&self, kind: ErrorKind, n: u64) {
+        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        w.counts.completed += n;
+        w.counts.errors += n;
+        *w.counts.by_kind.entry(kind).or_default() += n;
+    }
+
+    /// Moves this shard's window into `into` (adding) and starts a new one.
+    pub fn drain_into(&self, into: &mut Window) {
+        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        into.hists.add(&w.hists);
+        into.counts.add(&w.counts);
+        w.hists.reset();
+        w.counts = Counts::default();
+    }
+}
+
+/// Percentiles of one latency view, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Number of samples.
+    pub count: u64,
+    /// Mean.
+    pub mean_ms: f64,
+    /// Smallest.
+    pub min_ms: f64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+/// Microseconds to milliseconds.
+pub fn ms(v: u64) -> f64 {
+    v as f64 / 1000.0
+}
+
+impl Percentiles {
+    /// Summarises `h` (microseconds).
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            mean_ms: h.mean() / 1000.0,
+            min_ms: ms(h.min()),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p95_ms: ms(h.value_at_quantile(0.95)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_counts_outcomes_by_kind_and_status() {
+        let s = Shard::default();
+        s.sent(Duration::from_micros(10));
+        s.sent(Duration::from_millis(3));
+        let d = Duration::from_millis(2);
+        s.finished(d, d, Outcome::Ok { status: 200 }, 10);
+        s.finished(d, d, Outcome::Status { status: 400 }, 5);
+        s.finished(d, d, Outcome::Failed(ErrorKind::Timeout), 0);
+        let mut w = Window::default();
+        s.drain_into(&mut w);
+        assert_eq!(w.counts.sent, 2);
+        assert_eq!(w.counts.late_sends, 1);
+        assert_eq!(w.counts.completed, 3);
+        assert_eq!(w.counts.ok, 1);
+        assert_eq!(w.counts.errors, 2);
+        assert_eq!(w.counts.bytes_in, 15);
+        assert_eq!(w.counts.by_status[&400], 1);
+        assert_eq!(w.counts.by_kind[&ErrorKind::Timeout], 1);
+        assert_eq!(w.hists.corrected.len(), 3);
+        // The swap left the shard empty.
+        let mut again = Window::default();
+        s.drain_into(&mut again);
+        assert_eq!(again.counts, Counts::default());
+        assert!(again.hists.corrected.is_empty());
+    }
+
+    #[test]
+    fn percentiles_are_within_hdr_precision() {
+        let mut h = new_hist();
+        for v in 1..=10_000u64 {
+            h.record(v * 10).unwrap(); // 10 µs .. 100 ms
+        }
+        let p = Percentiles::of(&h);
+        assert!((p.p50_ms - 50.0).abs() / 50.0 < 0.002, "{p:?}");
+        assert!((p.p99_ms - 99.0).abs() / 99.0 < 0.002, "{p:?}");
+        assert_eq!(p.count, 10_000);
+    }
+}

@@ -1,0 +1,285 @@
+//! The run's results: the JSON report (validated against `schema.json`), the summary table, and
+//! the Locust CSV and plot writers in submodules.
+
+pub mod csv;
+pub mod plot;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::record::{Counts, Percentiles};
+
+/// The JSON Schema the report follows.
+pub const SCHEMA: &str = include_str!("schema.json");
+
+/// Locust's percentile columns, as fractions.
+pub const LOCUST_PERCENTILES: [f64; 11] = [
+    0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0,
+];
+
+/// One 1 s window.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WindowRow {
+    /// Window end, seconds since the start.
+    pub t_s: f64,
+    /// Window length, seconds.
+    pub dt_s: f64,
+    /// Wall-clock window end, Unix seconds.
+    pub unix_s: f64,
+    /// Expected arrivals from the shape (integral of the rate); closed loop: arrivals made.
+    pub intended: f64,
+    /// Arrivals the schedule produced.
+    pub scheduled: u64,
+    /// Requests sent.
+    pub sent: u64,
+    /// Requests finished.
+    pub completed: u64,
+    /// 2xx answers.
+    pub ok: u64,
+    /// Errors.
+    pub errors: u64,
+    /// Dropped arrivals.
+    pub dropped: u64,
+    /// Sends > 1 ms late.
+    pub late_sends: u64,
+    /// Intended rate, req/s.
+    pub intended_rps: f64,
+    /// Achieved send rate, req/s.
+    pub achieved_rps: f64,
+    /// Requests in flight at the window end.
+    pub in_flight: u64,
+    /// Corrected latency.
+    pub corrected: Percentiles,
+    /// Service time.
+    pub service: Percentiles,
+    /// Send lag.
+    pub send_lag: Percentiles,
+    /// Corrected latency at Locust's percentiles (ms), for the history CSV.
+    #[serde(skip)]
+    pub locust: Vec<f64>,
+    /// Cumulative corrected latency at the window end (ms), for the history CSV.
+    #[serde(skip)]
+    pub total: Percentiles,
+    /// Cumulative counts at the window end, for the history CSV.
+    #[serde(skip)]
+    pub total_counts: (u64, u64, u64),
+    /// Generator CPU, cores busy.
+    pub cpu_ratio: Option<f64>,
+    /// Server mean queue time per request (Triton statistics), ms.
+    pub server_queue_ms: Option<f64>,
+    /// Server mean compute time per request, ms.
+    pub server_compute_ms: Option<f64>,
+    /// Server-side successful inferences in the window.
+    pub server_success: Option<u64>,
+}
+
+/// Run totals.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Totals {
+    /// Arrivals the schedule produced.
+    pub scheduled: u64,
+    /// Requests sent.
+    pub requests: u64,
+    /// Finished with an outcome.
+    pub completed: u64,
+    /// 2xx.
+    pub ok: u64,
+    /// Not 2xx or no answer.
+    pub errors: u64,
+    /// Dropped by the overflow policy.
+    pub dropped: u64,
+    /// Queued arrivals discarded by a stop.
+    pub cancelled: u64,
+    /// Sends > 1 ms late.
+    pub late_sends: u64,
+    /// Response bytes.
+    pub bytes_in: u64,
+    /// Errors by kind.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Answers by HTTP status.
+    pub by_status: BTreeMap<String, u64>,
+}
+
+impl Totals {
+    /// Totals from run counts.
+    pub fn from_counts(c: &Counts, scheduled: u64, dropped: u64, cancelled: u64) -> Totals {
+        Totals {
+            scheduled,
+            requests: c.sent,
+            completed: c.completed,
+            ok: c.ok,
+            errors: c.errors,
+            dropped,
+            cancelled,
+            late_sends: c.late_sends,
+            bytes_in: c.bytes_in,
+            errors_by_kind: c
+                .by_kind
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), *v))
+                .collect(),
+            by_status: c
+                .by_status
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        }
+    }
+}
+
+/// Rates over the run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Rates {
+    /// Expected arrivals (integral of the shape over the time run).
+    pub intended_total: f64,
+    /// Mean intended rate, req/s.
+    pub intended_rps: f64,
+    /// Mean achieved send rate, req/s.
+    pub achieved_rps: f64,
+    /// achieved / intended.
+    pub achieved_ratio: f64,
+}
+
+/// Latency percentiles over the run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    /// End − intended start.
+    pub corrected: Percentiles,
+    /// End − actual send.
+    pub service: Percentiles,
+    /// Actual − intended send.
+    pub send_lag: Percentiles,
+}
+
+/// The generator's own cost.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Generator {
+    /// User + system CPU seconds during the run.
+    pub cpu_seconds: f64,
+    /// Completed requests per CPU-second.
+    pub requests_per_cpu_second: f64,
+    /// Self-diagnosis warnings.
+    pub warnings: Vec<String>,
+}
+
+/// The whole report (`--json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Tool and version.
+    pub tool: String,
+    /// The checked configuration.
+    pub config: Config,
+    /// Unix seconds at the start.
+    pub started_unix_s: f64,
+    /// Seconds from the first scheduled send to the end of the drain.
+    pub elapsed_s: f64,
+    /// Whether a signal stopped the run early.
+    pub interrupted: bool,
+    /// Totals.
+    pub totals: Totals,
+    /// Rates.
+    pub rates: Rates,
+    /// Latency.
+    pub latency: Latency,
+    /// Per-window rows.
+    pub windows: Vec<WindowRow>,
+    /// Generator cost and warnings.
+    pub generator: Generator,
+    /// Request body size, bytes.
+    pub request_bytes: u64,
+    /// Human description of the target.
+    pub target: String,
+}
+
+impl Report {
+    /// Writes the JSON report.
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Output {
+            what: "JSON report",
+            reason: e.to_string(),
+        })?;
+        std::fs::write(path, text).map_err(|source| Error::File {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The final summary table.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let t = &self.totals;
+        let _ = writeln!(
+            s,
+            "kis-loadgen: {} for {:.1} s{}",
+            self.target,
+            self.elapsed_s,
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            s,
+            "requests   sent {}  ok {}  errors {}  dropped {}  cancelled {}",
+            t.requests, t.ok, t.errors, t.dropped, t.cancelled
+        );
+        if !t.errors_by_kind.is_empty() {
+            let kinds: Vec<String> = t
+                .errors_by_kind
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let codes: Vec<String> = t
+                .by_status
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "errors     {}   (statuses {})",
+                kinds.join(", "),
+                codes.join(", ")
+            );
+        }
+        let r = &self.rates;
+        let _ = writeln!(
+            s,
+            "rate       intended {:.1}/s  achieved {:.1}/s  ({:.2}%)",
+            r.intended_rps,
+            r.achieved_rps,
+            100.0 * r.achieved_ratio
+        );
+        let _ = writeln!(
+            s,
+            "{:<11}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+            "ms", "p50", "p90", "p95", "p99", "p99.9", "max"
+        );
+        for (name, p) in [
+            ("corrected", &self.latency.corrected),
+            ("service", &self.latency.service),
+            ("send lag", &self.latency.send_lag),
+        ] {
+            let _ = writeln!(
+                s,
+                "{name:<11}{:>9.3}{:>9.3}{:>9.3}{:>9.3}{:>9.3}{:>9.3}",
+                p.p50_ms, p.p90_ms, p.p95_ms, p.p99_ms, p.p999_ms, p.max_ms
+            );
+        }
+        let g = &self.generator;
+        let _ = writeln!(
+            s,
+            "generator  {:.2} CPU-s, {:.0} req/CPU-s, late sends {}",
+            g.cpu_seconds, g.requests_per_cpu_second, t.late_sends
+        );
+        for w in &g.warnings {
+            let _ = writeln!(s, "warning    {w}");
+        }
+        s
+    }
+}

@@ -1,0 +1,163 @@
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Behavior, bin, start, tempdir};
+
+/// Runs the binary; returns (exit code, stderr).
+fn fails(args: &[&str]) -> (i32, String) {
+    let out = bin().args(args).arg("--quiet").output().unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    (code, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn assert_one_line(args: &[&str], needle: &str) {
+    let (code, err) = fails(args);
+    assert_ne!(code, 0, "{args:?} should fail");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {err:?}");
+    assert!(lines[0].starts_with("kis-loadgen: "), "{err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: {err:?} should name {needle:?}"
+    );
+}
+
+#[test]
+fn unknown_pattern_and_flag() {
+    assert_one_line(&["--pattern", "zigzag"], "zigzag");
+    assert_one_line(&["--frobnicate", "3"], "--frobnicate");
+    assert_one_line(&["--arrivals", "bursty"], "bursty");
+    assert_one_line(&["--overflow", "spill"], "spill");
+}
+
+#[test]
+fn impossible_parameters() {
+    assert_one_line(
+        &["--connections", "4", "--max-in-flight", "8"],
+        "--max-in-flight",
+    );
+    assert_one_line(
+        &[
+            "--pattern",
+            "constant",
+            "--rate=-5",
+            "--url",
+            "http://127.0.0.1:1/",
+            "--method",
+            "GET",
+        ],
+        "rate",
+    );
+    assert_one_line(&["--pattern", "periodic", "--steps", "3"], "--steps");
+    assert_one_line(&["--duration", "soon"], "soon");
+    assert_one_line(&["--users", "3", "--wait", "3s..1s"], "--wait");
+    assert_one_line(&["--url", "https://127.0.0.1:8000"], "https");
+    assert_one_line(&["--pattern", "trace"], "--trace");
+}
+
+#[test]
+fn unreachable_target() {
+    // Port 1 on loopback: nothing listens, the connection is refused.
+    assert_one_line(
+        &[
+            "--url",
+            "http://127.0.0.1:1",
+            "--model",
+            "m",
+            "--ready-timeout",
+            "300ms",
+        ],
+        "127.0.0.1:1",
+    );
+    assert_one_line(
+        &[
+            "--url",
+            "http://127.0.0.1:1/",
+            "--method",
+            "GET",
+            "--ready-timeout",
+            "300ms",
+        ],
+        "cannot reach",
+    );
+}
+
+#[test]
+fn unknown_model() {
+    let srv = start(Behavior::Kserve);
+    assert_one_line(
+        &["--url", &srv.url(), "--model", "nosuch"],
+        "unknown model \"nosuch\"",
+    );
+}
+
+#[test]
+fn malformed_trace_file() {
+    let dir = tempdir("trace");
+    let f = dir.join("bad.csv");
+    std::fs::write(&f, "t_seconds,rate_rps\n0,10\n1,abc\n").unwrap();
+    assert_one_line(
+        &["--pattern", "trace", "--trace", f.to_str().unwrap()],
+        "bad.csv",
+    );
+    assert_one_line(
+        &[
+            "--pattern",
+            "trace",
+            "--trace",
+            dir.join("missing.csv").to_str().unwrap(),
+        ],
+        "missing.csv",
+    );
+}
+
+/// SIGINT stops scheduling, drains, and still writes every output.
+#[test]
+fn sigint_flushes_every_output() {
+    let srv = start(Behavior::Fast);
+    let dir = tempdir("sigint");
+    let json = dir.join("r.json");
+    let prefix = dir.join("c");
+    let mut child = bin()
+        .args([
+            "--url",
+            &format!("{}/", srv.url()),
+            "--method",
+            "GET",
+            "--pattern",
+            "constant",
+            "--rate",
+            "100",
+            "--duration",
+            "60s",
+            "--quiet",
+            "--json",
+            json.to_str().unwrap(),
+            "--csv",
+            prefix.to_str().unwrap(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let sent_at = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(
+        sent_at.elapsed() < Duration::from_secs(6),
+        "drain took {:?}",
+        sent_at.elapsed()
+    );
+    assert!(status.success(), "{status:?}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["interrupted"], true);
+    let n = doc["totals"]["requests"].as_u64().unwrap();
+    assert!((150..=300).contains(&n), "{n} requests in ~2.5 s at 100/s");
+    assert_eq!(doc["totals"]["ok"].as_u64().unwrap(), n);
+    assert!(dir.join("c_stats.csv").exists() && dir.join("c_stats_history.csv").exists());
+}

@@ -1,0 +1,16 @@
+//! Integration tests for kis-loadgen (one test binary; modules by topic).
+
+// Shared servers and helpers.
+mod common;
+// Coordinated omission: a server frozen for a known time.
+mod co;
+// The scheduler: Poisson gaps and step timing as dispatched.
+mod schedule;
+// Outputs: Locust CSV columns, JSON schema, HDR log, plot, /metrics.
+mod outputs;
+// Load models: closed loop, overflow policies, plain HTTP and KServe bodies.
+mod load;
+// Bad input and shutdown, through the real binary.
+mod cli;
+// End to end against the real Triton fixture.
+mod triton;

@@ -1,0 +1,238 @@
+use std::io::Read;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use crate::common::{Behavior, run, start, tempdir};
+
+fn csv_header(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect()
+}
+
+/// Column names and order as written by Locust 2.x (`locust/stats.py`, default percentiles).
+#[test]
+fn locust_csv_columns_match_exactly() {
+    let srv = start(Behavior::Fast);
+    let dir = tempdir("csv");
+    let prefix = dir.join("run");
+    let r = run(&[
+        "--url",
+        &format!("{}/", srv.url()),
+        "--method",
+        "GET",
+        "--pattern",
+        "constant",
+        "--rate",
+        "100",
+        "--duration",
+        "2s",
+        "--csv",
+        prefix.to_str().unwrap(),
+    ]);
+    let pct = [
+        "50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%",
+    ];
+    let mut stats = vec![
+        "Type",
+        "Name",
+        "Request Count",
+        "Failure Count",
+        "Median Response Time",
+        "Average Response Time",
+        "Min Response Time",
+        "Max Response Time",
+        "Average Content Size",
+        "Requests/s",
+        "Failures/s",
+    ];
+    stats.extend(pct);
+    assert_eq!(csv_header(&dir.join("run_stats.csv")), stats);
+    let mut hist = vec![
+        "Timestamp",
+        "User Count",
+        "Type",
+        "Name",
+        "Requests/s",
+        "Failures/s",
+    ];
+    hist.extend(pct);
+    hist.extend([
+        "Total Request Count",
+        "Total Failure Count",
+        "Total Median Response Time",
+        "Total Average Response Time",
+        "Total Min Response Time",
+        "Total Max Response Time",
+        "Total Average Content Size",
+    ]);
+    assert_eq!(csv_header(&dir.join("run_stats_history.csv")), hist);
+    assert_eq!(
+        csv_header(&dir.join("run_failures.csv")),
+        ["Method", "Name", "Error", "Occurrences"]
+    );
+    // The rows: one for the request, one Aggregated, with the counts of the run.
+    let text = std::fs::read_to_string(dir.join("run_stats.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0][..3], ["GET", "/", "200"]);
+    assert_eq!(rows[1][..3], ["", "Aggregated", "200"]);
+    assert_eq!(rows[1].len(), stats.len());
+    assert_eq!(r.totals.requests, 200);
+    // The server saw exactly what the report claims.
+    assert_eq!(srv.requests.load(std::sync::atomic::Ordering::Relaxed), 200);
+    let history = std::fs::read_to_string(dir.join("run_stats_history.csv")).unwrap();
+    assert!(history.lines().count() >= 3, "{history}");
+    assert!(
+        history
+            .lines()
+            .skip(1)
+            .all(|l| l.split(',').count() == hist.len())
+    );
+}
+
+/// The JSON report validates against the committed schema and carries what the issue asks for.
+#[test]
+fn json_report_follows_the_schema_and_hdr_log_and_plots_are_written() {
+    let srv = start(Behavior::Fast);
+    let dir = tempdir("json");
+    let (json, hdr, png, svg) = (
+        dir.join("r.json"),
+        dir.join("r.hlog"),
+        dir.join("r.png"),
+        dir.join("r.svg"),
+    );
+    let r = run(&[
+        "--url",
+        &format!("{}/", srv.url()),
+        "--method",
+        "GET",
+        "--pattern",
+        "ramp",
+        "--min",
+        "50",
+        "--max",
+        "150",
+        "--steps",
+        "3",
+        "--duration",
+        "3s",
+        "--json",
+        json.to_str().unwrap(),
+        "--hdr-log",
+        hdr.to_str().unwrap(),
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
+    let schema: serde_json::Value = serde_json::from_str(kis_loadgen::report::SCHEMA).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = v
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    // A wrong report fails the schema (the test can fail).
+    let mut bad = doc.clone();
+    bad["totals"]["requests"] = serde_json::json!(-1);
+    assert!(!v.is_valid(&bad));
+    // Content: 50,100,150 req/s for 1 s each = 300 requests, all ok.
+    assert_eq!(doc["totals"]["requests"], 300);
+    assert_eq!(doc["totals"]["ok"], 300);
+    assert_eq!(doc["config"]["load"]["shape"]["pattern"], "ramp");
+    assert!(doc["generator"]["cpu_seconds"].as_f64().unwrap() > 0.0);
+    assert!(doc["windows"].as_array().unwrap().len() >= 3);
+    assert!((r.rates.achieved_ratio - 1.0).abs() < 0.01, "{:?}", r.rates);
+    // HDR interval log: a header and three tagged lines per window.
+    let log = std::fs::read_to_string(&hdr).unwrap();
+    assert!(
+        log.lines().any(|l| l.starts_with("Tag=corrected,")),
+        "{log}"
+    );
+    assert!(log.lines().filter(|l| l.starts_with("Tag=lag,")).count() >= 3);
+    // PNG magic; then the same report drawn as SVG.
+    let mut magic = [0u8; 8];
+    std::fs::File::open(&png)
+        .unwrap()
+        .read_exact(&mut magic)
+        .unwrap();
+    assert_eq!(&magic[1..4], b"PNG");
+    kis_loadgen::report::plot::write(&r, &svg).unwrap();
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        s.starts_with("<svg") && s.contains("achieved"),
+        "{}",
+        &s[..200.min(s.len())]
+    );
+}
+
+/// /metrics is served while the run is going and counts the requests.
+#[test]
+fn metrics_endpoint_serves_prometheus_text_while_running() {
+    let srv = start(Behavior::Fast);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let url = format!("{}/", srv.url());
+    let a = addr.clone();
+    let h = std::thread::spawn(move || {
+        run(&[
+            "--url",
+            &url,
+            "--method",
+            "GET",
+            "--pattern",
+            "constant",
+            "--rate",
+            "100",
+            "--duration",
+            "3s",
+            "--metrics-addr",
+            &a,
+        ])
+    });
+    std::thread::sleep(Duration::from_millis(2300));
+    let text = http_get(&addr, "/metrics");
+    let r = h.join().unwrap();
+    assert!(
+        text.contains("kis_loadgen_requests_total{outcome=\"ok\",code=\"200\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kis_loadgen_latency_seconds{kind=\"corrected\",quantile=\"0.99\"}"),
+        "{text}"
+    );
+    let rate: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("kis_loadgen_intended_rate "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((rate - 100.0).abs() < 1e-6, "{text}");
+    assert_eq!(r.totals.requests, 300);
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}

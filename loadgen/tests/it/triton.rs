@@ -1,0 +1,118 @@
+//! Against the real Triton (kis-fixtures; installed by scripts/setup.d/20-triton.sh).
+
+use kis_fixtures::Triton;
+
+use crate::common::{run, tempdir};
+
+#[test]
+fn identity_and_image_binary_and_json_and_faulty_errors_by_kind() {
+    let triton = Triton::start().expect("Triton fixture (run scripts/setup.sh)");
+    let url = triton.http_url();
+    for (model, shape, rate) in [("identity", "INPUT0:1,16", "50"), ("image", "", "10")] {
+        for json in [false, true] {
+            let mut args = vec![
+                "--url",
+                &url,
+                "--model",
+                model,
+                "--pattern",
+                "constant",
+                "--rate",
+                rate,
+                "--duration",
+                "2s",
+                "--timeout",
+                "20s",
+                "--grace",
+                "20s",
+            ];
+            if !shape.is_empty() {
+                args.extend(["--shape", shape]);
+            }
+            if json {
+                args.push("--json-body");
+            }
+            let r = run(&args);
+            let want: u64 = rate.parse::<u64>().unwrap() * 2;
+            assert_eq!(
+                r.totals.requests, want,
+                "{model} json={json}: {:?}",
+                r.totals
+            );
+            assert_eq!(r.totals.ok, want, "{model} json={json}: {:?}", r.totals);
+            // Triton's statistics extension was read: server-side successes per window.
+            let served: u64 = r.windows.iter().filter_map(|w| w.server_success).sum();
+            assert!(
+                served >= want - 2,
+                "{model}: server counted {served} of {want}"
+            );
+            if model == "image" && !json {
+                // A JSON header of a few hundred bytes, then the 1x3x224x224 FP32 tensor.
+                assert!(
+                    (602_112..603_000).contains(&r.request_bytes),
+                    "{}",
+                    r.request_bytes
+                );
+            }
+        }
+    }
+    // faulty: INPUT0[0] == -1 answers with an error, <= -2 raises; both are status errors (500).
+    let dir = tempdir("faulty");
+    for v in [-1.0f32, -2.0] {
+        let f = dir.join(format!("in{v}.bin"));
+        std::fs::write(&f, v.to_le_bytes()).unwrap();
+        let r = run(&[
+            "--url",
+            &url,
+            "--model",
+            "faulty",
+            "--input",
+            f.to_str().unwrap(),
+            "--pattern",
+            "constant",
+            "--rate",
+            "20",
+            "--duration",
+            "1s",
+        ]);
+        assert_eq!(r.totals.ok, 0, "{v}: {:?}", r.totals);
+        assert_eq!(
+            r.totals.errors_by_kind.get("status"),
+            Some(&20),
+            "{v}: {:?}",
+            r.totals
+        );
+        assert!(
+            r.totals
+                .by_status
+                .keys()
+                .all(|k| k.starts_with('4') || k.starts_with('5'))
+        );
+    }
+    // A sleep longer than --timeout is a timeout error.
+    let f = dir.join("slow.bin");
+    std::fs::write(&f, 1500.0f32.to_le_bytes()).unwrap();
+    let r = run(&[
+        "--url",
+        &url,
+        "--model",
+        "faulty",
+        "--input",
+        f.to_str().unwrap(),
+        "--pattern",
+        "constant",
+        "--rate",
+        "4",
+        "--duration",
+        "1s",
+        "--timeout",
+        "300ms",
+    ]);
+    assert_eq!(
+        r.totals.errors_by_kind.get("timeout"),
+        Some(&4),
+        "{:?}",
+        r.totals
+    );
+    triton.stop().unwrap();
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver and kube-controller-manager v1.20.2 from Debian's source package, once per
+# machine, into $KIS_CACHE/kube-v1.20.2-1/bin/ (the e2e suite in tests/ runs them). No registry ships
+# these binaries, so they are compiled offline from the vendored tree (~15 min on 2 cores).
+# Idempotent: does nothing when both binaries are there and report the expected version.
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+
+KUBE_VERSION="1.20.2"
+DEB_REVISION="1"
+dest="$KIS_CACHE/kube-v${KUBE_VERSION}-${DEB_REVISION}"
+
+have_version() {
+  [ -x "$dest/bin/$1" ] && "$dest/bin/$1" --version 2>/dev/null | grep -q "v${KUBE_VERSION}"
+}
+
+# Runtime pieces are needed even when the build is cached.
+apt_install etcd-server openssl
+
+# Debian's kubectl 1.20.2 (package kubernetes-client) is unpacked into the cache rather than
+# installed, so it cannot clash with another kubectl on the machine (e.g. Google's `kubectl` package).
+install_kubectl() {
+  [ -x "$dest/bin/kubectl" ] && return 0
+  local tmp
+  tmp="$(mktemp -d "${TMPDIR:-/tmp}/kis-kubectl.XXXXXX")"
+  (cd "$tmp" && apt-get download kubernetes-client >/dev/null 2>&1 \
+    || { [ -f /tmp/.kis-apt-updated ] || apt-get update -qq || true; apt-get download kubernetes-client >/dev/null; })
+  dpkg-deb -x "$tmp"/kubernetes-client_*.deb "$tmp/root"
+  mkdir -p "$dest/bin"
+  cp "$tmp/root/usr/bin/kubectl" "$dest/bin/.kubectl.tmp"
+  mv "$dest/bin/.kubectl.tmp" "$dest/bin/kubectl"
+  rm -rf "$tmp"
+  log "kube: kubectl $("$dest/bin/kubectl" version --client --short 2>/dev/null || true) in $dest/bin"
+}
+
+if have_version kube-apiserver && have_version kube-controller-manager; then
+  install_kubectl
+  log "kube: cached binaries in $dest/bin"
+  exit 0
+fi
+
+# Debian ships the full v1.20.2 tree (vendor/ + staging/) as a source package only.
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+src_list=/etc/apt/sources.list.d/kis-deb-src.sources
+if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
+  log "kube: enabling bookworm deb-src"
+  printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    | $sudo tee "$src_list" >/dev/null
+  # Unreachable third-party lists may make update warn or fail; the source fetch below is the check.
+  $sudo apt-get update -qq || true
+  touch /tmp/.kis-apt-updated
+fi
+apt_install golang-go rsync jq make gcc libc6-dev golang-github-modern-go-reflect2-dev dpkg-dev
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/kis-kube-build.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+log "kube: fetching the kubernetes source package into $work"
+apt-get source --download-only kubernetes >/dev/null
+orig="$(ls kubernetes_*.orig.tar.* | head -n1)"
+mkdir tree
+tar -xf "$orig" -C tree --strip-components=1
+cd tree
+
+# The vendored reflect2 1.0.1 crashes under Go >= 1.18; Debian's 1.0.2 sources are a drop-in.
+reflect2_src=/usr/share/gocode/src/github.com/modern-go/reflect2
+[ -d "$reflect2_src" ] || { echo "kube build: $reflect2_src missing" >&2; exit 1; }
+rm -rf vendor/github.com/modern-go/reflect2
+cp -r "$reflect2_src" vendor/github.com/modern-go/reflect2
+
+log "kube: make kube-apiserver kube-controller-manager (takes 15+ minutes on 2 cores)"
+export GOFLAGS="-mod=vendor" GOTOOLCHAIN=local GOCACHE="$work/gocache" GOPATH="$work/gopath"
+export KUBE_GIT_VERSION="v${KUBE_VERSION}" KUBE_GIT_TREE_STATE=clean
+start=$(date +%s)
+make WHAT="cmd/kube-apiserver cmd/kube-controller-manager"
+log "kube: build took $(( $(date +%s) - start )) s"
+
+out=_output/bin
+[ -x "$out/kube-apiserver" ] || out="$(dirname "$(find _output -type f -name kube-apiserver | head -n1)")"
+mkdir -p "$KIS_CACHE"
+stage="$(mktemp -d "$KIS_CACHE/.kube-stage.XXXXXX")"
+mkdir -p "$stage/bin"
+chmod 755 "$stage" "$stage/bin"
+cp "$out/kube-apiserver" "$out/kube-controller-manager" "$stage/bin/"
+# Install atomically: a half-copied cache must never look complete.
+rm -rf "$dest.old"
+[ -e "$dest" ] && mv "$dest" "$dest.old"
+mv "$stage" "$dest"
+rm -rf "$dest.old"
+have_version kube-apiserver || { echo "kube build: installed kube-apiserver does not report v${KUBE_VERSION}" >&2; exit 1; }
+install_kubectl
+log "kube: installed into $dest/bin"
