@@ -25,6 +25,8 @@ pub struct BenchRun {
     pub req_per_wall_s: f64,
     /// requests / cpu_s.
     pub req_per_cpu_s: Option<f64>,
+    /// Peak resident memory of the process so far, KiB.
+    pub peak_rss_kib: Option<u64>,
 }
 
 /// This thread's on-CPU time in seconds, from `/proc/thread-self/schedstat` (nanoseconds).
@@ -34,9 +36,20 @@ fn thread_cpu() -> Option<f64> {
     Some(ns * 1e-9)
 }
 
-/// Runs the standard scenario once.
-pub fn once() -> Result<BenchRun> {
-    let cfg = kis_sim::bench::hour_at_1000_rps();
+/// Peak resident memory of this process in KiB (`VmHWM`), if available.
+fn peak_rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs the standard scenario once, stretched to `hours` simulated hours.
+pub fn once(hours: f64) -> Result<BenchRun> {
+    if !(hours.is_finite() && hours > 0.0) {
+        anyhow::bail!("--hours must be a positive number, got {hours}");
+    }
+    let mut cfg = kis_sim::bench::hour_at_1000_rps();
+    cfg.workload.shape = cfg.workload.shape.clone().with_duration(3600.0 * hours);
     let c0 = thread_cpu();
     let t0 = Instant::now();
     let s = Simulation::new(cfg)?.run();
@@ -52,13 +65,14 @@ pub fn once() -> Result<BenchRun> {
         cpu_s: cpu,
         req_per_wall_s: s.arrivals as f64 / wall,
         req_per_cpu_s: cpu.map(|c| s.arrivals as f64 / c),
+        peak_rss_kib: peak_rss_kib(),
     })
 }
 
 /// Runs the subcommand.
 pub fn run(a: &BenchArgs) -> Result<()> {
     let runs = (0..a.repeat.max(1))
-        .map(|_| once())
+        .map(|_| once(a.hours))
         .collect::<Result<Vec<_>>>()?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
@@ -72,14 +86,15 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     );
     for r in &runs {
         println!(
-            "{} requests, {} events: wall {:.3} s ({:.2} M req/s), cpu {} ({} M req/s)",
+            "{} requests, {} events: wall {:.3} s ({:.2} M req/s), cpu {} ({} M req/s), peak RSS {} KiB",
             r.requests,
             r.events,
             r.wall_s,
             r.req_per_wall_s / 1e6,
             r.cpu_s.map_or("n/a".into(), |c| format!("{c:.3} s")),
             r.req_per_cpu_s
-                .map_or("n/a".into(), |x| format!("{:.2}", x / 1e6))
+                .map_or("n/a".into(), |x| format!("{:.2}", x / 1e6)),
+            r.peak_rss_kib.map_or("n/a".into(), |k| k.to_string())
         );
     }
     let best = runs

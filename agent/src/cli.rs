@@ -138,6 +138,9 @@ pub struct BenchArgs {
     /// Repetitions (the best is reported, with all of them).
     #[arg(long, default_value_t = 3)]
     pub repeat: u32,
+    /// Simulated hours per run (memory must not grow with it).
+    #[arg(long, default_value_t = 1.0)]
+    pub hours: f64,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -3,12 +3,16 @@
 //!
 //! Setting: the GPU Deployment scales on a cluster of one-GPU nodes (16 by default) with the KIS-S GPU
 //! profile; the paper's fixed baselines (GPU-only 1 replica, CPU-only 3 replicas) are included.
-//! Traces are scaled so that their mean uses half of the largest GPU pool's capacity.
+//! Traces are scaled so that their busiest minute uses 80 % of the largest GPU pool's capacity (scaling
+//! the mean to half the capacity, as the traces README suggests, overloads even the largest pool for
+//! minutes on the burstier traces, which then measures the queue backlog rather than the autoscaler).
 
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Result, anyhow, bail};
+use indicatif::{ProgressBar, ProgressStyle};
 use kis_autoscale::{AutoscalerSpec, StaticBasis};
 use kis_sim::scaler::replicas_for_rate;
 use kis_sim::{ScalerSpec, SimConfig, Simulation, Summary};
@@ -112,7 +116,7 @@ pub struct Comparison {
 }
 
 const NOTE: &str = "Synthetic shapes are training data; traces are the held-out split of shared/traces/README.md \
-(never used for tuning). Trace rates are scaled so their mean is half the capacity of the largest GPU pool.";
+(never used for tuning). Trace rates are scaled so that their busiest minute uses 80 % of the capacity of the largest GPU pool.";
 
 /// Student t 0.975 quantile for `df` degrees of freedom.
 fn t975(df: usize) -> f64 {
@@ -208,16 +212,14 @@ pub fn scenarios(a: &CompareArgs, base: &SimConfig) -> Result<Vec<Scenario>> {
                 offset: 0.0,
                 limit: None,
             };
-            let mean = shape
-                .build(0)
-                .map_err(|e| anyhow!("trace {file}: {e}"))?
-                .mean_rate();
+            let profile = shape.build(0).map_err(|e| anyhow!("trace {file}: {e}"))?;
+            let peak = peak_rate_over(&profile, 60.0);
             out.push(Scenario {
                 name: file.trim_end_matches(".csv").to_string(),
                 split: "held-out",
                 shape,
-                scale: if mean > 0.0 {
-                    0.5 * capacity / mean
+                scale: if peak > 0.0 {
+                    0.8 * capacity / peak
                 } else {
                     1.0
                 },
@@ -232,6 +234,22 @@ pub fn scenarios(a: &CompareArgs, base: &SimConfig) -> Result<Vec<Scenario>> {
         }
     }
     Ok(out)
+}
+
+/// Highest mean rate over any `window`-second span (stepped by a sixth of the window).
+pub fn peak_rate_over(p: &kis_traffic::Profile, window: f64) -> f64 {
+    let d = p.duration();
+    if d <= window {
+        return p.cumulative(d) / d.max(1e-9);
+    }
+    let step = window / 6.0;
+    let mut t = 0.0;
+    let mut peak: f64 = 0.0;
+    while t + window <= d {
+        peak = peak.max((p.cumulative(t + window) - p.cumulative(t)) / window);
+        t += step;
+    }
+    peak
 }
 
 /// The set-ups for a scenario (static sizes depend on its peak and mean rate).
@@ -334,6 +352,17 @@ pub fn compare(a: &CompareArgs) -> Result<Comparison> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    // A progress bar on a terminal, nothing otherwise (draw target hidden).
+    let bar = if std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(jobs.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} elapsed, eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<Summary>>>> =
         Mutex::new((0..jobs.len()).map(|_| None).collect());
@@ -349,6 +378,7 @@ pub fn compare(a: &CompareArgs) -> Result<Comparison> {
                     if let Ok(mut g) = results.lock() {
                         g[i] = Some(r);
                     }
+                    bar.inc(1);
                 }
             });
         }

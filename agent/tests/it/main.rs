@@ -162,11 +162,49 @@ fn compare_reports_every_setup_with_confidence_intervals() {
 
 #[test]
 fn bench_scenario_runs() {
-    let r = kis_agent::bench::once().unwrap();
+    let r = kis_agent::bench::once(1.0).unwrap();
     assert!(
         r.requests > 3_500_000 && r.requests < 3_700_000,
         "{}",
         r.requests
     );
     assert!(r.req_per_wall_s > 0.0);
+}
+
+#[test]
+fn simulate_replays_a_shared_trace() {
+    // The held-out Azure conversation trace from ../shared/traces, first 120 s, rate x 10.
+    run(&[
+        "simulate",
+        "--trace",
+        "azure_llm2023_conv_rate_1s.csv",
+        "--duration",
+        "120",
+        "--scale",
+        "10",
+        "--nodes",
+        "8",
+        "--gpu-autoscaler",
+        "oracle",
+    ])
+    .unwrap();
+    let cfg = kis_agent::scenario::simulate_config(
+        &kis_agent::cli::Cli::try_parse_from([
+            "kis-agent",
+            "simulate",
+            "--trace",
+            "azure_llm2023_conv_rate_1s.csv",
+            "--duration",
+            "120",
+        ])
+        .map(|c| match c.command {
+            kis_agent::cli::Command::Simulate(a) => a,
+            _ => unreachable!("parsed simulate"),
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    let s = kis_sim::Simulation::new(cfg).unwrap().run();
+    // About 5.5 req/s on average in this trace.
+    assert!(s.arrivals > 300 && s.arrivals < 1300, "{}", s.arrivals);
 }

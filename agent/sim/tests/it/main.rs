@@ -16,5 +16,7 @@ mod lifecycle;
 mod autoscaling;
 // The RL environment and its vectorised form.
 mod env;
+// Round robin and least-outstanding routing, pool interleaving.
+mod routing;
 // Bad configuration names the field.
 mod validation;
