@@ -145,6 +145,8 @@ fn main() {
         }
         let rss_idle = rss_kib(pid);
 
+        let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let open_cpu0 = cpu_seconds(pid);
         // 1. Open loop at 2,000 reads/s over 4 connections.
         let rate = 2_000.0;
         let conns = 4;
@@ -178,6 +180,7 @@ fn main() {
             open_errors += e;
         }
 
+        let open_cpu = cpu_seconds(pid) - open_cpu0;
         // 2. Closed loop, 8 connections.
         let conns = 8;
         let cpu0 = cpu_seconds(pid);
@@ -221,6 +224,9 @@ fn main() {
             serde_json::json!(open.value_at_quantile(0.99)),
         );
         r.insert("open_loop_max_us", serde_json::json!(open.max()));
+        r.insert("open_loop_adapter_cpu_seconds", serde_json::json!(open_cpu));
+        let load: Vec<&str> = load_before.split_whitespace().take(3).collect();
+        r.insert("machine_loadavg_before", serde_json::json!(load.join(" ")));
         r.insert(
             "closed_loop_reads_per_s",
             serde_json::json!((ok as f64 / wall).round()),
