@@ -33,36 +33,33 @@ pub enum Error {
     #[error("{0}")]
     Flag(String),
     /// A file could not be read.
-    #[error("cannot read {flag} {}: {source}", .path.display())]
+    #[error("cannot read {flag} {}: {err}", .path.display())]
     Read {
         /// Flag naming the file.
         flag: &'static str,
         /// The file.
         path: PathBuf,
         /// Cause.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// A certificate, key or CA is unusable.
-    #[error("{flag}: {source}")]
+    #[error("{flag}: {err}")]
     Tls {
         /// Flag or source naming the input.
         flag: &'static str,
         /// Cause.
-        #[source]
-        source: TlsError,
+        err: TlsError,
     },
     /// The kube client could not be configured or the ConfigMap read.
     #[error("{0}")]
     Kube(String),
     /// A port could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {err}")]
     Bind {
         /// Address.
         addr: SocketAddr,
         /// Cause.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
 }
 
@@ -104,24 +101,23 @@ impl Inputs {
     }
 
     fn build(&self) -> Result<Live> {
-        let certs = tls::parse_certs(&self.cert_pem, "serving certificate").map_err(|source| {
-            Error::Tls {
+        let certs =
+            tls::parse_certs(&self.cert_pem, "serving certificate").map_err(|err| Error::Tls {
                 flag: "--tls-cert-file",
-                source,
-            }
-        })?;
-        let key = tls::parse_key(&self.key_pem, "serving key").map_err(|source| Error::Tls {
+                err,
+            })?;
+        let key = tls::parse_key(&self.key_pem, "serving key").map_err(|err| Error::Tls {
             flag: "--tls-private-key-file",
-            source,
+            err,
         })?;
-        let authn = self.effective().build().map_err(|source| Error::Tls {
+        let authn = self.effective().build().map_err(|err| Error::Tls {
             flag: "client/request-header CA",
-            source,
+            err,
         })?;
         let server_config =
-            tls::server_config(certs, key, &authn.all_roots()).map_err(|source| Error::Tls {
+            tls::server_config(certs, key, &authn.all_roots()).map_err(|err| Error::Tls {
                 flag: "--tls-cert-file/--tls-private-key-file",
-                source,
+                err,
             })?;
         Ok(Live {
             server_config: Arc::new(server_config),
@@ -131,10 +127,10 @@ impl Inputs {
 }
 
 fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Read {
+    std::fs::read(path).map_err(|err| Error::Read {
         flag,
         path: path.to_path_buf(),
-        source,
+        err,
     })
 }
 
@@ -259,10 +255,10 @@ pub async fn start(cli: Cli) -> Result<Running> {
                     let path = dir.join(name);
                     std::fs::create_dir_all(dir)
                         .and_then(|_| std::fs::write(&path, body))
-                        .map_err(|source| Error::Read {
+                        .map_err(|err| Error::Read {
                             flag: "--cert-dir",
                             path,
-                            source,
+                            err,
                         })
                 };
                 write("apiserver.crt", &p.cert)?;
@@ -378,10 +374,10 @@ pub async fn start(cli: Cli) -> Result<Running> {
     let addr = SocketAddr::new(cli.bind_address, cli.secure_port);
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| Error::Bind { addr, source })?;
+        .map_err(|err| Error::Bind { addr, err })?;
     let addr = listener
         .local_addr()
-        .map_err(|source| Error::Bind { addr, source })?;
+        .map_err(|err| Error::Bind { addr, err })?;
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let app = router::router(state.clone());
@@ -398,14 +394,10 @@ pub async fn start(cli: Cli) -> Result<Running> {
             let maddr = SocketAddr::new(cli.bind_address, port);
             let l = TcpListener::bind(maddr)
                 .await
-                .map_err(|source| Error::Bind {
-                    addr: maddr,
-                    source,
-                })?;
-            let maddr = l.local_addr().map_err(|source| Error::Bind {
-                addr: maddr,
-                source,
-            })?;
+                .map_err(|err| Error::Bind { addr: maddr, err })?;
+            let maddr = l
+                .local_addr()
+                .map_err(|err| Error::Bind { addr: maddr, err })?;
             let s = state.clone();
             let app = axum::Router::new().route(
                 "/metrics",

@@ -26,13 +26,12 @@ pub enum TlsError {
         msg: String,
     },
     /// rustls refused the material.
-    #[error("{what}: {source}")]
+    #[error("{what}: {err}")]
     Rustls {
         /// Which input.
         what: String,
         /// Cause.
-        #[source]
-        source: rustls::Error,
+        err: rustls::Error,
     },
 }
 
@@ -72,7 +71,7 @@ pub fn parse_roots(pem: &[u8], what: &str) -> Result<Arc<RootCertStore>, TlsErro
     for c in parse_certs(pem, what)? {
         roots.add(c).map_err(|e| TlsError::Rustls {
             what: what.into(),
-            source: e,
+            err: e,
         })?;
     }
     Ok(Arc::new(roots))
@@ -184,13 +183,13 @@ pub fn server_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls {
             what: "TLS versions".into(),
-            source: e,
+            err: e,
         })?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Rustls {
             what: "serving certificate/key".into(),
-            source: e,
+            err: e,
         })?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)

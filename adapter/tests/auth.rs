@@ -160,7 +160,7 @@ async fn identity_headers_are_ignored_without_a_verified_front_proxy() {
 
 #[tokio::test]
 async fn client_ca_users_are_accepted_and_sar_is_cached() {
-    let (pki, standin, r) = setup(&["--authorization-webhook-cache-authorized-ttl=1s"]).await;
+    let (pki, standin, r) = setup(&["--authorization-webhook-cache-authorized-ttl=2s"]).await;
     standin.allowed.lock().unwrap().insert("alice".into());
     let mut c = common::connect(&pki, &r, Some(&pki.alice)).await;
     for _ in 0..5 {
@@ -172,7 +172,7 @@ async fn client_ca_users_are_accepted_and_sar_is_cached() {
         1,
         "4 of 5 answers must come from the cache"
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     let (code, _) = c.request("GET", METRIC, &[], None).await.unwrap();
     assert_eq!(code, 200);
     assert_eq!(
