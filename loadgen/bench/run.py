@@ -479,6 +479,14 @@ def fmt(x, nd=1):
     return str(x)
 
 
+def version(binary):
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    return out or "version unknown"
+
+
 def summarise(rows, args, loadgen, out_dir, soak_result=None):
     """summary.md: per scenario, the median req/CPU-s of each tool and the ratio kis-loadgen/peer."""
     lines = [f"# kis-loadgen peer benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
@@ -486,7 +494,8 @@ def summarise(rows, args, loadgen, out_dir, soak_result=None):
              f"Host `{socket.gethostname()}`, {os.cpu_count()} CPUs; server on CPUs {args.server_cpus}, generator on "
              f"CPUs {args.gen_cpus}; {args.duration} s per run, {args.repeat} run(s) per tool (median shown); "
              f"{USERS} connections/users. Command: `{' '.join(sys.argv)}`.",
-             "kis-loadgen: " + (args.loadgen if loadgen else f"SKIPPED ({args.loadgen} not found)"),
+             "kis-loadgen: " + (f"{args.loadgen} ({version(args.loadgen)})" if loadgen
+                                else f"SKIPPED ({args.loadgen} not found)"),
              "",
              "req/CPU-s = server-counted requests / generator user+sys CPU seconds (whole process tree).",
              ""]
