@@ -504,16 +504,16 @@ def summarise(rows, args, loadgen, out_dir, soak_result=None):
         tools = [t for t in dict.fromkeys(r["tool"] for r in rows if r["scenario"] == sc)]
         if not tools:
             continue
-        lines += [f"## {sc}", "", "| tool | req/CPU-s | server req/s | gen CPU-s | server CPU % | gen max RSS MB | kis-loadgen / tool | target |",
+        lines += [f"## {sc}", "", "| tool | req/CPU-s median (min–max) | server req/s | gen CPU-s | server CPU % | gen max RSS MB | kis-loadgen / tool | target |",
                   "|---|---|---|---|---|---|---|---|"]
         for t in tools:
             rs = [r for r in rows if r["scenario"] == sc and r["tool"] == t]
             good = [r["req_per_cpu_s"] for r in rs if ok(r["req_per_cpu_s"])]
             med = statistics.median(good) if good else float("nan")
-            medians[(sc, t)] = (med, rs)
+            medians[(sc, t)] = (med, rs, good)
         kl_med = medians.get((sc, "kis-loadgen"), (None,))[0]
         for t in tools:
-            med, rs = medians[(sc, t)]
+            med, rs, good = medians[(sc, t)]
             ratio = kl_med / med if ok(kl_med) and ok(med) and med > 0 and t != "kis-loadgen" else None
             target = TARGETS.get((sc, t))
             verdict = ""
@@ -522,8 +522,9 @@ def summarise(rows, args, loadgen, out_dir, soak_result=None):
             exits = sorted({str(r["exit"]) for r in rs if r["exit"] != 0})
             name = t + (f" (exit {', '.join(exits)})" if exits else "")
             shown = fmt(ratio, 2) + "×" if ratio else ("–" if t == "kis-loadgen" else "n/a")
+            spread = f" ({fmt(min(good), 0)}–{fmt(max(good), 0)})" if len(good) > 1 else ""
             lines.append(
-                f"| {name} | {fmt(med)} | {fmt(statistics.median(r['server_rps'] for r in rs))} | "
+                f"| {name} | {fmt(med)}{spread} | {fmt(statistics.median(r['server_rps'] for r in rs))} | "
                 f"{fmt(statistics.median(r['gen_user_s'] + r['gen_sys_s'] for r in rs), 2)} | "
                 f"{fmt(statistics.median(r['server_cpu_pct'] for r in rs))} | "
                 f"{fmt(max(r['gen_max_rss_mb'] for r in rs))} | {shown} | {verdict} |")
