@@ -248,6 +248,8 @@ class Runner:
         self.commands = commands
         self.rows = []
         self.seq = 0
+        self.soak = None
+        self.out_dir = None
 
     def run(self, scenario, tool, argv, server, model=None, env=None, extra=None):
         """Runs one generator under taskset + /usr/bin/time and records one raw row."""
@@ -314,6 +316,53 @@ class Runner:
         return row
 
 
+def rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def soak(args, r, server, url, rate):
+    """kis-loadgen at a constant rate for --soak seconds; RSS sampled every 5 s from /proc."""
+    seconds = args.soak
+    out = os.path.join(r.logdir, "kl-soak.json")
+    argv = [args.loadgen, "--url", url, "--method", "GET", "--pattern", "constant", "--rate", str(rate),
+            "--duration", f"{seconds}s", "--quiet", "--json", out]
+    r.commands.write(f"soak: {' '.join(argv)}\n")
+    log(f"soak: {seconds} s at {rate} req/s, RSS every 5 s")
+    samples = []
+    with open(os.path.join(r.logdir, "soak.log"), "w") as f:
+        # taskset execs the generator, so the pid is kis-loadgen's own.
+        p = subprocess.Popen(["taskset", "-c", args.gen_cpus] + argv, stdout=f, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        t0 = time.monotonic()
+        try:
+            while p.poll() is None and time.monotonic() - t0 < seconds + 60:
+                v = rss_mb(p.pid)
+                if v is not None:
+                    samples.append((round(time.monotonic() - t0, 1), round(v, 2)))
+                time.sleep(5)
+        finally:
+            stop_group(p, bound=10)
+    with open(os.path.join(r.out_dir, "soak_rss.csv"), "w") as f:
+        f.write("t_s,rss_mb\n" + "".join(f"{t},{v}\n" for t, v in samples))
+    # Growth is judged after a 10 s warm-up (buffers, histograms and connections settle).
+    steady = [v for t, v in samples if t >= 10]
+    rep = loadgen_report(out)
+    r.soak = {
+        "rate": rate, "seconds": seconds, "samples": len(samples),
+        "rss_first_mb": steady[0] if steady else None, "rss_last_mb": steady[-1] if steady else None,
+        "rss_max_mb": max(steady) if steady else None,
+        "growth_pct": 100.0 * (steady[-1] - steady[0]) / steady[0] if len(steady) > 1 else None,
+        "achieved_rps": rep.get("achieved_rps"), "send_lag_p99_ms": rep.get("send_lag_p99_ms"),
+    }
+
+
 def scenarios(args, r, workdir, loadgen):
     """Every scenario of issue 3's Performance section; peers first, kis-loadgen last."""
     D = args.duration
@@ -339,7 +388,7 @@ def scenarios(args, r, workdir, loadgen):
         return row
 
     ceiling = None
-    if want("nginx-get") or want("open-loop"):
+    if want("nginx-get") or want("open-loop") or args.soak:
         ng = Nginx(workdir, args.server_cpus, args.server_workers)
         try:
             url = ng.url + "/file"
@@ -367,6 +416,8 @@ def scenarios(args, r, workdir, loadgen):
                     row["achieved_rps"] = row["server_rps"]
                     kl("open-loop", ["--url", url, "--method", "GET", "--pattern", "constant", "--rate", str(rate)],
                        ng, extra=dict(extra))
+            if args.soak and loadgen:
+                soak(args, r, ng, url, round(0.8 * ceiling) if ceiling else 2000)
         finally:
             ng.stop()
 
@@ -428,14 +479,23 @@ def fmt(x, nd=1):
     return str(x)
 
 
-def summarise(rows, args, loadgen, out_dir):
+def version(binary):
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    return out or "version unknown"
+
+
+def summarise(rows, args, loadgen, out_dir, soak_result=None):
     """summary.md: per scenario, the median req/CPU-s of each tool and the ratio kis-loadgen/peer."""
     lines = [f"# kis-loadgen peer benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
              "",
              f"Host `{socket.gethostname()}`, {os.cpu_count()} CPUs; server on CPUs {args.server_cpus}, generator on "
              f"CPUs {args.gen_cpus}; {args.duration} s per run, {args.repeat} run(s) per tool (median shown); "
              f"{USERS} connections/users. Command: `{' '.join(sys.argv)}`.",
-             "kis-loadgen: " + (args.loadgen if loadgen else f"SKIPPED ({args.loadgen} not found)"),
+             "kis-loadgen: " + (f"{args.loadgen} ({version(args.loadgen)})" if loadgen
+                                else f"SKIPPED ({args.loadgen} not found)"),
              "",
              "req/CPU-s = server-counted requests / generator user+sys CPU seconds (whole process tree).",
              ""]
@@ -444,16 +504,16 @@ def summarise(rows, args, loadgen, out_dir):
         tools = [t for t in dict.fromkeys(r["tool"] for r in rows if r["scenario"] == sc)]
         if not tools:
             continue
-        lines += [f"## {sc}", "", "| tool | req/CPU-s | server req/s | gen CPU-s | server CPU % | gen max RSS MB | kis-loadgen / tool | target |",
+        lines += [f"## {sc}", "", "| tool | req/CPU-s median (min–max) | server req/s | gen CPU-s | server CPU % | gen max RSS MB | kis-loadgen / tool | target |",
                   "|---|---|---|---|---|---|---|---|"]
         for t in tools:
             rs = [r for r in rows if r["scenario"] == sc and r["tool"] == t]
             good = [r["req_per_cpu_s"] for r in rs if ok(r["req_per_cpu_s"])]
             med = statistics.median(good) if good else float("nan")
-            medians[(sc, t)] = (med, rs)
+            medians[(sc, t)] = (med, rs, good)
         kl_med = medians.get((sc, "kis-loadgen"), (None,))[0]
         for t in tools:
-            med, rs = medians[(sc, t)]
+            med, rs, good = medians[(sc, t)]
             ratio = kl_med / med if ok(kl_med) and ok(med) and med > 0 and t != "kis-loadgen" else None
             target = TARGETS.get((sc, t))
             verdict = ""
@@ -462,8 +522,9 @@ def summarise(rows, args, loadgen, out_dir):
             exits = sorted({str(r["exit"]) for r in rs if r["exit"] != 0})
             name = t + (f" (exit {', '.join(exits)})" if exits else "")
             shown = fmt(ratio, 2) + "×" if ratio else ("–" if t == "kis-loadgen" else "n/a")
+            spread = f" ({fmt(min(good), 0)}–{fmt(max(good), 0)})" if len(good) > 1 else ""
             lines.append(
-                f"| {name} | {fmt(med)} | {fmt(statistics.median(r['server_rps'] for r in rs))} | "
+                f"| {name} | {fmt(med)}{spread} | {fmt(statistics.median(r['server_rps'] for r in rs))} | "
                 f"{fmt(statistics.median(r['gen_user_s'] + r['gen_sys_s'] for r in rs), 2)} | "
                 f"{fmt(statistics.median(r['server_cpu_pct'] for r in rs))} | "
                 f"{fmt(max(r['gen_max_rss_mb'] for r in rs))} | {shown} | {verdict} |")
@@ -483,6 +544,13 @@ def summarise(rows, args, loadgen, out_dir):
                          f"{fmt(r['req_per_cpu_s'])} | {fmt(r['gen_max_rss_mb'])} |")
         lines += ["", "Targets (kis-loadgen): achieved within 0.1 % of intended, send lag p99 ≤ 0.2 ms, RSS ≤ 64 MB. "
                   "oha's achieved rate is server-counted requests / duration.", ""]
+    if soak_result:
+        sr = soak_result
+        lines += ["## memory soak (kis-loadgen, nginx GET, open loop)", "",
+                  f"{sr['seconds']} s at {sr['rate']} req/s, RSS sampled every 5 s (soak_rss.csv): after 10 s "
+                  f"{fmt(sr['rss_first_mb'])} MB, at the end {fmt(sr['rss_last_mb'])} MB, max {fmt(sr['rss_max_mb'])} MB, "
+                  f"growth {fmt(sr['growth_pct'], 2)} %; achieved {fmt(sr['achieved_rps'])} req/s, send lag p99 "
+                  f"{fmt(sr['send_lag_p99_ms'], 3)} ms. Target: ≤ 64 MB and flat within ±5 %.", ""]
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     plot(medians, os.path.join(out_dir, "reqs_per_cpu.svg"))
@@ -523,12 +591,16 @@ def main():
     ap.add_argument("--server-cpus", default=",".join(map(str, cpus[:-1])) if len(cpus) > 1 else str(cpus[0]))
     ap.add_argument("--gen-cpus", default=str(cpus[-1]))
     ap.add_argument("--server-workers", type=int, default=max(1, len(cpus) - 1), help="nginx worker processes")
+    ap.add_argument("--soak", type=int, default=0, metavar="SECONDS",
+                    help="also run kis-loadgen open loop at 80%% of its ceiling this long, sampling RSS (issue 3: 600)")
     ap.add_argument("--out", help="result directory (default loadgen/bench/runs/<date>-<host>[-quick])")
     args = ap.parse_args()
     args.duration = args.duration or (3 if args.quick else 10)
     args.repeat = args.repeat or (1 if args.quick else 3)
     if args.duration <= 0 or args.duration > 600 or args.repeat < 1 or args.repeat > 10:
         ap.error("--duration must be in (0, 600] s and --repeat in [1, 10]")
+    if args.soak < 0 or args.soak > 3600:
+        ap.error("--soak must be in [0, 3600] s")
     if len(cpus) < 2:
         log("only one CPU: server and generator share it, so the figures are not comparable across hosts")
 
@@ -559,6 +631,7 @@ def main():
         writer = csv.DictWriter(raw_file, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         r = Runner(args, logdir, writer, raw_file, commands)
+        r.out_dir = out_dir
         interrupted = False
         try:
             scenarios(args, r, workdir, loadgen)
@@ -574,7 +647,7 @@ def main():
         writer.writeheader()
         for row in r.rows:
             writer.writerow({**row, "log": os.path.basename(row["log"])})
-    print(summarise(r.rows, args, loadgen, out_dir))
+    print(summarise(r.rows, args, loadgen, out_dir, r.soak))
     return 1 if interrupted else 0
 
 
