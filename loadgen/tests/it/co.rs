@@ -36,11 +36,13 @@ fn corrected_p99_matches_theory_for_a_frozen_server() {
         (p99 - theory_ms).abs() <= 0.05 * theory_ms,
         "corrected p99 {p99:.1} ms, theory {theory_ms:.1} ms ± 5%"
     );
-    // 8 connections out of 1000 requests saw the freeze on the wire: under 1 %.
+    // 8 connections out of 1000 requests saw the freeze on the wire: under 1 %, so the service
+    // p99 stays at the base latency plus the post-freeze drain — an order of magnitude below the
+    // corrected p99 even when other tests load both cores (66 ms was seen under CI load).
     let svc = r.latency.service.p99_ms;
     assert!(
-        svc < 50.0,
-        "service p99 {svc} ms should stay near the base latency"
+        svc < 0.1 * theory_ms,
+        "service p99 {svc} ms should stay far below the corrected p99 ({theory_ms} ms)"
     );
     // The corrected view keeps the whole freeze; the max is about S.
     assert!(r.latency.corrected.max_ms > 0.9 * s * 1000.0);
