@@ -23,6 +23,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Measure simulator speed (simulated requests per second).
     Bench(BenchArgs),
+    /// Calibrate the rule-based autoscalers on the validation trace with a fixed budget.
+    Tune(TuneArgs),
 }
 
 /// The workload and cluster, shared by `simulate` and `compare`.
@@ -127,6 +129,9 @@ pub struct CompareArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Also run the tuned specs of this `kis-agent tune --out` file (labelled `<name>-tuned`).
+    #[arg(long)]
+    pub tuned: Option<PathBuf>,
     /// Cluster and profiles.
     #[command(flatten)]
     pub scenario: ScenarioArgs,
@@ -144,4 +149,42 @@ pub struct BenchArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `kis-agent tune`.
+#[derive(Debug, Clone, Args)]
+pub struct TuneArgs {
+    /// Autoscalers to tune (comma-separated: hpa-cpu, hpa-queue, keda, knative); default all four.
+    #[arg(long)]
+    pub autoscaler: Option<String>,
+    /// Candidate parameter sets evaluated per autoscaler, the default included.
+    #[arg(long, default_value_t = 40)]
+    pub budget: usize,
+    /// Seeds each candidate runs on (0..seeds, the same for every candidate).
+    #[arg(long, default_value_t = 2)]
+    pub seeds: u64,
+    /// Seed of the search.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// `validation` (servegen_mlarge_rate_60s.csv days 0-6), or a trace CSV (path or shared name).
+    #[arg(long, default_value = "validation")]
+    pub trace: String,
+    /// Days of the trace replayed from its start (at most 7 for `validation`).
+    #[arg(long, default_value_t = 7.0)]
+    pub days: f64,
+    /// Trace seconds per simulated second.
+    #[arg(long, default_value_t = 60.0)]
+    pub speedup: f64,
+    /// SLO-miss fraction above which the objective adds its penalty.
+    #[arg(long, default_value_t = 0.01)]
+    pub slo_miss_target: f64,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Write the tuned specs as JSON (for `compare --tuned`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Cluster and profiles.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
 }

@@ -19,7 +19,7 @@ use kis_sim::{ScalerSpec, SimConfig, Simulation, Summary};
 use kis_traffic::{Pattern, ShapeSpec};
 use serde::Serialize;
 
-use crate::cli::CompareArgs;
+use crate::cli::{CompareArgs, ScenarioArgs};
 use crate::scenario::{apply_scenario, paper_testbed, parse_autoscaler, replica_capacity};
 
 /// Held-out traces (shared/traces/README.md): file, speedup, included in `short`.
@@ -151,6 +151,11 @@ pub fn stat(xs: &[f64]) -> Stat {
 
 /// The base config of the comparison.
 pub fn base_config(a: &CompareArgs) -> Result<SimConfig> {
+    base_config_for(&a.scenario)
+}
+
+/// The base config of the comparison for these cluster and profile flags.
+pub fn base_config_for(scenario: &ScenarioArgs) -> Result<SimConfig> {
     let mut cfg = paper_testbed();
     cfg.cluster.nodes = 16;
     cfg.cluster.gpus_per_node = 1;
@@ -160,7 +165,7 @@ pub fn base_config(a: &CompareArgs) -> Result<SimConfig> {
     // One core requested, so a saturated replica reads 100 % CPU and the CPU-HPA can act.
     cfg.pools.gpu.cpu_request = 1.0;
     cfg.record_series = false;
-    apply_scenario(&mut cfg, &a.scenario)?;
+    apply_scenario(&mut cfg, scenario)?;
     cfg.pools.gpu.max_replicas = cfg
         .pools
         .gpu
@@ -293,7 +298,8 @@ pub fn setups(base: &SimConfig, peak: f64, mean: f64) -> Result<Vec<Setup>> {
     Ok(v)
 }
 
-fn run_one(base: &SimConfig, sc: &Scenario, setup: &Setup, seed: u64) -> Result<Summary> {
+/// One run of `setup` on `sc` with `seed`.
+pub fn run_one(base: &SimConfig, sc: &Scenario, setup: &Setup, seed: u64) -> Result<Summary> {
     let mut cfg = base.clone();
     cfg.seed = seed;
     cfg.workload.shape = sc.shape.clone();
@@ -327,11 +333,16 @@ pub fn compare(a: &CompareArgs) -> Result<Comparison> {
     }
     let base = base_config(a)?;
     let scenarios = scenarios(a, &base)?;
+    let tuned = match &a.tuned {
+        Some(p) => crate::tune::load_tuned(p)?,
+        None => Vec::new(),
+    };
     let mut jobs = Vec::new();
     let mut all_setups: Vec<Setup> = Vec::new();
     for (si, sc) in scenarios.iter().enumerate() {
         let p = sc.shape.build(0)?.scaled(sc.scale);
         let mut ss = setups(&base, p.peak_rate(), p.mean_rate())?;
+        ss.extend(tuned.iter().cloned());
         if let Some(only) = &a.only {
             let want: Vec<&str> = only.split(',').map(str::trim).collect();
             ss.retain(|s| want.iter().any(|w| s.label.starts_with(w)));

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use kis_agent::cli::Cli;
 
+mod tune;
+
 /// A fresh scratch directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("kis-agent-{name}-{}", std::process::id()));
@@ -138,6 +140,7 @@ fn compare_reports_every_setup_with_confidence_intervals() {
         scenarios: Some("spike".into()),
         json: false,
         threads: Some(2),
+        tuned: None,
         scenario: kis_agent::cli::ScenarioArgs {
             gpu_profile: None,
             cpu_profile: None,
