@@ -382,7 +382,7 @@ pub fn tune_spec(
     let mut evaluations = 0;
     let mut specs = Vec::with_capacity(cands.len());
     for c in &cands {
-        specs.push(default.with_params(c).with_context(|| format!("{name}"))?);
+        specs.push(default.with_params(c).with_context(|| name.to_string())?);
     }
     let scores = ev.score_all(&specs, bar)?;
     evaluations += specs.len();
@@ -408,7 +408,7 @@ pub fn tune_spec(
         for _ in 0..k {
             let u: Vec<f64> = u0.iter().map(|x| x + sigma * normal(&mut rng)).collect();
             let v = from_unit(&space, &u);
-            ss.push(default.with_params(&v).with_context(|| format!("{name}"))?);
+            ss.push(default.with_params(&v).with_context(|| name.to_string())?);
             vs.push(v);
         }
         let sc = ev.score_all(&ss, bar)?;
