@@ -172,8 +172,8 @@ pub struct TuneArgs {
     /// Days of the trace replayed from its start (at most 7 for `validation`).
     #[arg(long, default_value_t = 7.0)]
     pub days: f64,
-    /// Trace seconds per simulated second.
-    #[arg(long, default_value_t = 60.0)]
+    /// Trace seconds per simulated second (20: the 7 days take 8.4 simulated hours).
+    #[arg(long, default_value_t = 20.0)]
     pub speedup: f64,
     /// SLO-miss fraction above which the objective adds its penalty.
     #[arg(long, default_value_t = 0.01)]

@@ -4,7 +4,8 @@
 //!
 //! Workload: `servegen_mlarge_rate_60s.csv` days 0–6 (the validation split of shared/traces/README.md;
 //! the held-out days 7–13 are never read), replayed with `--speedup` and scaled as `compare` scales
-//! traces (busiest minute at 80 % of the largest GPU pool's capacity), on `compare`'s cluster.
+//! traces (busiest minute of trace time at 80 % of the largest GPU pool's capacity), on `compare`'s
+//! cluster.
 //! Objective (lower is better): `gpu_hours + penalty * max(0, slo_miss - target)`, means over seeds,
 //! where `penalty` is 100 × the GPU-hours of the full pool over the run, so a candidate that misses
 //! the target by one percentage point costs as much as running every replica all the time.
@@ -276,7 +277,9 @@ impl Evaluator {
             .build(0)
             .map_err(|e| anyhow!("trace {}: {e}", path.display()))?;
         let capacity = replica_capacity(&base.pools.gpu) * base.pools.gpu.max_replicas as f64;
-        let peak = peak_rate_over(&profile, 60.0);
+        // The busiest minute of trace time (60 / speedup simulated seconds): a 60 s simulated window
+        // would average a whole hour of the trace at speedup 60 and overload the pool at the peak.
+        let peak = peak_rate_over(&profile, 60.0 / a.speedup);
         let scale = if peak > 0.0 {
             0.8 * capacity / peak
         } else {
