@@ -568,11 +568,12 @@ pub fn load_tuned(path: &Path) -> Result<Vec<Setup>> {
 /// Runs the subcommand.
 pub fn run(a: &TuneArgs) -> Result<()> {
     let f = tune(a)?;
+    // The table first, so an unwritable --out loses nothing that was measured.
+    print!("{}", render(&f));
     if let Some(out) = &a.out {
         let text = serde_json::to_string_pretty(&f)?;
         std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;
     }
-    print!("{}", render(&f));
     Ok(())
 }
 
