@@ -261,8 +261,10 @@ pub fn parse_seconds(flag: &str, s: &str) -> Result<f64> {
 /// One closed-loop level as measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct Level {
-    /// Closed-loop users (requests in flight).
+    /// Closed-loop users (requests in flight); 0 for the open-loop level.
     pub concurrency: u32,
+    /// The open-loop level's Poisson rate, req/s.
+    pub open_rate_rps: Option<f64>,
     /// Seconds the level ran.
     pub elapsed_s: f64,
     /// Successful answers.
@@ -315,6 +317,9 @@ pub struct Options {
     pub levels: Vec<u32>,
     /// Seconds per level.
     pub duration: f64,
+    /// Rate of the light open-loop level that sets the per-request overhead and spread (None: the
+    /// lowest closed-loop level does).
+    pub open_rate: Option<f64>,
     /// Seconds of unmeasured warm-up before the first level.
     pub warmup: f64,
     /// Seed of the request payloads.
@@ -348,33 +353,52 @@ impl Options {
                 parse_seconds("--warmup", &a.warmup)?
             },
             seed: a.seed,
+            open_rate: match a.open_rate {
+                r if r == 0.0 => None,
+                r if r.is_finite() && r > 0.0 => Some(r),
+                r => bail!("--open-rate must be >= 0 req/s (0 = no open-loop level), got {r}"),
+            },
         })
     }
 }
 
-/// Runs kis-loadgen in closed loop: `users` users with no think time for `seconds`.
-fn closed_loop(
+/// Runs kis-loadgen for `seconds`: closed loop with `users` users and no think time, or (`open_rate`)
+/// open loop with Poisson arrivals at that constant rate.
+fn drive(
     server: &Server,
     users: u32,
+    open_rate: Option<f64>,
     seconds: f64,
     seed: u64,
 ) -> Result<kis_loadgen::Report> {
-    let argv = [
+    let mut argv = vec![
         "kis-loadgen".to_string(),
         "--url".into(),
         server.url().into(),
         "--model".into(),
         server.model().into(),
-        "--users".into(),
-        users.to_string(),
-        "--wait".into(),
-        "0s".into(),
         "--duration".into(),
         format!("{}ms", (seconds * 1e3).round() as u64),
         "--seed".into(),
         seed.to_string(),
         "--quiet".into(),
     ];
+    match open_rate {
+        Some(r) => argv.extend([
+            "--pattern".into(),
+            "constant".into(),
+            "--rate".into(),
+            r.to_string(),
+            "--arrivals".into(),
+            "poisson".into(),
+        ]),
+        None => argv.extend([
+            "--users".into(),
+            users.to_string(),
+            "--wait".into(),
+            "0s".into(),
+        ]),
+    }
     let cli = kis_loadgen::cli::Cli::try_parse_from(argv)
         .map_err(|e| anyhow!("kis-loadgen flags: {e}"))?;
     let cfg = kis_loadgen::Config::try_from(cli)?;
@@ -407,17 +431,23 @@ pub fn calibrate(o: &Options) -> Result<Calibration> {
     let started = now_utc();
     if o.warmup > 0.0 {
         let top = *o.levels.last().unwrap_or(&1);
-        closed_loop(&server, top, o.warmup, o.seed)?;
+        drive(&server, top, None, o.warmup, o.seed)?;
     }
     let mut levels = Vec::new();
-    for (i, &n) in o.levels.iter().enumerate() {
+    let runs = o
+        .levels
+        .iter()
+        .map(|&n| (n, None))
+        .chain(o.open_rate.map(|r| (0, Some(r))));
+    for (i, (n, open)) in runs.enumerate() {
         let before = server.stats()?;
-        let r = closed_loop(&server, n, o.duration, o.seed + 1 + i as u64)?;
+        let r = drive(&server, n, open, o.duration, o.seed + 1 + i as u64)?;
         let d = server.stats()?.since(&before);
         tracing::info!(concurrency = n, ok = r.totals.ok, "level done");
         if r.totals.ok == 0 {
             bail!(
-                "level {n}: no successful request ({} errors: {:?})",
+                "level {}: no successful request ({} errors: {:?})",
+                open.map_or(format!("c{n}"), |r| format!("open {r} req/s")),
                 r.totals.errors,
                 r.totals.errors_by_kind
             );
@@ -429,12 +459,18 @@ pub fn calibrate(o: &Options) -> Result<Calibration> {
                 0.0
             }
         };
-        let svc = &r.latency.service;
+        // Open loop: latency from the intended send time, as the simulator (and fidelity) count it.
+        let svc = if open.is_some() {
+            &r.latency.corrected
+        } else {
+            &r.latency.service
+        };
         let queue = per_req(d.queue_ns);
         let compute = per_req(d.compute_ns());
         let elapsed = r.elapsed_s.max(1e-9);
         levels.push(Level {
             concurrency: n,
+            open_rate_rps: open,
             elapsed_s: r.elapsed_s,
             ok: r.totals.ok,
             errors: r.totals.errors,
@@ -510,12 +546,35 @@ fn fit(
             "the server reported no batch statistics for {model:?} (is the statistics extension on?)"
         );
     }
-    // Spread: the lowest level's client service time is queue + batch + network with one request at
-    // a time. Its log-normal spread is shared by the batch time and the network time as two
-    // independent parts with the same cv (the statistics give means only, not the split).
-    let low = &levels[0];
+    // Reference level for the part outside the batch: the light open-loop level when there is one
+    // (requests alone, the regime of moderate open-loop traffic: threads wake per request), else the
+    // lowest closed-loop level. Its latency is wait + batch + network with one request at a time; its
+    // log-normal spread is shared by the batch time and the network time as two independent parts
+    // with the same cv (the statistics give means only, not the split).
+    let low = levels
+        .iter()
+        .find(|l| l.open_rate_rps.is_some())
+        .unwrap_or(&levels[0]);
     let svc_sd = lognormal_cv(low.service_mean_ms, low.service_p95_ms) * low.service_mean_ms;
-    let network_ms = low.network_ms;
+    // With one request at a time a dynamic batcher always waits its full delay (the batch never
+    // fills), and the simulator charges exactly that; Triton's queue time beyond it (scheduling
+    // overhead) belongs to the part outside the batch, so it goes into the network term.
+    let alone = low.open_rate_rps.is_some() || low.concurrency == 1;
+    let sim_wait_ms = if alone && config.sim_max_batch() > 1 {
+        config.max_queue_delay.unwrap_or(0.0) * 1e3
+    } else {
+        low.server_queue_ms
+    };
+    // The batch-1 time the simulator will draw is the pooled mean (mostly hot closed-loop batches);
+    // what the reference level spent beyond it (e.g. colder compute between sparse requests) is
+    // outside the modelled batch, so it is charged to the network term too. The simulator then
+    // reproduces the reference level's mean latency by construction.
+    let b1_ms = if kept[0].0 == 1 {
+        kept[0].1
+    } else {
+        low.server_compute_ms
+    };
+    let network_ms = (low.service_mean_ms - b1_ms - sim_wait_ms).max(0.0);
     let b1 = kept[0].1.max(1e-6);
     let cv = round4((svc_sd / (b1 * b1 + network_ms * network_ms).sqrt()).min(2.0));
     let batches = kept
@@ -532,8 +591,11 @@ fn fit(
         .iter()
         .map(|l| {
             format!(
-                "c{}: {:.1} req/s, service mean {:.2} ms p95 {:.2} ms",
-                l.concurrency, l.throughput_rps, l.service_mean_ms, l.service_p95_ms
+                "{}: {:.1} req/s, latency mean {:.2} ms p95 {:.2} ms",
+                level_name(l),
+                l.throughput_rps,
+                l.service_mean_ms,
+                l.service_p95_ms
             )
         })
         .collect();
@@ -543,8 +605,8 @@ fn fit(
          kis-loadgen in-process on the same host over loopback, closed loop with no think time at \
          concurrency {:?}, {:.0} s each after {:.0} s warm-up. Batch means are Triton statistics deltas \
          (compute_input + compute_infer + compute_output per execution, batch sizes with >= {MIN_BATCHES} executions); \
-         the log-normal cv is fitted to the concurrency-{} client service time (mean, p95) and shared by \
-         batch and network time as independent parts; network = that level's client mean service time minus server queue and compute. \
+         the log-normal cv is fitted to the {} level's client latency (mean, p95) and shared by \
+         batch and network time as independent parts; network = that level's client mean latency minus the fitted batch-1 time and the batcher's delay. \
          Levels: {}.",
         config.max_batch_size,
         config
@@ -556,7 +618,7 @@ fn fit(
         o.levels,
         o.duration,
         o.warmup,
-        low.concurrency,
+        level_name(low),
         level_txt.join("; "),
     );
     let profile = ServiceProfile {
@@ -573,6 +635,14 @@ fn fit(
     };
     profile.validate("profile")?;
     Ok(profile)
+}
+
+/// `c4` for a closed-loop level, `open 25 req/s` for the open one.
+fn level_name(l: &Level) -> String {
+    match l.open_rate_rps {
+        Some(r) => format!("open-loop {r} req/s"),
+        None => format!("c{}", l.concurrency),
+    }
 }
 
 fn round4(x: f64) -> f64 {
@@ -613,7 +683,7 @@ pub fn now_utc() -> String {
 /// The per-level table printed after a calibration.
 pub fn render(c: &Calibration) -> String {
     let mut o = String::from(
-        "conc  req/s    svc mean   svc p95  srv queue  srv compute  network  busy   batches (size:count)\n",
+        "level  req/s    svc mean   svc p95  srv queue  srv compute  network  busy   batches (size:count)\n",
     );
     for l in &c.levels {
         let b: Vec<String> = l
@@ -622,8 +692,11 @@ pub fn render(c: &Calibration) -> String {
             .map(|(s, n, _)| format!("{s}:{n}"))
             .collect();
         o += &format!(
-            "{:>4} {:>6.1} {:>8.2} ms {:>6.2} ms {:>7.2} ms {:>9.2} ms {:>5.2} ms {:>4.0} %  {}\n",
-            l.concurrency,
+            "{:>5} {:>6.1} {:>8.2} ms {:>6.2} ms {:>7.2} ms {:>9.2} ms {:>5.2} ms {:>4.0} %  {}\n",
+            match l.open_rate_rps {
+                Some(r) => format!("o{r}"),
+                None => format!("c{}", l.concurrency),
+            },
             l.throughput_rps,
             l.service_mean_ms,
             l.service_p95_ms,

@@ -168,6 +168,10 @@ pub struct CalibrateArgs {
     /// Run length of each level (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s")]
     pub duration: String,
+    /// Rate of an extra light open-loop level (Poisson, req/s) that sets the per-request overhead and
+    /// spread, as open-loop traffic sees them; 0 = none (then the lowest closed level sets them).
+    #[arg(long, default_value_t = 20.0)]
+    pub open_rate: f64,
     /// Unmeasured warm-up at the highest level before the first (0 = none).
     #[arg(long, default_value = "2s")]
     pub warmup: String,
@@ -206,8 +210,9 @@ pub struct FidelityArgs {
     /// Seed of arrivals and random levels (the same for the real run and the simulation).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Simulation seeds averaged per shape.
-    #[arg(long, default_value_t = 5)]
+    /// Simulation runs averaged per shape: the first replays the real run's arrival times, the
+    /// others draw fresh ones.
+    #[arg(long, default_value_t = 1)]
     pub sim_seeds: u64,
     /// Relative error counted as a match.
     #[arg(long, default_value_t = 0.15)]

@@ -18,6 +18,10 @@ use crate::calibrate::{ModelConfig, Server, now_utc, parse_seconds};
 use crate::cli::FidelityArgs;
 use crate::scenario::load_profile;
 
+/// kis-sim's arrival-stream seed offset (`Simulation::with_profile`): a simulation seeded with
+/// `s ^ ARRIVAL_STREAM` draws the arrival times kis-loadgen draws with seed `s`.
+pub const ARRIVAL_STREAM: u64 = 0x5eed_a771_7a15;
+
 /// A simulation of one replica of the calibrated model under `shape`.
 pub fn sim_config(
     profile: &ServiceProfile,
@@ -68,6 +72,10 @@ pub struct Row {
     pub sim_rps: f64,
     /// Real failed or dropped requests.
     pub real_errors: u64,
+    /// Requests kis-loadgen scheduled.
+    pub real_arrivals: u64,
+    /// Arrivals of the first simulation (equal to `real_arrivals` when the stream is replayed).
+    pub sim_arrivals: u64,
 }
 
 /// `|sim - real| / real`.
@@ -146,20 +154,26 @@ pub fn compare_shape(
         } => (shape.clone(), *arrivals),
         kis_loadgen::config::Load::Closed { .. } => bail!("shape {shape:?}: not an open loop"),
     };
-    let offered = spec.build(a.seed)?.mean_rate();
+    // Built once from the shared seed: the random shape's levels are the real run's, and only the
+    // arrival and service draws change between simulation seeds.
+    let rates = spec.build(a.seed)?;
+    let offered = rates.mean_rate();
     let r = kis_loadgen::run(cfg).with_context(|| format!("shape {shape}: kis-loadgen"))?;
     let mut p50 = 0.0;
     let mut p95 = 0.0;
     let mut rps = 0.0;
+    let mut sim_arrivals = 0;
     let n = a.sim_seeds.max(1);
     for s in 0..n {
-        let sum = simulate(sim_config(
-            profile,
-            model,
-            spec.clone(),
-            arrivals,
-            a.seed.wrapping_add(s),
-        ))?;
+        // kis-sim draws arrivals from `seed ^ ARRIVAL_STREAM` with the same kis-traffic code
+        // kis-loadgen uses with its seed, so the first run replays the real run's arrival times
+        // exactly (checked below by the count); further seeds draw other arrival streams.
+        let seed = (a.seed ^ ARRIVAL_STREAM).wrapping_add(s);
+        let cfg = sim_config(profile, model, spec.clone(), arrivals, seed);
+        let sum = Simulation::with_profile(cfg, rates.clone())?.run();
+        if s == 0 {
+            sim_arrivals = sum.arrivals;
+        }
         p50 += sum.p50.unwrap_or(0.0) * 1e3;
         p95 += sum.p95.unwrap_or(0.0) * 1e3;
         rps += sum.completed as f64 / seconds;
@@ -175,14 +189,16 @@ pub fn compare_shape(
         real_rps: r.totals.ok as f64 / seconds,
         sim_rps: rps / nf,
         real_errors: r.totals.errors + r.totals.dropped,
+        real_arrivals: r.totals.scheduled,
+        sim_arrivals,
     })
 }
 
 /// The Markdown table of `rows`.
 pub fn render(rows: &[Row], tolerance: f64) -> String {
     let mut o = String::from(
-        "| shape | offered req/s | p50 real | p50 sim | err | p95 real | p95 sim | err | req/s real | req/s sim | err |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| shape | offered req/s | arrivals real / sim | p50 real | p50 sim | err | p95 real | p95 sim | err | req/s real | req/s sim | err |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mark = |e: f64| {
         let flag = if e <= tolerance { "" } else { " ✗" };
@@ -193,9 +209,11 @@ pub fn render(rows: &[Row], tolerance: f64) -> String {
         let e = r.errors();
         misses += e.iter().filter(|&&x| x > tolerance).count();
         o += &format!(
-            "| {} | {:.1} | {:.1} ms | {:.1} ms | {} | {:.1} ms | {:.1} ms | {} | {:.1} | {:.1} | {} |\n",
+            "| {} | {:.1} | {} / {} | {:.1} ms | {:.1} ms | {} | {:.1} ms | {:.1} ms | {} | {:.1} | {:.1} | {} |\n",
             r.shape,
             r.offered_rps,
+            r.real_arrivals,
+            r.sim_arrivals,
             r.real_p50_ms,
             r.sim_p50_ms,
             mark(e[0]),
@@ -318,6 +336,8 @@ mod tests {
             real_rps: 10.0,
             sim_rps: 10.0,
             real_errors: 0,
+            real_arrivals: 100,
+            sim_arrivals: 100,
         };
         let t = render(&[r], 0.15);
         assert!(t.contains("10.0 %"), "{t}");
