@@ -354,7 +354,7 @@ impl Options {
             },
             seed: a.seed,
             open_rate: match a.open_rate {
-                r if r == 0.0 => None,
+                0.0 => None,
                 r if r.is_finite() && r > 0.0 => Some(r),
                 r => bail!("--open-rate must be >= 0 req/s (0 = no open-loop level), got {r}"),
             },
