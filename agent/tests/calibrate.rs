@@ -146,6 +146,39 @@ fn calibration_round_trip_on_real_triton() {
         l.throughput_rps,
         s.completed
     );
+    // The command line end to end: a short single level writes a loadable profile and its levels.
+    let cli_out = d.join("cli.json");
+    let levels = d.join("levels.json");
+    run(&[
+        "calibrate",
+        "--url",
+        &triton.http_url(),
+        "--model",
+        "identity",
+        "--levels",
+        "2",
+        "--duration",
+        "1500ms",
+        "--open-rate",
+        "0",
+        "--warmup",
+        "0",
+        "--out",
+        cli_out.to_str().unwrap(),
+        "--levels-json",
+        levels.to_str().unwrap(),
+    ])
+    .unwrap();
+    let p = kis_agent::scenario::load_profile(&cli_out).unwrap();
+    assert!(
+        p.description.contains("model identity"),
+        "{}",
+        p.description
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&levels).unwrap()).unwrap();
+    assert_eq!(v["config"]["max_batch_size"], 64);
+    assert_eq!(v["levels"][0]["concurrency"], 2);
     triton.stop().unwrap();
 }
 
@@ -167,6 +200,8 @@ fn calibrate_rejects_bad_input() {
     assert!(e.contains("--levels"), "{e}");
     let e = err(&["calibrate", "--duration", "fast", "--out", out]);
     assert!(e.contains("--duration"), "{e}");
+    let e = err(&["calibrate", "--open-rate", "-5", "--out", out]);
+    assert!(e.contains("--open-rate"), "{e}");
     let e = err(&["calibrate", "--url", &url]);
     assert!(e.contains("--out"), "{e}");
     assert!(
