@@ -200,7 +200,7 @@ fn calibrate_rejects_bad_input() {
     assert!(e.contains("--levels"), "{e}");
     let e = err(&["calibrate", "--duration", "fast", "--out", out]);
     assert!(e.contains("--duration"), "{e}");
-    let e = err(&["calibrate", "--open-rate", "-5", "--out", out]);
+    let e = err(&["calibrate", "--open-rate=-5", "--out", out]);
     assert!(e.contains("--open-rate"), "{e}");
     let e = err(&["calibrate", "--url", &url]);
     assert!(e.contains("--out"), "{e}");
