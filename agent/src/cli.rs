@@ -25,6 +25,10 @@ pub enum Command {
     Bench(BenchArgs),
     /// Calibrate the rule-based autoscalers on the validation trace with a fixed budget.
     Tune(TuneArgs),
+    /// Measure a real Triton model with kis-loadgen and write a service-time profile.
+    Calibrate(CalibrateArgs),
+    /// Run the four shapes against a real Triton and in the simulator; compare p50, p95, throughput.
+    Fidelity(FidelityArgs),
 }
 
 /// The workload and cluster, shared by `simulate` and `compare`.
@@ -187,4 +191,77 @@ pub struct TuneArgs {
     /// Cluster and profiles.
     #[command(flatten)]
     pub scenario: ScenarioArgs,
+}
+
+/// `kis-agent calibrate`.
+#[derive(Debug, Clone, Args)]
+pub struct CalibrateArgs {
+    /// Triton base URL (loopback).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Model to measure.
+    #[arg(long, default_value = "image")]
+    pub model: String,
+    /// Where to write the profile (JSON, kis-service-profile/v1).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Closed-loop concurrency levels, comma-separated.
+    #[arg(long, default_value = "1,2,4,8")]
+    pub levels: String,
+    /// Run length of each level (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s")]
+    pub duration: String,
+    /// Rate of an extra light open-loop level (Poisson, req/s) that sets the per-request overhead and
+    /// spread, as open-loop traffic sees them; 0 = none (then the lowest closed level sets them).
+    #[arg(long, default_value_t = 20.0)]
+    pub open_rate: f64,
+    /// Unmeasured warm-up at the highest level before the first (0 = none).
+    #[arg(long, default_value = "2s")]
+    pub warmup: String,
+    /// Seed of the request payloads.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also write every level's measurements and the model config as JSON.
+    #[arg(long)]
+    pub levels_json: Option<PathBuf>,
+}
+
+/// `kis-agent fidelity`.
+#[derive(Debug, Clone, Args)]
+pub struct FidelityArgs {
+    /// Triton base URL (loopback).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Model to drive.
+    #[arg(long, default_value = "image")]
+    pub model: String,
+    /// The calibrated profile of that model (from `kis-agent calibrate`).
+    #[arg(long)]
+    pub profile: PathBuf,
+    /// Shapes to run, comma-separated (ramp, periodic, random, spike, constant).
+    #[arg(long, default_value = "ramp,periodic,random,spike")]
+    pub shapes: String,
+    /// Lowest rate of every shape (ramp start, periodic/random minimum, spike base), req/s.
+    #[arg(long, default_value_t = 20.0)]
+    pub min: f64,
+    /// Highest rate (ramp end, periodic/random maximum, spike peak), req/s: the defaults are the
+    /// rates of the table in agent/docs/fidelity.md.
+    #[arg(long, default_value_t = 150.0)]
+    pub max: f64,
+    /// Length of each shape (e.g. 60s).
+    #[arg(long, default_value = "60s")]
+    pub duration: String,
+    /// Seed of arrivals and random levels (the same for the real run and the simulation).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Simulation runs averaged per shape: the first replays the real run's arrival times, the
+    /// others draw fresh ones.
+    #[arg(long, default_value_t = 1)]
+    pub sim_seeds: u64,
+    /// Relative error counted as a match.
+    #[arg(long, default_value_t = 0.15)]
+    pub tolerance: f64,
+    /// Print the rows as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }

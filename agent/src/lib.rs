@@ -7,11 +7,15 @@
 //!   table of means with 95 % confidence intervals.
 //! - [`bench`]: simulated requests per wall-clock and CPU second on the standard scenario.
 //! - [`tune`]: calibrating the rule-based autoscalers on the validation trace (fixed budget).
+//! - [`calibrate`]: a service-time profile measured on a real Triton with kis-loadgen.
+//! - [`fidelity`]: the four shapes on the real Triton and in the simulator, side by side.
 //! - [`scenario`]: building simulation configs from files and flags (autoscaler shorthands, traces).
 
 pub mod bench;
+pub mod calibrate;
 pub mod cli;
 pub mod compare;
+pub mod fidelity;
 pub mod plot;
 pub mod scenario;
 pub mod simulate;
@@ -24,5 +28,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Compare(a) => compare::run(&a),
         cli::Command::Bench(a) => bench::run(&a),
         cli::Command::Tune(a) => tune::run(&a),
+        cli::Command::Calibrate(a) => calibrate::run(&a),
+        cli::Command::Fidelity(a) => fidelity::run(&a),
     }
 }

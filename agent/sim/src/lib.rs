@@ -53,3 +53,8 @@ pub use profile::{BatchPoint, Device, PROFILE_SCHEMA, ServiceProfile};
 pub use report::{PoolSummary, SeriesRow, Summary};
 pub use scaler::{Autoscaler, Oracle, OracleConfig, Pool, PoolView, ScalerSpec};
 pub use sim::{POOLS, Phase, Simulation, pool_index};
+
+/// A run with seed `s` draws its arrivals from kis-traffic with seed `s ^ ARRIVAL_STREAM`, so the
+/// workload's stream is independent of the other random draws (service times, start-up delays).
+/// `kis-agent fidelity` relies on it to replay a real kis-loadgen run's arrival times.
+pub const ARRIVAL_STREAM: u64 = 0x5eed_a771_7a15;

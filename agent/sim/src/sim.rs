@@ -245,7 +245,7 @@ impl Simulation {
     pub fn with_profile(cfg: SimConfig, profile: Profile) -> Result<Self> {
         cfg.validate()?;
         // Separate streams so that changing e.g. a service time does not shift every arrival.
-        let arrivals = profile.arrivals(cfg.workload.arrivals, cfg.seed ^ 0x5eed_a771_7a15);
+        let arrivals = profile.arrivals(cfg.workload.arrivals, cfg.seed ^ crate::ARRIVAL_STREAM);
         let rng = Pcg64Mcg::seed_from_u64(cfg.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x51);
         let mut pools = [
             PoolRt::new(&cfg.pools.gpu, Pool::Gpu),
