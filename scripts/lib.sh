@@ -21,3 +21,26 @@ apt_install() {
   fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# debian_kubectl: unpacks Debian's kubectl 1.20.2 (package kubernetes-client) once into
+# $KIS_CACHE/debian-kubectl and prints the binary's path. Unpacked, not installed, so it cannot
+# clash with another kubectl on the machine (e.g. Google's `kubectl` package).
+debian_kubectl() {
+  local dest="$KIS_CACHE/debian-kubectl" tmp sudo=""
+  if [ ! -x "$dest/usr/bin/kubectl" ]; then
+    log "unpacking Debian kubernetes-client into $dest"
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    mkdir -p "$KIS_CACHE" || return 1
+    tmp="$(mktemp -d "${TMPDIR:-/tmp}/kis-kubectl.XXXXXX")" || return 1
+    if ! (cd "$tmp" && apt-get download kubernetes-client >/dev/null 2>&1); then
+      $sudo apt-get update -qq && touch /tmp/.kis-apt-updated
+      (cd "$tmp" && apt-get download kubernetes-client >/dev/null) || { rm -rf "$tmp"; return 1; }
+    fi
+    rm -rf "$dest.partial"
+    dpkg-deb -x "$tmp"/kubernetes-client_*.deb "$dest.partial" || { rm -rf "$tmp"; return 1; }
+    rm -rf "$tmp" "$dest"
+    mv "$dest.partial" "$dest" || return 1
+  fi
+  "$dest/usr/bin/kubectl" version --client >/dev/null || return 1
+  printf '%s\n' "$dest/usr/bin/kubectl"
+}

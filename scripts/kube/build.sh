@@ -17,19 +17,14 @@ have_version() {
 # Runtime pieces are needed even when the build is cached.
 apt_install etcd-server openssl
 
-# Debian's kubectl 1.20.2 (package kubernetes-client) is unpacked into the cache rather than
-# installed, so it cannot clash with another kubectl on the machine (e.g. Google's `kubectl` package).
+# The e2e harness finds kubectl beside the server binaries: a copy of lib.sh's Debian kubectl.
 install_kubectl() {
   [ -x "$dest/bin/kubectl" ] && return 0
-  local tmp
-  tmp="$(mktemp -d "${TMPDIR:-/tmp}/kis-kubectl.XXXXXX")"
-  (cd "$tmp" && apt-get download kubernetes-client >/dev/null 2>&1 \
-    || { [ -f /tmp/.kis-apt-updated ] || apt-get update -qq || true; apt-get download kubernetes-client >/dev/null; })
-  dpkg-deb -x "$tmp"/kubernetes-client_*.deb "$tmp/root"
+  local src
+  src="$(debian_kubectl)"
   mkdir -p "$dest/bin"
-  cp "$tmp/root/usr/bin/kubectl" "$dest/bin/.kubectl.tmp"
+  cp "$src" "$dest/bin/.kubectl.tmp"
   mv "$dest/bin/.kubectl.tmp" "$dest/bin/kubectl"
-  rm -rf "$tmp"
   log "kube: kubectl $("$dest/bin/kubectl" version --client --short 2>/dev/null || true) in $dest/bin"
 }
 

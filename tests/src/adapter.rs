@@ -203,6 +203,7 @@ impl Adapter {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .check_running()
+            .map_err(Error::from)
     }
 
     /// The end of the adapter's log.
