@@ -79,7 +79,8 @@ pub struct Metrics {
     pub config_loads: Family<ConfigLoad, Counter>,
     /// Unix time of the last successfully applied version, by source.
     pub config_last_load: Family<ConfigSource, Gauge<f64, AtomicU64>>,
-    /// Number of versions applied successfully since start (1 = the start-up read), by source.
+    /// How many times the configuration in force changed since start (1 = the start-up read),
+    /// by source.
     pub config_generation: Family<ConfigSource, Gauge>,
 }
 
@@ -154,7 +155,7 @@ impl Metrics {
         );
         registry.register(
             "config_generation",
-            "Configuration versions applied successfully since start",
+            "Times the configuration in force changed since start (1 = the start-up read)",
             config_generation.clone(),
         );
         Self {
@@ -172,8 +173,9 @@ impl Metrics {
         }
     }
 
-    /// Records one processed version of watched configuration `source`.
-    pub fn config_loaded(&self, source: &str, result: &str, now_unix: f64) {
+    /// Records one processed version of watched configuration `source`; `changed` when an `ok`
+    /// version changed what is in force (the generation counts those).
+    pub fn config_loaded(&self, source: &str, result: &str, changed: bool, now_unix: f64) {
         self.config_loads
             .get_or_create(&ConfigLoad {
                 source: source.into(),
@@ -185,7 +187,9 @@ impl Metrics {
                 source: source.into(),
             };
             self.config_last_load.get_or_create(&s).set(now_unix);
-            self.config_generation.get_or_create(&s).inc();
+            if changed {
+                self.config_generation.get_or_create(&s).inc();
+            }
         }
     }
 

@@ -183,7 +183,7 @@ impl Reloader {
                     "kube-system/{} is gone; keeping the previous authentication configuration",
                     auth::AUTH_CONFIGMAP
                 );
-                metrics.config_loaded(SOURCE, "deleted", now_unix());
+                metrics.config_loaded(SOURCE, "deleted", false, now_unix());
                 return;
             }
         };
@@ -198,11 +198,11 @@ impl Reloader {
                 } else {
                     tracing::debug!(resource_version = %rv, "authentication ConfigMap version without effective change");
                 }
-                metrics.config_loaded(SOURCE, "ok", now_unix());
+                metrics.config_loaded(SOURCE, "ok", changed, now_unix());
             }
             Err(e) => {
                 tracing::error!(resource_version = %rv, error = %e, "unusable authentication ConfigMap version; keeping the previous configuration");
-                metrics.config_loaded(SOURCE, "error", now_unix());
+                metrics.config_loaded(SOURCE, "error", false, now_unix());
             }
         }
     }
@@ -492,7 +492,7 @@ pub async fn start(cli: Cli) -> Result<Running> {
     if cm_client.is_some() {
         state
             .metrics
-            .config_loaded("authentication", "ok", now_unix());
+            .config_loaded("authentication", "ok", true, now_unix());
     }
     let targets_cm = match &cli.targets_configmap {
         Some((ns, name)) => {
@@ -512,6 +512,7 @@ pub async fn start(cli: Cli) -> Result<Running> {
                 key: cli.targets_configmap_key.clone(),
                 what: format!("{ns}/{name}"),
                 state: state.clone(),
+                last_body: Mutex::new(None),
             };
             let change = match cm {
                 Some(cm) => cmwatch::Change::Applied(cm),
@@ -734,6 +735,8 @@ struct TargetsConfigMap {
     key: String,
     what: String,
     state: AppState,
+    /// The document in force, to skip identical versions.
+    last_body: Mutex<Option<String>>,
 }
 
 impl TargetsConfigMap {
@@ -751,12 +754,26 @@ impl TargetsConfigMap {
                 self.state
                     .store
                     .replace_source_targets(Source::ConfigMap, Vec::new());
-                metrics.config_loaded(SOURCE, "deleted", now);
+                let changed = self
+                    .last_body
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .is_some();
+                metrics.config_loaded(SOURCE, "deleted", changed, now);
                 return Ok(0);
             }
         };
         let rv = cm.metadata.resource_version.clone().unwrap_or_default();
-        let parsed = match cm.data.as_ref().and_then(|d| d.get(&self.key)) {
+        let body = cm.data.as_ref().and_then(|d| d.get(&self.key));
+        let mut last = self.last_body.lock().unwrap_or_else(|e| e.into_inner());
+        if body.is_some() && body == last.as_ref() {
+            // The same document again (a re-list): nothing to do, and in particular the
+            // expiries, fixed by the document's publishedAt, stay as they are.
+            metrics.config_loaded(SOURCE, "ok", false, now);
+            return Ok(0);
+        }
+        let parsed = match body {
             Some(body) => parse_targets(body.as_bytes(), now, Source::ConfigMap),
             None => Err(format!("has no key {:?}", self.key)),
         };
@@ -766,14 +783,15 @@ impl TargetsConfigMap {
                 self.state
                     .store
                     .replace_source_targets(Source::ConfigMap, t);
+                *last = body.cloned();
                 tracing::info!(configmap = %self.what, resource_version = %rv, targets = n, "targets ConfigMap loaded");
-                metrics.config_loaded(SOURCE, "ok", now);
+                metrics.config_loaded(SOURCE, "ok", true, now);
                 Ok(n)
             }
             Err(e) => {
                 let e = format!("{} (resourceVersion {rv}): {e}", self.what);
                 tracing::error!(error = %e, "bad targets ConfigMap version; keeping the previous targets");
-                metrics.config_loaded(SOURCE, "error", now);
+                metrics.config_loaded(SOURCE, "error", false, now);
                 Err(e)
             }
         }
@@ -1128,8 +1146,14 @@ mod tests {
         assert!(Arc::ptr_eq(&before, &f.reloader.current()));
         let text = f.metrics.encode(Default::default());
         assert!(
-            text.contains(r#"kis_adapter_config_generation{source="authentication"} 1"#),
+            text.contains(
+                r#"kis_adapter_config_loads_total{source="authentication",result="ok"} 1"#
+            ),
             "{text}"
+        );
+        assert!(
+            !text.contains(r#"kis_adapter_config_generation{source="authentication"}"#),
+            "nothing changed: {text}"
         );
     }
 
