@@ -515,7 +515,7 @@ pub async fn start(cli: Cli) -> Result<Running> {
                 last_body: Mutex::new(None),
             };
             let change = match cm {
-                Some(cm) => cmwatch::Change::Applied(cm),
+                Some(cm) => cmwatch::Change::Applied(Box::new(cm)),
                 None => cmwatch::Change::Gone,
             };
             loader
@@ -1053,7 +1053,7 @@ mod tests {
         let new_proxy = new_proxy_ca.client("proxy", &[]).unwrap();
         let bundle = format!("{}{}", f.client_ca.cert_pem, new_client_ca.cert_pem);
         f.reloader.apply_auth_configmap(
-            cmwatch::Change::Applied(auth_cm(&bundle, &new_proxy_ca.cert_pem, "2")),
+            cmwatch::Change::Applied(Box::new(auth_cm(&bundle, &new_proxy_ca.cert_pem, "2"))),
             &f.metrics,
         );
         let after = f.reloader.current();
@@ -1080,7 +1080,11 @@ mod tests {
 
         // Removing the CA again revokes bob for new connections.
         f.reloader.apply_auth_configmap(
-            cmwatch::Change::Applied(auth_cm(&f.client_ca.cert_pem, &new_proxy_ca.cert_pem, "3")),
+            cmwatch::Change::Applied(Box::new(auth_cm(
+                &f.client_ca.cert_pem,
+                &new_proxy_ca.cert_pem,
+                "3",
+            ))),
             &f.metrics,
         );
         assert!(matches!(
@@ -1100,7 +1104,7 @@ mod tests {
         let before = f.reloader.current();
         let garbage = "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n";
         f.reloader.apply_auth_configmap(
-            cmwatch::Change::Applied(auth_cm(garbage, &f.proxy_ca.cert_pem, "2")),
+            cmwatch::Change::Applied(Box::new(auth_cm(garbage, &f.proxy_ca.cert_pem, "2"))),
             &f.metrics,
         );
         assert!(Arc::ptr_eq(&before, &f.reloader.current()));
@@ -1111,7 +1115,7 @@ mod tests {
             .unwrap()
             .insert("requestheader-allowed-names".into(), "not json".into());
         f.reloader
-            .apply_auth_configmap(cmwatch::Change::Applied(bad_list), &f.metrics);
+            .apply_auth_configmap(cmwatch::Change::Applied(Box::new(bad_list)), &f.metrics);
         // Deletion keeps it too (kube-apiserver recreates the ConfigMap).
         f.reloader
             .apply_auth_configmap(cmwatch::Change::Gone, &f.metrics);
@@ -1140,7 +1144,11 @@ mod tests {
         let f = fixture();
         let before = f.reloader.current();
         f.reloader.apply_auth_configmap(
-            cmwatch::Change::Applied(auth_cm(&f.client_ca.cert_pem, &f.proxy_ca.cert_pem, "9")),
+            cmwatch::Change::Applied(Box::new(auth_cm(
+                &f.client_ca.cert_pem,
+                &f.proxy_ca.cert_pem,
+                "9",
+            ))),
             &f.metrics,
         );
         assert!(Arc::ptr_eq(&before, &f.reloader.current()));

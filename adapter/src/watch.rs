@@ -17,7 +17,7 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// The object exists with this content (added, modified or seen on a re-list).
-    Applied(ConfigMap),
+    Applied(Box<ConfigMap>),
     /// The object does not exist (deleted, or absent from a re-list).
     Gone,
 }
@@ -48,7 +48,7 @@ pub async fn configmap(
                     failing = false;
                 }
                 on_change(match obj {
-                    Some(cm) => Change::Applied(cm),
+                    Some(cm) => Change::Applied(Box::new(cm)),
                     None => Change::Gone,
                 });
             }

@@ -159,11 +159,14 @@ pub struct StandIn {
     pub fail_watches: Arc<AtomicBool>,
 }
 
-/// (namespace, name) → (resourceVersion, deleted, data).
+/// (resourceVersion, deleted, data) of one ConfigMap.
+type Entry = (u64, bool, BTreeMap<String, String>);
+
+/// (namespace, name) → entry.
 #[derive(Default)]
 struct Objects {
     rv: u64,
-    map: BTreeMap<(String, String), (u64, bool, BTreeMap<String, String>)>,
+    map: BTreeMap<(String, String), Entry>,
 }
 
 pub const AUTH_NS: &str = "kube-system";
