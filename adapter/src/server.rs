@@ -141,6 +141,9 @@ impl Inputs {
 struct Reloader {
     inputs: Mutex<Inputs>,
     live: Arc<RwLock<Arc<Live>>>,
+    /// resourceVersion of the last refused ConfigMap version, so a re-list of the same bad
+    /// version is not logged again.
+    last_bad: Mutex<Option<String>>,
 }
 
 impl Reloader {
@@ -148,6 +151,7 @@ impl Reloader {
         Self {
             inputs: Mutex::new(inputs),
             live: Arc::new(RwLock::new(Arc::new(live))),
+            last_bad: Mutex::new(None),
         }
     }
 
@@ -201,8 +205,12 @@ impl Reloader {
                 metrics.config_loaded(SOURCE, "ok", changed, now_unix());
             }
             Err(e) => {
-                tracing::error!(resource_version = %rv, error = %e, "unusable authentication ConfigMap version; keeping the previous configuration");
-                metrics.config_loaded(SOURCE, "error", false, now_unix());
+                let mut last = self.last_bad.lock().unwrap_or_else(|e| e.into_inner());
+                if last.as_deref() != Some(rv.as_str()) {
+                    tracing::error!(resource_version = %rv, error = %e, "unusable authentication ConfigMap version; keeping the previous configuration");
+                    metrics.config_loaded(SOURCE, "error", false, now_unix());
+                    *last = Some(rv);
+                }
             }
         }
     }
@@ -513,6 +521,7 @@ pub async fn start(cli: Cli) -> Result<Running> {
                 what: format!("{ns}/{name}"),
                 state: state.clone(),
                 last_body: Mutex::new(None),
+                last_bad: Mutex::new(None),
             };
             let change = match cm {
                 Some(cm) => cmwatch::Change::Applied(Box::new(cm)),
@@ -737,6 +746,8 @@ struct TargetsConfigMap {
     state: AppState,
     /// The document in force, to skip identical versions.
     last_body: Mutex<Option<String>>,
+    /// resourceVersion of the last refused version (logged once, not again on a re-list).
+    last_bad: Mutex<Option<String>>,
 }
 
 impl TargetsConfigMap {
@@ -790,8 +801,12 @@ impl TargetsConfigMap {
             }
             Err(e) => {
                 let e = format!("{} (resourceVersion {rv}): {e}", self.what);
-                tracing::error!(error = %e, "bad targets ConfigMap version; keeping the previous targets");
-                metrics.config_loaded(SOURCE, "error", false, now);
+                let mut bad = self.last_bad.lock().unwrap_or_else(|e| e.into_inner());
+                if bad.as_deref() != Some(rv.as_str()) {
+                    tracing::error!(error = %e, "bad targets ConfigMap version; keeping the previous targets");
+                    metrics.config_loaded(SOURCE, "error", false, now);
+                    *bad = Some(rv);
+                }
                 Err(e)
             }
         }
@@ -1114,6 +1129,11 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert("requestheader-allowed-names".into(), "not json".into());
+        f.reloader.apply_auth_configmap(
+            cmwatch::Change::Applied(Box::new(bad_list.clone())),
+            &f.metrics,
+        );
+        // The same bad version again (a re-list) is not logged or counted twice.
         f.reloader
             .apply_auth_configmap(cmwatch::Change::Applied(Box::new(bad_list)), &f.metrics);
         // Deletion keeps it too (kube-apiserver recreates the ConfigMap).
