@@ -94,7 +94,8 @@ pub struct Cli {
     /// Do not read the extension-apiserver-authentication ConfigMap.
     #[arg(long)]
     pub authentication_skip_lookup: bool,
-    /// How often the ConfigMap and the certificate, CA, token and targets files are re-read.
+    /// How often the certificate, CA, token and targets files are re-read (the ConfigMaps are
+    /// watched, not polled).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub authentication_config_resync: Duration,
     /// Groups that skip the SubjectAccessReview.
@@ -118,6 +119,13 @@ pub struct Cli {
     /// JSON targets for manual operation, re-read when it changes.
     #[arg(long)]
     pub targets_file: Option<PathBuf>,
+    /// NAMESPACE/NAME of a ConfigMap holding targets (the --targets-file format under
+    /// --targets-configmap-key), watched by every replica.
+    #[arg(long, value_parser = crate::watch::parse_object_ref, conflicts_with = "targets_file")]
+    pub targets_configmap: Option<(String, String)>,
+    /// Key of --targets-configmap holding the JSON document.
+    #[arg(long, default_value = "targets.json")]
+    pub targets_configmap_key: String,
     /// Where published targets are saved and restored from across restarts.
     #[arg(long)]
     pub state_file: Option<PathBuf>,

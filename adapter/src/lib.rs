@@ -7,6 +7,7 @@
 //! - [`auth`] and [`tls`]: front-proxy/client-certificate authentication, SubjectAccessReview
 //!   authorization, rustls serving with reloadable certificates and CAs;
 //! - [`server`]: [`server::run`] wires flags ([`cli::Cli`]) to a listening server;
+//! - [`watch`]: the ConfigMap watcher behind CA rotation and `--targets-configmap`;
 //! - [`client`]: a small HTTPS client for the publish API (used by the agent, tests and benches).
 
 pub mod api;
@@ -20,3 +21,4 @@ pub mod selector;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod watch;

@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 use crate::store::Counts;
 
@@ -40,6 +41,22 @@ pub struct State {
     pub state: String,
 }
 
+/// Labels of the watched-configuration metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigSource {
+    /// `authentication` (extension-apiserver-authentication) or `targets` (--targets-configmap).
+    pub source: String,
+}
+
+/// Labels of configuration load outcomes.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigLoad {
+    /// As in [`ConfigSource`].
+    pub source: String,
+    /// `ok`, `error` (bad content, previous kept) or `deleted`.
+    pub result: String,
+}
+
 /// All metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -58,6 +75,13 @@ pub struct Metrics {
     pub freshness: Histogram,
     /// Stored targets by state.
     pub targets: Family<State, Gauge>,
+    /// Watched ConfigMap versions processed, by source and result.
+    pub config_loads: Family<ConfigLoad, Counter>,
+    /// Unix time of the last successfully applied version, by source.
+    pub config_last_load: Family<ConfigSource, Gauge<f64, AtomicU64>>,
+    /// How many times the configuration in force changed since start (1 = the start-up read),
+    /// by source.
+    pub config_generation: Family<ConfigSource, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -85,6 +109,9 @@ impl Metrics {
         let publishes = Family::<Reason, Counter>::default();
         let freshness = Histogram::new([1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0]);
         let targets = Family::<State, Gauge>::default();
+        let config_loads = Family::<ConfigLoad, Counter>::default();
+        let config_last_load = Family::<ConfigSource, Gauge<f64, AtomicU64>>::default();
+        let config_generation = Family::<ConfigSource, Gauge>::default();
         registry.register(
             "requests",
             "HTTP requests by route and status code",
@@ -116,6 +143,21 @@ impl Metrics {
             freshness.clone(),
         );
         registry.register("targets", "Stored targets by state", targets.clone());
+        registry.register(
+            "config_loads",
+            "Versions of watched configuration (authentication ConfigMap, targets ConfigMap) processed, by result",
+            config_loads.clone(),
+        );
+        registry.register(
+            "config_last_load_timestamp_seconds",
+            "Unix time of the last successfully applied configuration version",
+            config_last_load.clone(),
+        );
+        registry.register(
+            "config_generation",
+            "Times the configuration in force changed since start (1 = the start-up read)",
+            config_generation.clone(),
+        );
         Self {
             registry,
             requests,
@@ -125,6 +167,29 @@ impl Metrics {
             publishes,
             freshness,
             targets,
+            config_loads,
+            config_last_load,
+            config_generation,
+        }
+    }
+
+    /// Records one processed version of watched configuration `source`; `changed` when an `ok`
+    /// version changed what is in force (the generation counts those).
+    pub fn config_loaded(&self, source: &str, result: &str, changed: bool, now_unix: f64) {
+        self.config_loads
+            .get_or_create(&ConfigLoad {
+                source: source.into(),
+                result: result.into(),
+            })
+            .inc();
+        if result == "ok" {
+            let s = ConfigSource {
+                source: source.into(),
+            };
+            self.config_last_load.get_or_create(&s).set(now_unix);
+            if changed {
+                self.config_generation.get_or_create(&s).inc();
+            }
         }
     }
 

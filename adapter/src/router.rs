@@ -404,6 +404,9 @@ pub fn validate_metric_name(m: &str) -> Result<(), String> {
     }
 }
 
+/// Longest accepted `ttlSeconds` (one day).
+pub const MAX_TTL_SECONDS: u64 = 86_400;
+
 /// Validates a target's identity and value (publish API and targets file).
 pub fn validate_target(
     ns: &str,
@@ -480,9 +483,9 @@ async fn publish(
     };
     let Json(b) = body.map_err(|e| bad(format!("invalid body: {}", e.body_text())))?;
     validate_target(&ns, &metric, &b.labels, b.value).map_err(&bad)?;
-    if !(1..=86_400).contains(&b.ttl_seconds) {
+    if !(1..=MAX_TTL_SECONDS).contains(&b.ttl_seconds) {
         return Err(bad(format!(
-            "ttlSeconds {} must be in 1..=86400",
+            "ttlSeconds {} must be in 1..={MAX_TTL_SECONDS}",
             b.ttl_seconds
         )));
     }

@@ -21,6 +21,9 @@ pub enum Source {
     Published,
     /// `--targets-file`.
     File,
+    /// `--targets-configmap`.
+    #[serde(rename = "configmap")]
+    ConfigMap,
 }
 
 /// One stored target.
@@ -166,10 +169,17 @@ impl Store {
 
     /// Replaces every file-sourced target with `targets` (published ones with equal keys win).
     pub fn replace_file_targets(&self, targets: Vec<Target>) {
+        self.replace_source_targets(Source::File, targets);
+    }
+
+    /// Replaces every target from `source` with `targets` in one step (readers see the old set or
+    /// the new one, never a mix); targets of other sources with equal keys win, so a value
+    /// published through the API is not overwritten by a file or ConfigMap.
+    pub fn replace_source_targets(&self, source: Source, targets: Vec<Target>) {
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
         for metrics in g.values_mut() {
             for v in metrics.values_mut() {
-                v.retain(|t| t.source != Source::File);
+                v.retain(|t| t.source != source);
             }
         }
         for t in targets {

@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use kis_adapter::pki::Ca;
 
+use kis_adapter::pki::Pem;
+
 use crate::common::{self, PROXY_CN, Pki, StandIn, json};
 
 const METRIC: &str = "/apis/external.metrics.k8s.io/v1beta1/namespaces/prod/m";
@@ -219,64 +221,170 @@ fn cm_data(ca_pem: &str, client_ca_pem: &str) -> std::collections::BTreeMap<Stri
     .collect()
 }
 
-#[tokio::test]
-async fn configmap_supplies_the_cas_and_rotation_is_picked_up() {
-    let pki = Pki::new();
-    let standin = StandIn::default();
-    *standin.configmap.lock().unwrap() =
-        cm_data(&pki.front_proxy_ca.cert_pem, &pki.client_ca.cert_pem);
+const MASTERS: [(&str, &str); 2] = [
+    ("x-remote-user", "system:kube-aggregator"),
+    ("x-remote-group", "system:masters"),
+];
+const DISCOVERY: &str = "/apis/external.metrics.k8s.io/v1beta1";
+
+/// The status a fresh connection presenting `id` gets for discovery as system:masters, or None
+/// when the TLS handshake (or the connection) fails.
+async fn discovery_status(pki: &Pki, r: &kis_adapter::server::Running, id: &Pem) -> Option<u16> {
+    let mut c = pki.client(r.addr, Some(id)).connect().await.ok()?;
+    c.request("GET", DISCOVERY, &MASTERS, None)
+        .await
+        .ok()
+        .map(|x| x.0)
+}
+
+/// Polls until a new connection with `id` gets `want` (None = refused), for at most `secs`.
+async fn wait_status(
+    pki: &Pki,
+    r: &kis_adapter::server::Running,
+    id: &Pem,
+    want: Option<u16>,
+    secs: u64,
+    what: &str,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let got = discovery_status(pki, r, id).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: still {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts the adapter on the stand-in's ConfigMap with a 1 h file resync, so only the watch can
+/// explain a change.
+async fn start_on_configmap(pki: &Pki, standin: &StandIn) -> kis_adapter::server::Running {
+    standin.set_auth(cm_data(
+        &pki.front_proxy_ca.cert_pem,
+        &pki.client_ca.cert_pem,
+    ));
     let kc = standin.serve(pki.dir.path()).await;
-    let r = common::start(&[
+    common::start(&[
         format!("--tls-cert-file={}", pki.path("tls.crt")),
         format!("--tls-private-key-file={}", pki.path("tls.key")),
         format!("--kubeconfig={}", kc.display()),
-        "--authentication-config-resync=200ms".into(),
+        "--authentication-config-resync=1h".into(),
     ])
-    .await;
-    let masters = [
-        ("x-remote-user", "system:kube-aggregator"),
-        ("x-remote-group", "system:masters"),
-    ];
-    let discovery = "/apis/external.metrics.k8s.io/v1beta1";
-    let mut c = common::connect(&pki, &r, Some(&pki.proxy)).await;
+    .await
+}
+
+#[tokio::test]
+async fn configmap_supplies_the_cas_and_rotation_is_picked_up_by_the_watch() {
+    let pki = Pki::new();
+    let standin = StandIn::default();
+    let r = start_on_configmap(&pki, &standin).await;
+    // An existing front-proxy connection, accepted under the first configuration.
+    let mut kept = common::connect(&pki, &r, Some(&pki.proxy)).await;
     assert_eq!(
-        c.request("GET", discovery, &masters, None).await.unwrap().0,
+        kept.request("GET", DISCOVERY, &MASTERS, None)
+            .await
+            .unwrap()
+            .0,
         200
     );
+    let gets = standin.configmap_gets.load(Ordering::SeqCst);
 
     // Rotate the front-proxy CA in the ConfigMap.
     let new_ca = Ca::new("rotated-front-proxy-ca").unwrap();
     let new_proxy = new_ca.client(PROXY_CN, &[]).unwrap();
-    *standin.configmap.lock().unwrap() = cm_data(&new_ca.cert_pem, &pki.client_ca.cert_pem);
-    let reads = standin.configmap_reads.load(Ordering::SeqCst);
+    assert_eq!(discovery_status(&pki, &r, &new_proxy).await, None);
+    standin.set_auth(cm_data(&new_ca.cert_pem, &pki.client_ca.cert_pem));
+    wait_status(&pki, &r, &new_proxy, Some(200), 10, "rotated CA").await;
+    // The old front-proxy certificate no longer authenticates on a new connection.
+    assert_eq!(discovery_status(&pki, &r, &pki.proxy).await, None);
+    // The connection accepted before keeps its verified identity.
+    assert_eq!(
+        kept.request("GET", DISCOVERY, &MASTERS, None)
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    // No polling: the change arrived through the watch.
+    assert_eq!(standin.configmap_gets.load(Ordering::SeqCst), gets);
+    assert!(standin.configmap_watches.load(Ordering::SeqCst) >= 1);
+
+    // A bad version is refused and the rotated CA stays in force.
+    let mut bad = cm_data(&new_ca.cert_pem, &pki.client_ca.cert_pem);
+    bad.insert(
+        "requestheader-client-ca-file".into(),
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".into(),
+    );
+    standin.set_auth(bad);
+    let mut m = common::connect(&pki, &r, Some(&new_proxy)).await;
+    let metrics_ok = |body: &[u8]| {
+        String::from_utf8_lossy(body)
+            .contains(r#"kis_adapter_config_loads_total{source="authentication",result="error"} 1"#)
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let ok = match pki.client(r.addr, Some(&new_proxy)).connect().await {
-            Ok(mut c) => matches!(
-                c.request("GET", discovery, &masters, None).await,
-                Ok((200, _))
-            ),
-            Err(_) => false,
-        };
-        if ok {
+        let (code, body) = m.request("GET", "/metrics", &MASTERS, None).await.unwrap();
+        assert_eq!(code, 200);
+        if metrics_ok(&body) {
+            let text = String::from_utf8_lossy(&body);
+            assert!(
+                text.contains(r#"kis_adapter_config_generation{source="authentication"} 2"#),
+                "{text}"
+            );
+            assert!(
+                text.contains(
+                    r#"kis_adapter_config_last_load_timestamp_seconds{source="authentication"}"#
+                ),
+                "{text}"
+            );
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "rotated CA not picked up"
+            "bad version not seen"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(standin.configmap_reads.load(Ordering::SeqCst) > reads);
-    // The old front-proxy certificate no longer authenticates on a new connection.
-    let old = match pki.client(r.addr, Some(&pki.proxy)).connect().await {
-        Ok(mut c) => c
-            .request("GET", discovery, &masters, None)
-            .await
-            .map(|x| x.0)
-            .ok(),
-        Err(_) => None,
-    };
-    assert_ne!(old, Some(200), "old front-proxy CA must stop being trusted");
+    assert_eq!(discovery_status(&pki, &r, &new_proxy).await, Some(200));
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn watch_errors_are_retried_and_never_fatal() {
+    let pki = Pki::new();
+    let standin = StandIn::default();
+    standin.fail_watches.store(true, Ordering::SeqCst);
+    let r = start_on_configmap(&pki, &standin).await;
+    // The watch is refused again and again (with backoff); the adapter keeps serving.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while standin.configmap_watches.load(Ordering::SeqCst) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "watch not retried: {} attempts",
+            standin.configmap_watches.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(discovery_status(&pki, &r, &pki.proxy).await, Some(200));
+    // Once the apiserver recovers, a new client CA arrives through the watch.
+    standin.fail_watches.store(false, Ordering::SeqCst);
+    let new_ca = Ca::new("rotated-client-ca").unwrap();
+    let bob = new_ca.client("bob", &["system:masters"]).unwrap();
+    let bundle = format!("{}{}", pki.client_ca.cert_pem, new_ca.cert_pem);
+    standin.set_auth(cm_data(&pki.front_proxy_ca.cert_pem, &bundle));
+    // Backoff doubles from 0.8 s up to 30 s; three failures take at most ~6 s of it.
+    wait_status(
+        &pki,
+        &r,
+        &bob,
+        Some(200),
+        40,
+        "client CA after watch recovery",
+    )
+    .await;
     r.shutdown().await;
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
@@ -93,6 +93,19 @@ fn check(doc: &Value) -> Result<String, String> {
         ("v1", "ServiceAccount") => strict::<ServiceAccount>(doc),
         ("v1", "Service") => strict::<Service>(doc),
         ("v1", "Secret") => strict::<Secret>(doc),
+        ("v1", "ConfigMap") => strict::<ConfigMap>(doc).and_then(|cm| {
+            // A targets ConfigMap must hold a document the adapter accepts.
+            match cm["data"]["targets.json"].as_str() {
+                Some(body) => kis_adapter::server::parse_targets(
+                    body.as_bytes(),
+                    kis_adapter::store::now_unix(),
+                    kis_adapter::store::Source::ConfigMap,
+                )
+                .map(|_| cm.clone())
+                .map_err(|e| format!("targets.json: {e}")),
+                None => Ok(cm),
+            }
+        }),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => strict::<ClusterRole>(doc),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => strict::<ClusterRoleBinding>(doc),
         ("rbac.authorization.k8s.io/v1", "Role") => strict::<Role>(doc),

@@ -16,3 +16,5 @@ mod manifests;
 mod selector_props;
 // Flags and files: one clear error each.
 mod startup;
+// --targets-configmap: watched targets shared by replicas.
+mod targets_configmap;

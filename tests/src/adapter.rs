@@ -197,6 +197,74 @@ impl Adapter {
         Ok(adapter)
     }
 
+    /// Starts one more kis-adapter process named `name` beside the registered one, with the same
+    /// serving certificate and ServiceAccount identity and `extra_args` (e.g. another
+    /// `--authentication-config-resync`, `--targets-configmap`), and waits for its `/readyz`.
+    /// It is not behind the APIService: tests talk to it directly with [`Adapter::request`].
+    /// deploy/ must already be applied (start the registered adapter first).
+    pub fn start_extra(
+        cp: &ControlPlane,
+        workspace: &Path,
+        name: &str,
+        extra_args: &[&str],
+    ) -> Result<Self, Error> {
+        let bin = locate_binary(workspace)?;
+        let port = free_port()?;
+        let dir = cp.dir().join(format!("adapter-{name}"));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Io(dir.clone(), e))?;
+        let sa_token = cp.service_account_token(NAMESPACE, SERVICE, Duration::from_secs(60))?;
+        let kubeconfig =
+            cp.write_kubeconfig(&format!("kis-adapter-{name}"), &UserAuth::Token(sa_token))?;
+        let token = format!("kis-e2e-{:x}", rand_u64());
+        let token_file = dir.join("publish-token");
+        std::fs::write(&token_file, &token).map_err(|e| Error::Io(token_file.clone(), e))?;
+        let serving = &cp.pki.adapter_serving;
+        let mut cmd = Command::new(&bin);
+        cmd.arg(format!("--secure-port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--tls-cert-file={}", serving.cert.display()))
+            .arg(format!("--tls-private-key-file={}", serving.key.display()))
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg(format!("--publish-token-file={}", token_file.display()))
+            .args(extra_args)
+            .env("RUST_LOG", "info");
+        let proc = Supervised::spawn(
+            &format!("kis-adapter-{name}"),
+            cmd,
+            &cp.dir().join(format!("kis-adapter-{name}.log")),
+            cp.watchdog(),
+        )?;
+        let adapter = Self {
+            port,
+            token,
+            serving_ca: cp.pki.serving_ca.pair.cert.clone(),
+            proc: std::sync::Mutex::new(proc),
+        };
+        wait_until(
+            &format!("kis-adapter-{name} /readyz"),
+            Duration::from_secs(60),
+            || {
+                adapter.check_running().map_err(|e| e.to_string())?;
+                let r = adapter
+                    .request("GET", "/readyz", None, &[], None)
+                    .map_err(|e| e.to_string())?;
+                if r.status == 200 {
+                    Ok(())
+                } else {
+                    Err(format!("{} {}", r.status, r.body))
+                }
+            },
+        )
+        .map_err(|e| match e {
+            Error::Timeout { what, last } => Error::Timeout {
+                what,
+                last: format!("{last}\n--- log ---\n{}", adapter.log_tail()),
+            },
+            other => other,
+        })?;
+        Ok(adapter)
+    }
+
     /// Fails with the log's tail if the adapter process has exited.
     pub fn check_running(&self) -> Result<(), Error> {
         self.proc

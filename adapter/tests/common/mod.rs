@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
+use axum::extract::{Path as AxPath, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
@@ -138,18 +138,111 @@ pub async fn publish(
 }
 
 /// STAND-IN for kube-apiserver's SubjectAccessReview and ConfigMap endpoints (plain HTTP on
-/// loopback). SAR allows a user when `allowed` holds "user" or "user:resource".
-#[derive(Clone, Default)]
+/// loopback). SAR allows a user when `allowed` holds "user" or "user:resource". ConfigMaps
+/// support what the adapter uses: get by name, and list + watch with
+/// `fieldSelector=metadata.name=NAME` (newline-delimited watch events from a resourceVersion, as
+/// kube-apiserver streams them). `kube-system/extension-apiserver-authentication` exists from the
+/// start with empty data.
+#[derive(Clone)]
 pub struct StandIn {
     pub allowed: Arc<Mutex<BTreeSet<String>>>,
     pub reviews: Arc<Mutex<Vec<Value>>>,
-    pub configmap: Arc<Mutex<BTreeMap<String, String>>>,
-    pub configmap_reads: Arc<AtomicUsize>,
+    objects: Arc<Mutex<Objects>>,
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// GETs of a single ConfigMap.
+    pub configmap_gets: Arc<AtomicUsize>,
+    /// LIST calls on ConfigMaps.
+    pub configmap_lists: Arc<AtomicUsize>,
+    /// WATCH calls on ConfigMaps (including refused ones).
+    pub configmap_watches: Arc<AtomicUsize>,
+    /// While set, every watch request is answered 500.
+    pub fail_watches: Arc<AtomicBool>,
+}
+
+/// (resourceVersion, deleted, data) of one ConfigMap.
+type Entry = (u64, bool, BTreeMap<String, String>);
+
+/// (namespace, name) → entry.
+#[derive(Default)]
+struct Objects {
+    rv: u64,
+    map: BTreeMap<(String, String), Entry>,
+}
+
+pub const AUTH_NS: &str = "kube-system";
+pub const AUTH_NAME: &str = "extension-apiserver-authentication";
+
+impl Default for StandIn {
+    fn default() -> Self {
+        let s = Self {
+            allowed: Default::default(),
+            reviews: Default::default(),
+            objects: Default::default(),
+            changed: Arc::new(tokio::sync::watch::channel(0).0),
+            configmap_gets: Default::default(),
+            configmap_lists: Default::default(),
+            configmap_watches: Default::default(),
+            fail_watches: Default::default(),
+        };
+        s.set_configmap(AUTH_NS, AUTH_NAME, BTreeMap::new());
+        s
+    }
+}
+
+fn cm_json(ns: &str, name: &str, rv: u64, data: &BTreeMap<String, String>) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": ns, "resourceVersion": rv.to_string()},
+        "data": data})
+}
+
+fn status(code: u16, reason: &str, message: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::from_u16(code).unwrap(),
+        Json(
+            json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+            "code": code, "reason": reason, "message": message}),
+        ),
+    )
+        .into_response()
 }
 
 impl StandIn {
     pub fn review_count(&self) -> usize {
         self.reviews.lock().unwrap().len()
+    }
+
+    /// Creates or replaces a ConfigMap (a new resourceVersion; watchers get the event).
+    pub fn set_configmap(&self, ns: &str, name: &str, data: BTreeMap<String, String>) {
+        let rv = {
+            let mut o = self.objects.lock().unwrap();
+            o.rv += 1;
+            let rv = o.rv;
+            o.map
+                .insert((ns.to_string(), name.to_string()), (rv, false, data));
+            rv
+        };
+        self.changed.send_replace(rv);
+    }
+
+    /// The extension-apiserver-authentication ConfigMap's data.
+    pub fn set_auth(&self, data: BTreeMap<String, String>) {
+        self.set_configmap(AUTH_NS, AUTH_NAME, data);
+    }
+
+    /// Deletes a ConfigMap (watchers get a DELETED event).
+    pub fn delete_configmap(&self, ns: &str, name: &str) {
+        let rv = {
+            let mut o = self.objects.lock().unwrap();
+            o.rv += 1;
+            let rv = o.rv;
+            if let Some(e) = o.map.get_mut(&(ns.to_string(), name.to_string())) {
+                e.0 = rv;
+                e.1 = true;
+            }
+            rv
+        };
+        self.changed.send_replace(rv);
     }
 
     /// Serves it; returns a kubeconfig path pointing at it.
@@ -171,22 +264,108 @@ impl StandIn {
             body["status"] = json!({"allowed": allowed, "reason": if allowed { "stand-in allows" } else { "stand-in denies" }});
             Json(body)
         }
-        async fn cm(State(s): State<StandIn>) -> Json<Value> {
-            s.configmap_reads.fetch_add(1, Ordering::SeqCst);
-            let data = s.configmap.lock().unwrap().clone();
-            Json(json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
-                "data": data}))
+        async fn get_cm(
+            State(s): State<StandIn>,
+            AxPath((ns, name)): AxPath<(String, String)>,
+        ) -> axum::response::Response {
+            use axum::response::IntoResponse;
+            s.configmap_gets.fetch_add(1, Ordering::SeqCst);
+            let o = s.objects.lock().unwrap();
+            match o.map.get(&(ns.clone(), name.clone())) {
+                Some((rv, false, data)) => Json(cm_json(&ns, &name, *rv, data)).into_response(),
+                _ => status(404, "NotFound", &format!("configmaps {name:?} not found")),
+            }
+        }
+        async fn list_or_watch(
+            State(s): State<StandIn>,
+            AxPath(ns): AxPath<String>,
+            Query(q): Query<BTreeMap<String, String>>,
+        ) -> axum::response::Response {
+            use axum::response::IntoResponse;
+            // The adapter's RBAC is by resourceNames: it must always name the object.
+            let Some(name) = q
+                .get("fieldSelector")
+                .and_then(|f| f.strip_prefix("metadata.name="))
+                .map(str::to_string)
+            else {
+                return status(
+                    400,
+                    "BadRequest",
+                    "stand-in: fieldSelector=metadata.name=NAME required",
+                );
+            };
+            let key = (ns.clone(), name.clone());
+            if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+                s.configmap_watches.fetch_add(1, Ordering::SeqCst);
+                if s.fail_watches.load(Ordering::SeqCst) {
+                    return status(500, "InternalError", "stand-in: watch refused on purpose");
+                }
+                let from: u64 = q
+                    .get("resourceVersion")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let timeout: u64 = q
+                    .get("timeoutSeconds")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(60);
+                let deadline =
+                    tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
+                let rx = s.changed.subscribe();
+                let objects = s.objects.clone();
+                let stream = futures::stream::unfold((rx, from), move |(mut rx, mut from)| {
+                    let objects = objects.clone();
+                    let key = key.clone();
+                    async move {
+                        loop {
+                            let event = {
+                                let o = objects.lock().unwrap();
+                                match o.map.get(&key) {
+                                    Some((rv, deleted, data)) if *rv > from => {
+                                        let kind = if *deleted { "DELETED" } else { "MODIFIED" };
+                                        Some((
+                                            *rv,
+                                            json!({"type": kind,
+                                                "object": cm_json(&key.0, &key.1, *rv, data)}),
+                                        ))
+                                    }
+                                    _ => None,
+                                }
+                            };
+                            if let Some((rv, e)) = event {
+                                from = rv;
+                                let line = format!("{e}\n");
+                                return Some((Ok::<_, std::convert::Infallible>(line), (rx, from)));
+                            }
+                            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                                Ok(Ok(())) => continue,
+                                _ => return None,
+                            }
+                        }
+                    }
+                });
+                return (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    axum::body::Body::from_stream(stream),
+                )
+                    .into_response();
+            }
+            s.configmap_lists.fetch_add(1, Ordering::SeqCst);
+            let o = s.objects.lock().unwrap();
+            let items: Vec<Value> = match o.map.get(&key) {
+                Some((rv, false, data)) => vec![cm_json(&ns, &name, *rv, data)],
+                _ => Vec::new(),
+            };
+            Json(json!({"apiVersion": "v1", "kind": "ConfigMapList",
+                "metadata": {"resourceVersion": o.rv.to_string()}, "items": items}))
+            .into_response()
         }
         let app = Router::new()
             .route(
                 "/apis/authorization.k8s.io/v1/subjectaccessreviews",
                 post(sar),
             )
-            .route(
-                "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication",
-                get(cm),
-            )
+            .route("/api/v1/namespaces/{ns}/configmaps/{name}", get(get_cm))
+            .route("/api/v1/namespaces/{ns}/configmaps", get(list_or_watch))
             .with_state(self.clone());
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();

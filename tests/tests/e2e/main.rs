@@ -4,5 +4,6 @@
 //! every test fail with a message saying to run `scripts/setup.sh`.
 
 mod adapter;
+mod adapter_watch;
 mod common;
 mod control_plane;
