@@ -211,10 +211,15 @@ pub struct CalibrateArgs {
     /// Run length of each level (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s")]
     pub duration: String,
-    /// Rate of an extra light open-loop level (Poisson, req/s) that sets the per-request overhead and
-    /// spread, as open-loop traffic sees them; 0 = none (then the lowest closed level sets them).
-    #[arg(long, default_value_t = 20.0)]
-    pub open_rate: f64,
+    /// Rates of the open-loop levels (Poisson, req/s, comma-separated) at which the per-request
+    /// overhead and its quantiles are fitted (one `network_by_rate` point each); 0 = none (then the
+    /// lowest closed level sets a constant log-normal overhead). `--open-rate` is an alias.
+    #[arg(long = "open-rates", alias = "open-rate", default_value = "20,80,150")]
+    pub open_rates: String,
+    /// Length of each open-loop level (default: --duration). Its tail quantiles need requests:
+    /// p99 is fitted from 500 answers, p99.9 from 5,000.
+    #[arg(long)]
+    pub open_duration: Option<String>,
     /// Unmeasured warm-up at the highest level before the first (0 = none).
     #[arg(long, default_value = "2s")]
     pub warmup: String,

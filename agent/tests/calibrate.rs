@@ -41,7 +41,8 @@ fn calibration_round_trip_on_real_triton() {
         duration: 4.0,
         warmup: 1.0,
         seed: 7,
-        open_rate: Some(20.0),
+        open_rates: vec![20.0, 60.0],
+        open_duration: 6.0,
     };
     // An unknown model is named, and nothing is written.
     let e = err(&[
