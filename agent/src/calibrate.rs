@@ -705,9 +705,11 @@ const FIT_ROUNDS: usize = 8;
 /// Simulated requests per level and round (about 0.1 s of simulation each, release build).
 const FIT_REQUESTS: f64 = 100_000.0;
 
-/// The quantile ranks a level with `n` answers can support: p99 needs about 5 answers above it.
+/// The quantile ranks a level with `n` answers can support: its minimum stands for rank 1 / (n + 1)
+/// (where the smallest of n draws falls on average; the simulation draws many more, so its own
+/// minimum would not compare), then p50, p90, p95, and p99 / p99.9 with about 5 answers above them.
 pub fn fit_ranks(n: u64) -> Vec<f64> {
-    let mut r = vec![0.0, 0.5, 0.9, 0.95];
+    let mut r = vec![min_rank(n), 0.5, 0.9, 0.95];
     if n >= 500 {
         r.push(0.99);
     }
@@ -717,10 +719,15 @@ pub fn fit_ranks(n: u64) -> Vec<f64> {
     r
 }
 
+/// The rank the minimum of `n` draws stands for.
+fn min_rank(n: u64) -> f64 {
+    1.0 / (n as f64 + 1.0)
+}
+
 /// A level's client latency at rank `p` (one of [`fit_ranks`]), seconds.
 fn level_quantile(l: &Level, p: f64) -> f64 {
     let ms = match p {
-        0.0 => l.service_min_ms,
+        p if p == min_rank(l.ok) => l.service_min_ms,
         0.5 => l.service_p50_ms,
         0.9 => l.service_p90_ms,
         0.95 => l.service_p95_ms,
@@ -772,9 +779,12 @@ pub fn fit_overheads(
             .map(|((l, r), v)| {
                 let last = *r.last().unwrap_or(&0.5);
                 let top = (level_quantile(l, 1.0) - level_quantile(l, last)).max(0.0);
-                let mut probs = r.clone();
+                // Flat below the minimum's rank; the top point adds the measured max's excess.
+                let mut probs = vec![0.0];
+                probs.extend(r.iter().map(|&p| round9(p)));
                 probs.push(1.0);
-                let mut vals: Vec<f64> = v.iter().map(|&x| round9(x)).collect();
+                let mut vals = vec![round9(v[0])];
+                vals.extend(v.iter().map(|&x| round9(x)));
                 vals.push(round9(v.last().copied().unwrap_or(0.0) + top));
                 RatePoint {
                     rate_rps: l.open_rate_rps.unwrap_or(1.0),
@@ -1081,7 +1091,8 @@ mod tests {
             let Dist::Quantiles { probs, .. } = &pt.dist else {
                 panic!("{pt:?}")
             };
-            assert_eq!(probs, &[0.0, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0]);
+            assert_eq!(probs.len(), 8, "{probs:?}");
+            assert_eq!(probs[2..], [0.5, 0.9, 0.95, 0.99, 0.999, 1.0]);
             let rate = l.open_rate_rps.unwrap();
             // Another seed than the fit's: the fitted profile reproduces the level's quantiles.
             let h = simulate_latency(&fitted, &config, rate, 5).unwrap();
@@ -1112,7 +1123,7 @@ mod tests {
 
     #[test]
     fn ranks_follow_the_sample_size() {
-        assert_eq!(fit_ranks(200), vec![0.0, 0.5, 0.9, 0.95]);
+        assert_eq!(fit_ranks(199), vec![0.005, 0.5, 0.9, 0.95]);
         assert_eq!(fit_ranks(600).last(), Some(&0.99));
         assert_eq!(fit_ranks(6000).last(), Some(&0.999));
     }

@@ -499,25 +499,25 @@ fn external_target_follows_n_exactly() {
     .unwrap();
     // 10 → 11: ratio 11/10 = 1.1; tolerance 0 → ceil(11/1) = 11.
     assert_eq!(
-        a.decide(&view_ext(0.0, 10, "kis_target_replicas", Some(11.0))),
+        a.decide(&view_ext(0.0, 10, "kis-replicas", Some(11.0))),
         11
     );
     // Missing → no change.
     assert_eq!(
-        a.decide(&view_ext(15.0, 11, "kis_target_replicas", None)),
+        a.decide(&view_ext(15.0, 11, "kis-replicas", None)),
         11
     );
     // Same step through a stock HPA with the default 0.1 tolerance: 1.1 is within → stays 10.
     let mut h = Hpa::new("t", &{
         let mut c = avg_hpa(1.0, 0.1);
         c.metrics = vec![MetricSpec::External {
-            name: "kis_target_replicas".into(),
+            name: "kis-replicas".into(),
             target: ExternalTarget::AverageValue(1.0),
         }];
         c
     });
     assert_eq!(
-        h.decide(&view_ext(0.0, 10, "kis_target_replicas", Some(11.0))),
+        h.decide(&view_ext(0.0, 10, "kis-replicas", Some(11.0))),
         10
     );
 }
@@ -535,7 +535,7 @@ fn external_target_goes_through_the_hpa_rate_limits_and_window() {
         a.as_mut(),
         2,
         ticks(15.0, 45.0),
-        "kis_target_replicas",
+        "kis-replicas",
         |_| Some(20.0),
     );
     assert_eq!(got, vec![(0.0, 4), (15.0, 8), (30.0, 16), (45.0, 20)]);
@@ -545,7 +545,7 @@ fn external_target_goes_through_the_hpa_rate_limits_and_window() {
         a.as_mut(),
         20,
         ticks(15.0, 360.0).into_iter().skip(4),
-        "kis_target_replicas",
+        "kis-replicas",
         |_| Some(5.0),
     );
     for (t, r) in got {
