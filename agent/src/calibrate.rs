@@ -654,12 +654,11 @@ fn fit(
         if points.len() > 1 {
             profile.network_by_rate = std::mem::take(&mut points);
         }
-        format!(
-            "network = per open-loop rate, a quantile table fitted so that kis-sim running these batches at that Poisson rate \
+        "network = per open-loop rate, a quantile table fitted so that kis-sim running these batches at that Poisson rate \
              reproduces the level's client latency quantiles (min, p50, p90, p95, and p99 / p99.9 where the level has 500 / 5,000 answers; \
              the top point adds the level's max - last quantile); `network` is the lowest rate's table, `network_by_rate` all of them \
              (interpolated on the replica's 1 s rate estimate)"
-        )
+            .to_string()
     };
     let level_txt: Vec<String> = levels
         .iter()
@@ -739,7 +738,12 @@ fn level_quantile(l: &Level, p: f64) -> f64 {
 }
 
 /// The latency histogram of one replica of `profile` under Poisson arrivals at `rate`.
-fn simulate_latency(profile: &ServiceProfile, config: &ModelConfig, rate: f64, seed: u64) -> Result<Histogram> {
+fn simulate_latency(
+    profile: &ServiceProfile,
+    config: &ModelConfig,
+    rate: f64,
+    seed: u64,
+) -> Result<Histogram> {
     let shape = ShapeSpec::Constant {
         rate,
         duration: FIT_REQUESTS / rate,
@@ -1116,7 +1120,10 @@ mod tests {
             );
         }
         // And the overhead found falls with the rate, as the truth's does.
-        assert!(points[0].dist.mean() > 1.5 * points[1].dist.mean(), "{points:?}");
+        assert!(
+            points[0].dist.mean() > 1.5 * points[1].dist.mean(),
+            "{points:?}"
+        );
         // Same inputs, same tables.
         assert_eq!(points, fit_overheads(&base, &config, &opens, 1).unwrap());
     }

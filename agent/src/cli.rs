@@ -98,7 +98,7 @@ pub struct SimulateArgs {
     /// Write the per-scrape time series as CSV.
     #[arg(long)]
     pub csv: Option<PathBuf>,
-    /// Write an SVG plot of load, replicas and latency over time.
+    /// Write a plot of load, replicas and latency over time: PNG if FILE ends in .png, SVG if .svg.
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Print the effective configuration as JSON and exit.

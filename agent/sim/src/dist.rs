@@ -454,11 +454,18 @@ mod tests {
         let below = v.iter().filter(|&&x| x <= 0.010).count() as f64 / v.len() as f64;
         let below_med = v.iter().filter(|&&x| x <= 0.004).count() as f64 / v.len() as f64;
         assert!((below - 0.95).abs() < 0.002, "P(X <= p95 value) = {below}");
-        assert!((below_med - 0.5).abs() < 0.005, "P(X <= median) = {below_med}");
+        assert!(
+            (below_med - 0.5).abs() < 0.005,
+            "P(X <= median) = {below_med}"
+        );
         // Mean and variance of the piecewise-linear inverse CDF, against the samples.
         let mean = v.iter().sum::<f64>() / v.len() as f64;
         let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
-        assert!((mean / d.mean() - 1.0).abs() < 0.01, "{mean} vs {}", d.mean());
+        assert!(
+            (mean / d.mean() - 1.0).abs() < 0.01,
+            "{mean} vs {}",
+            d.mean()
+        );
         assert!((var / (d.scv() * d.mean() * d.mean()) - 1.0).abs() < 0.03);
     }
 
@@ -493,14 +500,21 @@ mod tests {
         assert!((inverse_normal(0.01) + 2.326_347_874).abs() < 1e-8);
         assert!((inverse_normal(0.999) - 3.090_232_306).abs() < 1e-8);
         // Log-normal median is exp(mu); exponential's is mean ln 2; uniform's the midpoint.
-        let ln = Dist::Lognormal { mean: 0.01, cv: 0.5 }.sampler();
+        let ln = Dist::Lognormal {
+            mean: 0.01,
+            cv: 0.5,
+        }
+        .sampler();
         let Sampler::Lognormal { mu, .. } = ln else {
             panic!()
         };
         assert!((ln.quantile(0.5) - mu.exp()).abs() < 1e-12);
         let ex = Dist::Exponential { mean: 2.0 }.sampler();
         assert!((ex.quantile(0.5) - 2.0 * 2f64.ln()).abs() < 1e-12);
-        assert_eq!(Dist::Uniform { min: 1.0, max: 3.0 }.sampler().quantile(0.5), 2.0);
+        assert_eq!(
+            Dist::Uniform { min: 1.0, max: 3.0 }.sampler().quantile(0.5),
+            2.0
+        );
         let em = Dist::Empirical {
             samples: vec![3.0, 1.0, 2.0],
         }

@@ -415,7 +415,11 @@ mod tests {
         assert_eq!(m.rate_window(), Some(DEFAULT_RATE_WINDOW));
         let mut rng = <rand_pcg::Pcg64Mcg as rand::SeedableRng>::seed_from_u64(1);
         let at = |r: f64, rng: &mut rand_pcg::Pcg64Mcg| m.network_time_at(r, rng);
-        assert_eq!(at(0.0, &mut rng), 0.003, "below the first rate: the first point");
+        assert_eq!(
+            at(0.0, &mut rng),
+            0.003,
+            "below the first rate: the first point"
+        );
         assert_eq!(at(20.0, &mut rng), 0.003);
         assert!((at(50.0, &mut rng) - 0.00225).abs() < 1e-15, "half way");
         assert_eq!(at(80.0, &mut rng), 0.0015);
@@ -449,7 +453,8 @@ mod tests {
         let back: ServiceProfile = serde_json::from_str(&text).unwrap();
         assert_eq!(back, p);
         let q = by_rate();
-        let back: ServiceProfile = serde_json::from_str(&serde_json::to_string(&q).unwrap()).unwrap();
+        let back: ServiceProfile =
+            serde_json::from_str(&serde_json::to_string(&q).unwrap()).unwrap();
         assert_eq!(back, q);
     }
 
@@ -472,14 +477,19 @@ mod tests {
         let mut p = by_rate();
         p.network_by_rate[1].dist = Dist::constant(-1.0);
         let m = e(p);
-        assert!(m.contains("pools.cpu.profile.network_by_rate[1].dist.value"), "{m}");
+        assert!(
+            m.contains("pools.cpu.profile.network_by_rate[1].dist.value"),
+            "{m}"
+        );
         let mut p = by_rate();
         p.network_rate_window = Some(0.0);
         assert!(e(p).contains("pools.cpu.profile.network_rate_window"));
         // Unknown fields inside a point are refused too.
-        let err = serde_json::from_str::<RatePoint>(r#"{"rate_rps":1,"rate":2,"dist":{"dist":"constant","value":0}}"#)
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_str::<RatePoint>(
+            r#"{"rate_rps":1,"rate":2,"dist":{"dist":"constant","value":0}}"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("rate"), "{err}");
     }
 }

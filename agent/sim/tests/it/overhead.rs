@@ -38,10 +38,16 @@ fn overhead_follows_the_replica_rate() {
     let inward = |rate: f64| slope * (rate / 2.0).sqrt() / (2.0 * std::f64::consts::PI).sqrt();
     let lo = run(20.0, 600.0, true, 1).mean_latency.unwrap();
     let want = 0.0031 - inward(20.0);
-    assert!((lo / want - 1.0).abs() < 0.01, "20 req/s: {lo}, want {want}");
+    assert!(
+        (lo / want - 1.0).abs() < 0.01,
+        "20 req/s: {lo}, want {want}"
+    );
     let hi = run(150.0, 300.0, true, 1).mean_latency.unwrap();
     let want = 0.0011 + inward(150.0);
-    assert!((hi / want - 1.0).abs() < 0.01, "150 req/s: {hi}, want {want}");
+    assert!(
+        (hi / want - 1.0).abs() < 0.01,
+        "150 req/s: {hi}, want {want}"
+    );
     // Half way in rate, half way in overhead (linear in between, no clamp to bias it).
     let mid = run(85.0, 300.0, true, 1).mean_latency.unwrap();
     assert!((mid / 0.0021 - 1.0).abs() < 0.03, "85 req/s: {mid}");
