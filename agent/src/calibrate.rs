@@ -267,6 +267,8 @@ pub struct Level {
     pub concurrency: u32,
     /// The open-loop level's Poisson rate, req/s.
     pub open_rate_rps: Option<f64>,
+    /// Which round of the open-loop levels (1-based; 0 for closed-loop levels).
+    pub round: u32,
     /// Seconds the level ran.
     pub elapsed_s: f64,
     /// Successful answers.
@@ -330,8 +332,11 @@ pub struct Options {
     /// Rates of the open-loop levels at which the per-request overhead is fitted, ascending (empty:
     /// the lowest closed-loop level sets a constant overhead).
     pub open_rates: Vec<f64>,
-    /// Seconds per open-loop level.
+    /// Seconds per open-loop level and round.
     pub open_duration: f64,
+    /// Rounds over the open-loop rates (each round runs every rate once, in ascending order); the fit
+    /// takes each quantile's median over the rounds, so one disturbed run does not set the profile.
+    pub open_rounds: u32,
     /// Seconds of unmeasured warm-up before the first level.
     pub warmup: f64,
     /// Seed of the request payloads.
@@ -386,6 +391,10 @@ impl Options {
             },
             seed: a.seed,
             open_rates,
+            open_rounds: match a.open_rounds {
+                1..=20 => a.open_rounds,
+                n => bail!("--open-rounds must be in 1..=20, got {n}"),
+            },
         })
     }
 }
@@ -462,12 +471,10 @@ pub fn calibrate(o: &Options) -> Result<Calibration> {
         drive(&server, top, None, o.warmup, o.seed)?;
     }
     let mut levels = Vec::new();
-    let runs = o
-        .levels
-        .iter()
-        .map(|&n| (n, None))
-        .chain(o.open_rates.iter().map(|&r| (0, Some(r))));
-    for (i, (n, open)) in runs.enumerate() {
+    let runs = o.levels.iter().map(|&n| (n, None, 0)).chain(
+        (1..=o.open_rounds).flat_map(|k| o.open_rates.iter().map(move |&r| (0, Some(r), k))),
+    );
+    for (i, (n, open, round)) in runs.enumerate() {
         let before = server.stats()?;
         let secs = if open.is_some() {
             o.open_duration
@@ -504,6 +511,7 @@ pub fn calibrate(o: &Options) -> Result<Calibration> {
         levels.push(Level {
             concurrency: n,
             open_rate_rps: open,
+            round,
             elapsed_s: r.elapsed_s,
             ok: r.totals.ok,
             errors: r.totals.errors,
@@ -588,10 +596,21 @@ fn fit(
     // lowest closed-loop level. Its latency is wait + batch + network with one request at a time; its
     // log-normal spread is shared by the batch time and the network time as two independent parts
     // with the same cv (the statistics give means only, not the split).
-    let low = levels
+    // One level per open-loop rate: each figure's median over the rounds.
+    let mut rates: Vec<f64> = levels.iter().filter_map(|l| l.open_rate_rps).collect();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    let combined: Vec<Level> = rates
         .iter()
-        .find(|l| l.open_rate_rps.is_some())
-        .unwrap_or(&levels[0]);
+        .map(|&r| {
+            let runs: Vec<&Level> = levels
+                .iter()
+                .filter(|l| l.open_rate_rps == Some(r))
+                .collect();
+            median_level(&runs)
+        })
+        .collect();
+    let low = combined.first().unwrap_or(&levels[0]);
     let svc_sd = lognormal_cv(low.service_mean_ms, low.service_p95_ms) * low.service_mean_ms;
     // With one request at a time a dynamic batcher always waits its full delay (the batch never
     // fills), and the simulator charges exactly that; Triton's queue time beyond it (scheduling
@@ -624,10 +643,7 @@ fn fit(
             },
         })
         .collect();
-    let opens: Vec<&Level> = levels
-        .iter()
-        .filter(|l| l.open_rate_rps.is_some())
-        .collect();
+    let opens: Vec<&Level> = combined.iter().collect();
     let mut profile = ServiceProfile {
         schema: PROFILE_SCHEMA.to_string(),
         device: Device::Cpu,
@@ -678,6 +694,7 @@ fn fit(
          kis-loadgen in-process on the same host over loopback, closed loop with no think time at \
          concurrency {:?}, {:.0} s each after {:.0} s warm-up. Batch means are Triton statistics deltas \
          (compute_input + compute_infer + compute_output per execution, batch sizes with >= {MIN_BATCHES} executions); \
+         open-loop levels {:?} req/s, {:.0} s each, in {} interleaved rounds (figures per rate: medians over the rounds); \
          the batches' log-normal cv is fitted to the {} level's client latency (mean, p95), shared by \
          batch and overhead time as independent parts; {network_txt}. \
          Levels: {}.",
@@ -691,6 +708,9 @@ fn fit(
         o.levels,
         o.duration,
         o.warmup,
+        o.open_rates,
+        o.open_duration,
+        o.open_rounds,
         level_name(low),
         level_txt.join("; "),
     );
@@ -824,6 +844,48 @@ pub fn fit_overheads(
     Ok(table(&values))
 }
 
+/// The median of `x` (the mean of the middle two for an even count); 0 when empty.
+fn median(mut x: Vec<f64>) -> f64 {
+    x.sort_by(f64::total_cmp);
+    match x.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => x[n / 2],
+        n => 0.5 * (x[n / 2 - 1] + x[n / 2]),
+    }
+}
+
+/// Rounds of one open-loop rate as one level: every latency figure is its median over the rounds
+/// (a disturbance on this shared machine hits one round, not the median); `ok` is the smallest
+/// round's count, since the quantiles come from rounds of that size.
+pub fn median_level(runs: &[&Level]) -> Level {
+    let Some(first) = runs.first() else {
+        panic!("median_level needs at least one run");
+    };
+    let m = |f: fn(&Level) -> f64| median(runs.iter().map(|l| f(l)).collect());
+    Level {
+        round: 0,
+        ok: runs.iter().map(|l| l.ok).min().unwrap_or(0),
+        errors: runs.iter().map(|l| l.errors).sum(),
+        elapsed_s: runs.iter().map(|l| l.elapsed_s).sum(),
+        throughput_rps: m(|l| l.throughput_rps),
+        service_mean_ms: m(|l| l.service_mean_ms),
+        service_p50_ms: m(|l| l.service_p50_ms),
+        service_p90_ms: m(|l| l.service_p90_ms),
+        service_p95_ms: m(|l| l.service_p95_ms),
+        service_p99_ms: m(|l| l.service_p99_ms),
+        service_p999_ms: m(|l| l.service_p999_ms),
+        service_min_ms: m(|l| l.service_min_ms),
+        service_max_ms: m(|l| l.service_max_ms),
+        server_request_ms: m(|l| l.server_request_ms),
+        server_queue_ms: m(|l| l.server_queue_ms),
+        server_compute_ms: m(|l| l.server_compute_ms),
+        network_ms: m(|l| l.network_ms),
+        busy_fraction: m(|l| l.busy_fraction),
+        batches: Vec::new(),
+        ..(*first).clone()
+    }
+}
+
 /// `c4` for a closed-loop level, `open 25 req/s` for the open one.
 fn level_name(l: &Level) -> String {
     match l.open_rate_rps {
@@ -881,6 +943,7 @@ pub fn render(c: &Calibration) -> String {
         o += &format!(
             "{:>5} {:>6.1} {:>8.2} ms {:>6.2} ms {:>7.2} ms {:>9.2} ms {:>5.2} ms {:>4.0} %  {}\n",
             match l.open_rate_rps {
+                Some(r) if l.round > 0 => format!("o{r}#{}", l.round),
                 Some(r) => format!("o{r}"),
                 None => format!("c{}", l.concurrency),
             },
@@ -1016,6 +1079,7 @@ mod tests {
         Level {
             concurrency: 0,
             open_rate_rps: Some(rate),
+            round: 0,
             elapsed_s: 60.0,
             ok: h.count(),
             errors: 0,
@@ -1126,6 +1190,33 @@ mod tests {
         );
         // Same inputs, same tables.
         assert_eq!(points, fit_overheads(&base, &config, &opens, 1).unwrap());
+    }
+
+    #[test]
+    fn rounds_combine_by_median() {
+        let config = ModelConfig {
+            max_batch_size: 1,
+            max_queue_delay: None,
+            instances: 1,
+        };
+        let p = ServiceProfile::single(Device::Cpu, Dist::constant(0.002));
+        let mut a = level_from_sim(&p, &config, 20.0);
+        a.ok = 300;
+        let mut b = a.clone();
+        b.ok = 280;
+        b.service_p95_ms = 40.0; // a disturbed round
+        b.service_p50_ms = 1.0;
+        let mut c = a.clone();
+        c.service_p95_ms = a.service_p95_ms + 1.0;
+        let m = median_level(&[&a, &b, &c]);
+        assert_eq!(
+            m.service_p95_ms, c.service_p95_ms,
+            "the outlier round is ignored"
+        );
+        assert_eq!(m.service_p50_ms, a.service_p50_ms);
+        assert_eq!(m.ok, 280, "ranks come from the smallest round");
+        assert_eq!(m.open_rate_rps, Some(20.0));
+        assert_eq!(median(vec![4.0, 1.0]), 2.5);
     }
 
     #[test]

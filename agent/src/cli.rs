@@ -216,10 +216,14 @@ pub struct CalibrateArgs {
     /// lowest closed level sets a constant log-normal overhead). `--open-rate` is an alias.
     #[arg(long = "open-rates", alias = "open-rate", default_value = "20,80,150")]
     pub open_rates: String,
-    /// Length of each open-loop level (default: --duration). Its tail quantiles need requests:
-    /// p99 is fitted from 500 answers, p99.9 from 5,000.
+    /// Length of each open-loop level in each round (default: --duration). Its tail quantiles need
+    /// requests: p99 is fitted from 500 answers per round, p99.9 from 5,000.
     #[arg(long)]
     pub open_duration: Option<String>,
+    /// Rounds over the open-loop rates (20,80,150,20,80,150,...): the fit uses each latency figure's
+    /// median over the rounds, so one disturbed run on a shared machine does not set the profile.
+    #[arg(long, default_value_t = 3)]
+    pub open_rounds: u32,
     /// Unmeasured warm-up at the highest level before the first (0 = none).
     #[arg(long, default_value = "2s")]
     pub warmup: String,

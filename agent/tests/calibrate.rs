@@ -42,7 +42,8 @@ fn calibration_round_trip_on_real_triton() {
         warmup: 1.0,
         seed: 7,
         open_rates: vec![20.0, 60.0],
-        open_duration: 6.0,
+        open_duration: 3.0,
+        open_rounds: 2,
     };
     // An unknown model is named, and nothing is written.
     let e = err(&[
