@@ -973,11 +973,13 @@ pub fn render(c: &Calibration) -> String {
         c.profile.network_by_rate.as_slice()
     };
     for r in points {
-        o += &format!(
-            "network at {} req/s: mean {:.2} ms",
-            r.rate_rps,
-            r.dist.mean() * 1e3
-        );
+        // Without open-loop levels the overhead comes from the lowest closed level.
+        let at = if r.rate_rps > 0.0 {
+            format!("at {} req/s", r.rate_rps)
+        } else {
+            format!("from c{}", c.levels.first().map_or(1, |l| l.concurrency))
+        };
+        o += &format!("network {at}: mean {:.2} ms", r.dist.mean() * 1e3);
         if let Dist::Quantiles { probs, values } = &r.dist {
             for (p, v) in probs.iter().zip(values) {
                 o += &format!(" p{}={:.2}", p * 100.0, v * 1e3);
