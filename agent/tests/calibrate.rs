@@ -228,6 +228,12 @@ fn calibrate_rejects_bad_input() {
     assert!(e.contains("--duration"), "{e}");
     let e = err(&["calibrate", "--open-rate=-5", "--out", out]);
     assert!(e.contains("--open-rate"), "{e}");
+    let e = err(&["calibrate", "--open-rates", "20,fast", "--out", out]);
+    assert!(e.contains("--open-rates") && e.contains("fast"), "{e}");
+    let e = err(&["calibrate", "--open-rounds", "0", "--out", out]);
+    assert!(e.contains("--open-rounds"), "{e}");
+    let e = err(&["calibrate", "--open-duration", "soon", "--out", out]);
+    assert!(e.contains("--open-duration"), "{e}");
     let e = err(&["calibrate", "--url", &url]);
     assert!(e.contains("--out"), "{e}");
     assert!(
