@@ -5,9 +5,10 @@
 //! Per level the model's `/v2/models/M/stats` is read before and after the run; the deltas of
 //! `batch_stats[]` give how many batches of each size executed and their compute time
 //! (input + infer + output), so dynamic batching at higher concurrency yields the larger batch sizes
-//! for free. The spread of the batch time comes from the client-side service-time histogram at the
-//! lowest level, and the per-request time outside the server ("network": HTTP, (de)serialisation,
-//! the client) is the client's mean service time minus the server's queue + compute time there.
+//! for free. The per-request time outside the batch ("network": HTTP, (de)serialisation, the client,
+//! Triton's frontend and backend IPC) is fitted at each open-loop rate: a quantile table such that
+//! kis-sim, running the fitted batches at that Poisson rate, reproduces the client's latency
+//! quantiles there (see [`fit_overheads`]); the tables become the profile's `network_by_rate`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,7 +16,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
-use kis_sim::{BatchPoint, Device, Dist, PROFILE_SCHEMA, ServiceProfile};
+use kis_sim::{BatchPoint, Device, Dist, Histogram, PROFILE_SCHEMA, RatePoint, ServiceProfile};
+use kis_traffic::{ArrivalKind, ShapeSpec};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -265,6 +267,8 @@ pub struct Level {
     pub concurrency: u32,
     /// The open-loop level's Poisson rate, req/s.
     pub open_rate_rps: Option<f64>,
+    /// Which round of the open-loop levels (1-based; 0 for closed-loop levels).
+    pub round: u32,
     /// Seconds the level ran.
     pub elapsed_s: f64,
     /// Successful answers.
@@ -278,9 +282,17 @@ pub struct Level {
     /// ms.
     pub service_p50_ms: f64,
     /// ms.
+    pub service_p90_ms: f64,
+    /// ms.
     pub service_p95_ms: f64,
     /// ms.
     pub service_p99_ms: f64,
+    /// ms.
+    pub service_p999_ms: f64,
+    /// Smallest, ms.
+    pub service_min_ms: f64,
+    /// Largest, ms.
+    pub service_max_ms: f64,
     /// Server: mean request time (receive to response), ms.
     pub server_request_ms: f64,
     /// Server: mean queue time per request, ms.
@@ -317,9 +329,14 @@ pub struct Options {
     pub levels: Vec<u32>,
     /// Seconds per level.
     pub duration: f64,
-    /// Rate of the light open-loop level that sets the per-request overhead and spread (None: the
-    /// lowest closed-loop level does).
-    pub open_rate: Option<f64>,
+    /// Rates of the open-loop levels at which the per-request overhead is fitted, ascending (empty:
+    /// the lowest closed-loop level sets a constant overhead).
+    pub open_rates: Vec<f64>,
+    /// Seconds per open-loop level and round.
+    pub open_duration: f64,
+    /// Rounds over the open-loop rates (each round runs every rate once, in ascending order); the fit
+    /// takes each quantile's median over the rounds, so one disturbed run does not set the profile.
+    pub open_rounds: u32,
     /// Seconds of unmeasured warm-up before the first level.
     pub warmup: f64,
     /// Seed of the request payloads.
@@ -342,21 +359,41 @@ impl Options {
         }
         levels.sort_unstable();
         levels.dedup();
+        let mut open_rates = Vec::new();
+        if a.open_rates.trim() != "0" {
+            for part in a.open_rates.split(',') {
+                let p = part.trim();
+                match p.parse::<f64>() {
+                    Ok(r) if r.is_finite() && r > 0.0 => open_rates.push(r),
+                    _ => bail!(
+                        "--open-rates {:?}: each rate must be a number of req/s > 0 (or the whole flag 0 for none), got {p:?}",
+                        a.open_rates
+                    ),
+                }
+            }
+        }
+        open_rates.sort_by(f64::total_cmp);
+        open_rates.dedup();
+        let duration = parse_seconds("--duration", &a.duration)?;
         Ok(Options {
             url: a.url.clone(),
             model: a.model.clone(),
             levels,
-            duration: parse_seconds("--duration", &a.duration)?,
+            duration,
+            open_duration: match &a.open_duration {
+                Some(d) => parse_seconds("--open-duration", d)?,
+                None => duration,
+            },
             warmup: if a.warmup.trim() == "0" || a.warmup.trim() == "0s" {
                 0.0
             } else {
                 parse_seconds("--warmup", &a.warmup)?
             },
             seed: a.seed,
-            open_rate: match a.open_rate {
-                0.0 => None,
-                r if r.is_finite() && r > 0.0 => Some(r),
-                r => bail!("--open-rate must be >= 0 req/s (0 = no open-loop level), got {r}"),
+            open_rates,
+            open_rounds: match a.open_rounds {
+                1..=20 => a.open_rounds,
+                n => bail!("--open-rounds must be in 1..=20, got {n}"),
             },
         })
     }
@@ -434,14 +471,17 @@ pub fn calibrate(o: &Options) -> Result<Calibration> {
         drive(&server, top, None, o.warmup, o.seed)?;
     }
     let mut levels = Vec::new();
-    let runs = o
-        .levels
-        .iter()
-        .map(|&n| (n, None))
-        .chain(o.open_rate.map(|r| (0, Some(r))));
-    for (i, (n, open)) in runs.enumerate() {
+    let runs = o.levels.iter().map(|&n| (n, None, 0)).chain(
+        (1..=o.open_rounds).flat_map(|k| o.open_rates.iter().map(move |&r| (0, Some(r), k))),
+    );
+    for (i, (n, open, round)) in runs.enumerate() {
         let before = server.stats()?;
-        let r = drive(&server, n, open, o.duration, o.seed + 1 + i as u64)?;
+        let secs = if open.is_some() {
+            o.open_duration
+        } else {
+            o.duration
+        };
+        let r = drive(&server, n, open, secs, o.seed + 1 + i as u64)?;
         let d = server.stats()?.since(&before);
         tracing::info!(concurrency = n, ok = r.totals.ok, "level done");
         if r.totals.ok == 0 {
@@ -471,14 +511,19 @@ pub fn calibrate(o: &Options) -> Result<Calibration> {
         levels.push(Level {
             concurrency: n,
             open_rate_rps: open,
+            round,
             elapsed_s: r.elapsed_s,
             ok: r.totals.ok,
             errors: r.totals.errors,
             throughput_rps: r.totals.ok as f64 / elapsed,
             service_mean_ms: svc.mean_ms,
             service_p50_ms: svc.p50_ms,
+            service_p90_ms: svc.p90_ms,
             service_p95_ms: svc.p95_ms,
             service_p99_ms: svc.p99_ms,
+            service_p999_ms: svc.p999_ms,
+            service_min_ms: svc.min_ms,
+            service_max_ms: svc.max_ms,
             server_request_ms: per_req(d.success_ns),
             server_queue_ms: queue,
             server_compute_ms: compute,
@@ -551,10 +596,21 @@ fn fit(
     // lowest closed-loop level. Its latency is wait + batch + network with one request at a time; its
     // log-normal spread is shared by the batch time and the network time as two independent parts
     // with the same cv (the statistics give means only, not the split).
-    let low = levels
+    // One level per open-loop rate: each figure's median over the rounds.
+    let mut rates: Vec<f64> = levels.iter().filter_map(|l| l.open_rate_rps).collect();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    let combined: Vec<Level> = rates
         .iter()
-        .find(|l| l.open_rate_rps.is_some())
-        .unwrap_or(&levels[0]);
+        .map(|&r| {
+            let runs: Vec<&Level> = levels
+                .iter()
+                .filter(|l| l.open_rate_rps == Some(r))
+                .collect();
+            median_level(&runs)
+        })
+        .collect();
+    let low = combined.first().unwrap_or(&levels[0]);
     let svc_sd = lognormal_cv(low.service_mean_ms, low.service_p95_ms) * low.service_mean_ms;
     // With one request at a time a dynamic batcher always waits its full delay (the batch never
     // fills), and the simulator charges exactly that; Triton's queue time beyond it (scheduling
@@ -577,7 +633,7 @@ fn fit(
     let network_ms = (low.service_mean_ms - b1_ms - sim_wait_ms).max(0.0);
     let b1 = kept[0].1.max(1e-6);
     let cv = round4((svc_sd / (b1 * b1 + network_ms * network_ms).sqrt()).min(2.0));
-    let batches = kept
+    let batches: Vec<BatchPoint> = kept
         .iter()
         .map(|&(size, mean_ms)| BatchPoint {
             size,
@@ -587,6 +643,39 @@ fn fit(
             },
         })
         .collect();
+    let opens: Vec<&Level> = combined.iter().collect();
+    let mut profile = ServiceProfile {
+        schema: PROFILE_SCHEMA.to_string(),
+        device: Device::Cpu,
+        description: String::new(),
+        batches,
+        network: (network_ms > 0.0).then(|| Dist::Lognormal {
+            mean: round9(network_ms * 1e-3),
+            cv,
+        }),
+        network_by_rate: Vec::new(),
+        network_rate_window: None,
+        cpu_idle_cores: 0.0,
+        cpu_busy_cores_per_instance: 1.0,
+    };
+    let network_txt = if opens.is_empty() {
+        format!(
+            "network = the {} level's client mean latency minus the fitted batch-1 time and the batcher's delay \
+             (a log-normal with the batches' cv)",
+            level_name(low)
+        )
+    } else {
+        let mut points = fit_overheads(&profile, config, &opens, o.seed)?;
+        profile.network = Some(points[0].dist.clone());
+        if points.len() > 1 {
+            profile.network_by_rate = std::mem::take(&mut points);
+        }
+        "network = per open-loop rate, a quantile table fitted so that kis-sim running these batches at that Poisson rate \
+             reproduces the level's client latency quantiles (min, p50, p90, p95, and p99 / p99.9 where the level has 500 / 5,000 answers; \
+             the top point adds the level's max - last quantile); `network` is the lowest rate's table, `network_by_rate` all of them \
+             (interpolated on the replica's 1 s rate estimate)"
+            .to_string()
+    };
     let level_txt: Vec<String> = levels
         .iter()
         .map(|l| {
@@ -605,8 +694,9 @@ fn fit(
          kis-loadgen in-process on the same host over loopback, closed loop with no think time at \
          concurrency {:?}, {:.0} s each after {:.0} s warm-up. Batch means are Triton statistics deltas \
          (compute_input + compute_infer + compute_output per execution, batch sizes with >= {MIN_BATCHES} executions); \
-         the log-normal cv is fitted to the {} level's client latency (mean, p95) and shared by \
-         batch and network time as independent parts; network = that level's client mean latency minus the fitted batch-1 time and the batcher's delay. \
+         open-loop levels {:?} req/s, {:.0} s each, in {} interleaved rounds (figures per rate: medians over the rounds); \
+         the batches' log-normal cv is fitted to the {} level's client latency (mean, p95), shared by \
+         batch and overhead time as independent parts; {network_txt}. \
          Levels: {}.",
         config.max_batch_size,
         config
@@ -618,23 +708,182 @@ fn fit(
         o.levels,
         o.duration,
         o.warmup,
+        o.open_rates,
+        o.open_duration,
+        o.open_rounds,
         level_name(low),
         level_txt.join("; "),
     );
-    let profile = ServiceProfile {
-        schema: PROFILE_SCHEMA.to_string(),
-        device: Device::Cpu,
-        description,
-        batches,
-        network: (network_ms > 0.0).then(|| Dist::Lognormal {
-            mean: round9(network_ms * 1e-3),
-            cv,
-        }),
-        cpu_idle_cores: 0.0,
-        cpu_busy_cores_per_instance: 1.0,
-    };
+    profile.description = description;
     profile.validate("profile")?;
     Ok(profile)
+}
+
+/// Fixed-point rounds of [`fit_overheads`]; the quantiles settle within a few (checked by the tests).
+const FIT_ROUNDS: usize = 8;
+/// Simulated requests per level and round (about 0.1 s of simulation each, release build).
+const FIT_REQUESTS: f64 = 100_000.0;
+
+/// The quantile ranks a level with `n` answers can support: its minimum stands for rank 1 / (n + 1)
+/// (where the smallest of n draws falls on average; the simulation draws many more, so its own
+/// minimum would not compare), then p50, p90, p95, and p99 / p99.9 with about 5 answers above them.
+pub fn fit_ranks(n: u64) -> Vec<f64> {
+    let mut r = vec![min_rank(n), 0.5, 0.9, 0.95];
+    if n >= 500 {
+        r.push(0.99);
+    }
+    if n >= 5000 {
+        r.push(0.999);
+    }
+    r
+}
+
+/// The rank the minimum of `n` draws stands for.
+fn min_rank(n: u64) -> f64 {
+    1.0 / (n as f64 + 1.0)
+}
+
+/// A level's client latency at rank `p` (one of [`fit_ranks`]), seconds.
+fn level_quantile(l: &Level, p: f64) -> f64 {
+    let ms = match p {
+        p if p == min_rank(l.ok) => l.service_min_ms,
+        0.5 => l.service_p50_ms,
+        0.9 => l.service_p90_ms,
+        0.95 => l.service_p95_ms,
+        0.99 => l.service_p99_ms,
+        0.999 => l.service_p999_ms,
+        _ => l.service_max_ms,
+    };
+    ms * 1e-3
+}
+
+/// The latency histogram of one replica of `profile` under Poisson arrivals at `rate`.
+fn simulate_latency(
+    profile: &ServiceProfile,
+    config: &ModelConfig,
+    rate: f64,
+    seed: u64,
+) -> Result<Histogram> {
+    let shape = ShapeSpec::Constant {
+        rate,
+        duration: FIT_REQUESTS / rate,
+    };
+    let cfg = crate::fidelity::sim_config(profile, config, shape, ArrivalKind::Poisson, seed);
+    let mut sim = kis_sim::Simulation::new(cfg)?;
+    sim.run();
+    Ok(sim.latency())
+}
+
+/// Fits the per-request overhead at each open-loop level: one quantile table per level such that
+/// kis-sim, running `base`'s batches on one replica configured as `config` under Poisson arrivals
+/// at the level's rate, reproduces the level's client latency at the ranks of [`fit_ranks`].
+///
+/// The overhead cannot be observed per request (Triton's statistics give means only), so it is
+/// found by a fixed-point iteration on the simulator itself: start from zero, simulate, move each
+/// table value by the gap between the measured and the simulated latency quantile at its rank, keep
+/// the table non-decreasing and non-negative, repeat. Every round simulates all levels with all
+/// tables in place as `network_by_rate`, so the replica's noisy rate estimate (which blends
+/// neighbouring tables) is part of the fit. The batch mix, the batcher's wait and queueing behind
+/// a running batch at that rate are the simulator's, so whatever the real server spends beyond
+/// them (thread wake-ups, HTTP, cold caches) lands in the overhead. The top point (rank 1) sits
+/// the level's max − last quantile above the last fitted value. Deterministic for a given `seed`.
+pub fn fit_overheads(
+    base: &ServiceProfile,
+    config: &ModelConfig,
+    opens: &[&Level],
+    seed: u64,
+) -> Result<Vec<RatePoint>> {
+    let ranks: Vec<Vec<f64>> = opens.iter().map(|l| fit_ranks(l.ok)).collect();
+    let mut values: Vec<Vec<f64>> = ranks.iter().map(|r| vec![0.0; r.len()]).collect();
+    let table = |values: &[Vec<f64>]| -> Vec<RatePoint> {
+        opens
+            .iter()
+            .zip(&ranks)
+            .zip(values)
+            .map(|((l, r), v)| {
+                let last = *r.last().unwrap_or(&0.5);
+                let top = (level_quantile(l, 1.0) - level_quantile(l, last)).max(0.0);
+                // Flat below the minimum's rank; the top point adds the measured max's excess.
+                let mut probs = vec![0.0];
+                probs.extend(r.iter().map(|&p| round9(p)));
+                probs.push(1.0);
+                let mut vals = vec![round9(v[0])];
+                vals.extend(v.iter().map(|&x| round9(x)));
+                vals.push(round9(v.last().copied().unwrap_or(0.0) + top));
+                RatePoint {
+                    rate_rps: l.open_rate_rps.unwrap_or(1.0),
+                    dist: Dist::Quantiles {
+                        probs,
+                        values: vals,
+                    },
+                }
+            })
+            .collect()
+    };
+    for round in 0..FIT_ROUNDS {
+        let mut p = base.clone();
+        p.network = None;
+        p.network_by_rate = table(&values);
+        if p.network_by_rate.len() == 1 {
+            p.network = Some(p.network_by_rate.remove(0).dist);
+        }
+        let mut worst: f64 = 0.0;
+        for (i, l) in opens.iter().enumerate() {
+            let rate = l.open_rate_rps.unwrap_or(1.0);
+            let h = simulate_latency(&p, config, rate, seed.wrapping_add(round as u64))?;
+            let mut floor: f64 = 0.0;
+            for (k, &q) in ranks[i].iter().enumerate() {
+                let gap = level_quantile(l, q) - h.quantile(q).unwrap_or(0.0);
+                worst = worst.max(gap.abs() / level_quantile(l, q).max(1e-9));
+                floor = (values[i][k] + gap).max(floor);
+                values[i][k] = floor;
+            }
+        }
+        tracing::debug!(round, worst_gap = worst, "overhead fit");
+    }
+    Ok(table(&values))
+}
+
+/// The median of `x` (the mean of the middle two for an even count); 0 when empty.
+fn median(mut x: Vec<f64>) -> f64 {
+    x.sort_by(f64::total_cmp);
+    match x.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => x[n / 2],
+        n => 0.5 * (x[n / 2 - 1] + x[n / 2]),
+    }
+}
+
+/// Rounds of one open-loop rate as one level: every latency figure is its median over the rounds
+/// (a disturbance on this shared machine hits one round, not the median); `ok` is the smallest
+/// round's count, since the quantiles come from rounds of that size.
+pub fn median_level(runs: &[&Level]) -> Level {
+    let Some(first) = runs.first() else {
+        panic!("median_level needs at least one run");
+    };
+    let m = |f: fn(&Level) -> f64| median(runs.iter().map(|l| f(l)).collect());
+    Level {
+        round: 0,
+        ok: runs.iter().map(|l| l.ok).min().unwrap_or(0),
+        errors: runs.iter().map(|l| l.errors).sum(),
+        elapsed_s: runs.iter().map(|l| l.elapsed_s).sum(),
+        throughput_rps: m(|l| l.throughput_rps),
+        service_mean_ms: m(|l| l.service_mean_ms),
+        service_p50_ms: m(|l| l.service_p50_ms),
+        service_p90_ms: m(|l| l.service_p90_ms),
+        service_p95_ms: m(|l| l.service_p95_ms),
+        service_p99_ms: m(|l| l.service_p99_ms),
+        service_p999_ms: m(|l| l.service_p999_ms),
+        service_min_ms: m(|l| l.service_min_ms),
+        service_max_ms: m(|l| l.service_max_ms),
+        server_request_ms: m(|l| l.server_request_ms),
+        server_queue_ms: m(|l| l.server_queue_ms),
+        server_compute_ms: m(|l| l.server_compute_ms),
+        network_ms: m(|l| l.network_ms),
+        busy_fraction: m(|l| l.busy_fraction),
+        batches: Vec::new(),
+        ..(*first).clone()
+    }
 }
 
 /// `c4` for a closed-loop level, `open 25 req/s` for the open one.
@@ -694,6 +943,7 @@ pub fn render(c: &Calibration) -> String {
         o += &format!(
             "{:>5} {:>6.1} {:>8.2} ms {:>6.2} ms {:>7.2} ms {:>9.2} ms {:>5.2} ms {:>4.0} %  {}\n",
             match l.open_rate_rps {
+                Some(r) if l.round > 0 => format!("o{r}#{}", l.round),
                 Some(r) => format!("o{r}"),
                 None => format!("c{}", l.concurrency),
             },
@@ -712,6 +962,31 @@ pub fn render(c: &Calibration) -> String {
         o += &format!("b{}={:.2}ms ", b.size, b.latency.mean() * 1e3);
     }
     o += "\n";
+    let one;
+    let points = if c.profile.network_by_rate.is_empty() {
+        one = c.profile.network.clone().map(|d| RatePoint {
+            rate_rps: c.levels.iter().find_map(|l| l.open_rate_rps).unwrap_or(0.0),
+            dist: d,
+        });
+        one.as_slice()
+    } else {
+        c.profile.network_by_rate.as_slice()
+    };
+    for r in points {
+        // Without open-loop levels the overhead comes from the lowest closed level.
+        let at = if r.rate_rps > 0.0 {
+            format!("at {} req/s", r.rate_rps)
+        } else {
+            format!("from c{}", c.levels.first().map_or(1, |l| l.concurrency))
+        };
+        o += &format!("network {at}: mean {:.2} ms", r.dist.mean() * 1e3);
+        if let Dist::Quantiles { probs, values } = &r.dist {
+            for (p, v) in probs.iter().zip(values) {
+                o += &format!(" p{}={:.2}", p * 100.0, v * 1e3);
+            }
+        }
+        o += "\n";
+    }
     o
 }
 
@@ -796,5 +1071,160 @@ mod tests {
         assert!(e.contains("--duration"), "{e}");
         assert!(parse_seconds("--duration", "-1s").is_err());
         assert!(now_utc().starts_with("20"));
+    }
+
+    /// A level whose client latency is what kis-sim gives for `profile` at `rate` (a stand-in for a
+    /// measured level: the fit must find an overhead that reproduces it).
+    fn level_from_sim(profile: &ServiceProfile, config: &ModelConfig, rate: f64) -> Level {
+        let h = simulate_latency(profile, config, rate, 99).unwrap();
+        let q = |p: f64| h.quantile(p).unwrap() * 1e3;
+        Level {
+            concurrency: 0,
+            open_rate_rps: Some(rate),
+            round: 0,
+            elapsed_s: 60.0,
+            ok: h.count(),
+            errors: 0,
+            throughput_rps: rate,
+            service_mean_ms: h.mean().unwrap() * 1e3,
+            service_p50_ms: q(0.5),
+            service_p90_ms: q(0.9),
+            service_p95_ms: q(0.95),
+            service_p99_ms: q(0.99),
+            service_p999_ms: q(0.999),
+            service_min_ms: q(0.0),
+            service_max_ms: h.max().unwrap() * 1e3,
+            server_request_ms: 0.0,
+            server_queue_ms: 0.0,
+            server_compute_ms: 0.0,
+            network_ms: 0.0,
+            busy_fraction: 0.0,
+            batches: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn overhead_fit_reproduces_the_measured_quantiles_at_each_rate() {
+        let config = ModelConfig {
+            max_batch_size: 16,
+            max_queue_delay: Some(0.002),
+            instances: 1,
+        };
+        let base = ServiceProfile {
+            batches: vec![
+                BatchPoint {
+                    size: 1,
+                    latency: Dist::Lognormal {
+                        mean: 0.0013,
+                        cv: 0.3,
+                    },
+                },
+                BatchPoint {
+                    size: 4,
+                    latency: Dist::Lognormal {
+                        mean: 0.004,
+                        cv: 0.3,
+                    },
+                },
+            ],
+            ..ServiceProfile::single(Device::Cpu, Dist::constant(0.0))
+        };
+        // The "real" server: a slow, wide overhead at 20 req/s, a faster one at 150 req/s.
+        let mut truth = base.clone();
+        truth.network_by_rate = vec![
+            RatePoint {
+                rate_rps: 20.0,
+                dist: Dist::Lognormal {
+                    mean: 0.003,
+                    cv: 0.6,
+                },
+            },
+            RatePoint {
+                rate_rps: 150.0,
+                dist: Dist::Lognormal {
+                    mean: 0.0015,
+                    cv: 0.3,
+                },
+            },
+        ];
+        let levels: Vec<Level> = [20.0, 150.0]
+            .iter()
+            .map(|&r| level_from_sim(&truth, &config, r))
+            .collect();
+        let opens: Vec<&Level> = levels.iter().collect();
+        let points = fit_overheads(&base, &config, &opens, 1).unwrap();
+        assert_eq!(points.len(), 2);
+        let mut fitted = base.clone();
+        fitted.network_by_rate = points.clone();
+        fitted.validate("fitted").unwrap();
+        for (l, pt) in levels.iter().zip(&points) {
+            let Dist::Quantiles { probs, .. } = &pt.dist else {
+                panic!("{pt:?}")
+            };
+            assert_eq!(probs.len(), 8, "{probs:?}");
+            assert_eq!(probs[2..], [0.5, 0.9, 0.95, 0.99, 0.999, 1.0]);
+            let rate = l.open_rate_rps.unwrap();
+            // Another seed than the fit's: the fitted profile reproduces the level's quantiles.
+            let h = simulate_latency(&fitted, &config, rate, 5).unwrap();
+            for (p, want) in [
+                (0.5, l.service_p50_ms),
+                (0.9, l.service_p90_ms),
+                (0.95, l.service_p95_ms),
+                (0.99, l.service_p99_ms),
+            ] {
+                let got = h.quantile(p).unwrap() * 1e3;
+                assert!(
+                    (got / want - 1.0).abs() < 0.03,
+                    "{rate} req/s p{p}: fitted {got:.3} ms, measured {want:.3} ms"
+                );
+            }
+            let mean = h.mean().unwrap() * 1e3;
+            assert!(
+                (mean / l.service_mean_ms - 1.0).abs() < 0.03,
+                "{rate} req/s mean: {mean:.3} vs {:.3}",
+                l.service_mean_ms
+            );
+        }
+        // And the overhead found falls with the rate, as the truth's does.
+        assert!(
+            points[0].dist.mean() > 1.5 * points[1].dist.mean(),
+            "{points:?}"
+        );
+        // Same inputs, same tables.
+        assert_eq!(points, fit_overheads(&base, &config, &opens, 1).unwrap());
+    }
+
+    #[test]
+    fn rounds_combine_by_median() {
+        let config = ModelConfig {
+            max_batch_size: 1,
+            max_queue_delay: None,
+            instances: 1,
+        };
+        let p = ServiceProfile::single(Device::Cpu, Dist::constant(0.002));
+        let mut a = level_from_sim(&p, &config, 20.0);
+        a.ok = 300;
+        let mut b = a.clone();
+        b.ok = 280;
+        b.service_p95_ms = 40.0; // a disturbed round
+        b.service_p50_ms = 1.0;
+        let mut c = a.clone();
+        c.service_p95_ms = a.service_p95_ms + 1.0;
+        let m = median_level(&[&a, &b, &c]);
+        assert_eq!(
+            m.service_p95_ms, c.service_p95_ms,
+            "the outlier round is ignored"
+        );
+        assert_eq!(m.service_p50_ms, a.service_p50_ms);
+        assert_eq!(m.ok, 280, "ranks come from the smallest round");
+        assert_eq!(m.open_rate_rps, Some(20.0));
+        assert_eq!(median(vec![4.0, 1.0]), 2.5);
+    }
+
+    #[test]
+    fn ranks_follow_the_sample_size() {
+        assert_eq!(fit_ranks(199), vec![0.005, 0.5, 0.9, 0.95]);
+        assert_eq!(fit_ranks(600).last(), Some(&0.99));
+        assert_eq!(fit_ranks(6000).last(), Some(&0.999));
     }
 }

@@ -98,7 +98,7 @@ pub struct SimulateArgs {
     /// Write the per-scrape time series as CSV.
     #[arg(long)]
     pub csv: Option<PathBuf>,
-    /// Write an SVG plot of load, replicas and latency over time.
+    /// Write a plot of load, replicas and latency over time: PNG if FILE ends in .png, SVG if .svg.
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Print the effective configuration as JSON and exit.
@@ -211,10 +211,19 @@ pub struct CalibrateArgs {
     /// Run length of each level (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s")]
     pub duration: String,
-    /// Rate of an extra light open-loop level (Poisson, req/s) that sets the per-request overhead and
-    /// spread, as open-loop traffic sees them; 0 = none (then the lowest closed level sets them).
-    #[arg(long, default_value_t = 20.0)]
-    pub open_rate: f64,
+    /// Rates of the open-loop levels (Poisson, req/s, comma-separated) at which the per-request
+    /// overhead and its quantiles are fitted (one `network_by_rate` point each); 0 = none (then the
+    /// lowest closed level sets a constant log-normal overhead). `--open-rate` is an alias.
+    #[arg(long = "open-rates", alias = "open-rate", default_value = "20,80,150")]
+    pub open_rates: String,
+    /// Length of each open-loop level in each round (default: --duration). Its tail quantiles need
+    /// requests: p99 is fitted from 500 answers per round, p99.9 from 5,000.
+    #[arg(long)]
+    pub open_duration: Option<String>,
+    /// Rounds over the open-loop rates (20,80,150,20,80,150,...): the fit uses each latency figure's
+    /// median over the rounds, so one disturbed run on a shared machine does not set the profile.
+    #[arg(long, default_value_t = 3)]
+    pub open_rounds: u32,
     /// Unmeasured warm-up at the highest level before the first (0 = none).
     #[arg(long, default_value = "2s")]
     pub warmup: String,

@@ -2,7 +2,7 @@
 //!
 //! # Brief overview
 //! The `kis-agent` binary's subcommands, as a library so tests call them in-process:
-//! - [`simulate`]: one run of the kis-sim simulator, summary + JSON / CSV time series / SVG plot.
+//! - [`simulate`]: one run of the kis-sim simulator, summary + JSON / CSV time series / SVG or PNG plot.
 //! - [`compare`]: every autoscaler over the four shapes and the held-out traces, several seeds, one
 //!   table of means with 95 % confidence intervals.
 //! - [`bench`]: simulated requests per wall-clock and CPU second on the standard scenario.
@@ -17,6 +17,7 @@ pub mod cli;
 pub mod compare;
 pub mod fidelity;
 pub mod plot;
+pub mod raster;
 pub mod scenario;
 pub mod simulate;
 pub mod tune;

@@ -1,4 +1,4 @@
-//! `kis-agent simulate`: one run, its summary, and optional JSON, CSV time series and SVG plot.
+//! `kis-agent simulate`: one run, its summary, and optional JSON, CSV time series and SVG or PNG plot.
 
 use std::io::Write;
 use std::path::Path;
@@ -39,7 +39,7 @@ pub fn run(a: &SimulateArgs) -> Result<()> {
             summary.pools[1].autoscaler,
             cfg.seed
         );
-        crate::plot::write_svg(p, &title, sim.series(), cfg.slo)?;
+        crate::plot::write_plot(p, &title, sim.series(), cfg.slo)?;
     }
     let mut out = std::io::stdout().lock();
     if a.json {

@@ -41,7 +41,9 @@ fn calibration_round_trip_on_real_triton() {
         duration: 4.0,
         warmup: 1.0,
         seed: 7,
-        open_rate: Some(20.0),
+        open_rates: vec![20.0, 60.0],
+        open_duration: 3.0,
+        open_rounds: 2,
     };
     // An unknown model is named, and nothing is written.
     let e = err(&[
@@ -91,30 +93,54 @@ fn calibration_round_trip_on_real_triton() {
     // Tolerance: 25 % on a 2-core machine shared by the client, the server and other work; the
     // fidelity table (agent/docs/fidelity.md) holds the 15 % comparison on quiet, longer runs.
     let tol = 0.25;
-    // The open-loop level: simulate the same Poisson rate; the mean latency must come back.
-    let open = c.levels.iter().find(|l| l.open_rate_rps.is_some()).unwrap();
-    let rate = open.open_rate_rps.unwrap();
-    let s = fidelity::simulate(sim_config(
-        &profile,
-        &c.config,
-        ShapeSpec::Constant {
-            rate,
-            duration: 300.0,
-        },
-        ArrivalKind::Poisson,
-        1,
-    ))
-    .unwrap();
-    let sim_mean_ms = s.mean_latency.unwrap() * 1e3;
-    eprintln!(
-        "open {rate}/s: measured mean {:.2} ms, simulated {sim_mean_ms:.2} ms",
-        open.service_mean_ms
+    // The open-loop rates: one overhead table per rate, and simulating each rate (Poisson, the
+    // written profile, the replica's own rate estimate choosing the table) gives back the measured
+    // mean and median latency (the medians over the rounds, which the fit used).
+    let rates: Vec<f64> = profile.network_by_rate.iter().map(|r| r.rate_rps).collect();
+    assert_eq!(rates, [20.0, 60.0], "{:?}", profile.network_by_rate);
+    assert_eq!(
+        c.levels
+            .iter()
+            .filter(|l| l.open_rate_rps.is_some())
+            .count(),
+        4,
+        "2 rates x 2 rounds"
     );
-    assert!(
-        fidelity::rel_err(open.service_mean_ms, sim_mean_ms) <= tol,
-        "open-loop mean latency: measured {:.2} ms, simulated {sim_mean_ms:.2} ms",
-        open.service_mean_ms
-    );
+    for rate in rates {
+        let runs: Vec<&calibrate::Level> = c
+            .levels
+            .iter()
+            .filter(|l| l.open_rate_rps == Some(rate))
+            .collect();
+        let open = calibrate::median_level(&runs);
+        let s = fidelity::simulate(sim_config(
+            &profile,
+            &c.config,
+            ShapeSpec::Constant {
+                rate,
+                duration: 300.0,
+            },
+            ArrivalKind::Poisson,
+            1,
+        ))
+        .unwrap();
+        let sim_mean_ms = s.mean_latency.unwrap() * 1e3;
+        let sim_p50_ms = s.p50.unwrap() * 1e3;
+        eprintln!(
+            "open {rate}/s: measured mean {:.2} ms p50 {:.2} ms, simulated {sim_mean_ms:.2} / {sim_p50_ms:.2} ms",
+            open.service_mean_ms, open.service_p50_ms
+        );
+        assert!(
+            fidelity::rel_err(open.service_mean_ms, sim_mean_ms) <= tol,
+            "open {rate}/s mean latency: measured {:.2} ms, simulated {sim_mean_ms:.2} ms",
+            open.service_mean_ms
+        );
+        assert!(
+            fidelity::rel_err(open.service_p50_ms, sim_p50_ms) <= tol,
+            "open {rate}/s median latency: measured {:.2} ms, simulated {sim_p50_ms:.2} ms",
+            open.service_p50_ms
+        );
+    }
     // Concurrency 1: the measured throughput through one simulated replica must keep the model
     // instance as busy as Triton's statistics say it was (the batch-time means are right).
     let l = &c.levels[0];
@@ -202,6 +228,12 @@ fn calibrate_rejects_bad_input() {
     assert!(e.contains("--duration"), "{e}");
     let e = err(&["calibrate", "--open-rate=-5", "--out", out]);
     assert!(e.contains("--open-rate"), "{e}");
+    let e = err(&["calibrate", "--open-rates", "20,fast", "--out", out]);
+    assert!(e.contains("--open-rates") && e.contains("fast"), "{e}");
+    let e = err(&["calibrate", "--open-rounds", "0", "--out", out]);
+    assert!(e.contains("--open-rounds"), "{e}");
+    let e = err(&["calibrate", "--open-duration", "soon", "--out", out]);
+    assert!(e.contains("--open-duration"), "{e}");
     let e = err(&["calibrate", "--url", &url]);
     assert!(e.contains("--out"), "{e}");
     assert!(

@@ -10,7 +10,7 @@ use crate::keda::{Keda, KedaConfig};
 use crate::kpa::{Kpa, KpaConfig};
 
 /// The External metric that carries a policy's replica target (what kis-adapter publishes).
-pub const TARGET_REPLICAS_METRIC: &str = "kis_target_replicas";
+pub const TARGET_REPLICAS_METRIC: &str = "kis-replicas";
 
 /// Every autoscaler the simulator can run (`{"kind": "hpa", ...}`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ pub enum AutoscalerSpec {
     Fixed { replicas: u32 },
     /// Always `replicas`, a count the caller provisioned at the peak or the mean load.
     Static { replicas: u32, basis: StaticBasis },
-    /// HPA on External `kis_target_replicas`, AverageValue 1, tolerance 0 (unless `tolerance` is
+    /// HPA on External `kis-replicas`, AverageValue 1, tolerance 0 (unless `tolerance` is
     /// set): how kis-adapter + the stock HPA follow a policy. `metrics` must be left empty.
     ExternalTarget(HpaConfig),
 }
@@ -136,7 +136,7 @@ impl AutoscalerSpec {
     }
 }
 
-/// The HPA config the external-target autoscaler runs: `kis_target_replicas` AverageValue 1,
+/// The HPA config the external-target autoscaler runs: `kis-replicas` AverageValue 1,
 /// tolerance 0 unless set.
 pub fn external_target_hpa(c: &HpaConfig) -> HpaConfig {
     let mut h = c.clone();
@@ -552,6 +552,26 @@ pub fn hpa_metrics(c: &HpaConfig) -> Vec<MetricSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_name_is_the_one_the_deployed_hpas_read() {
+        // The simulated external-target HPA must read exactly what deploy/'s HPAs ask kis-adapter for.
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+        for f in [
+            "hpa-gpu.yaml",
+            "hpa-cpu.yaml",
+            "v1.20/hpa-gpu.yaml",
+            "v1.20/hpa-cpu.yaml",
+        ] {
+            let text = std::fs::read_to_string(format!("{root}/{f}")).unwrap();
+            let names: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("name: "))
+                .filter(|n| n.starts_with("kis"))
+                .collect();
+            assert_eq!(names, [TARGET_REPLICAS_METRIC], "deploy/{f}");
+        }
+    }
 
     #[test]
     fn error_message_names_field_and_bound() {

@@ -121,9 +121,9 @@ mod tests {
         assert_eq!(v.external_metric("queue_len"), Some(7.0));
         v.external.insert("queue_len".into(), None);
         assert_eq!(v.external_metric("queue_len"), None);
-        assert_eq!(v.external_metric("kis_target_replicas"), None);
-        v.external.insert("kis_target_replicas".into(), Some(3.0));
-        assert_eq!(v.external_metric("kis_target_replicas"), Some(3.0));
+        assert_eq!(v.external_metric("kis-replicas"), None);
+        v.external.insert("kis-replicas".into(), Some(3.0));
+        assert_eq!(v.external_metric("kis-replicas"), Some(3.0));
         assert_eq!(v.external_metric("p95_latency"), None);
     }
 

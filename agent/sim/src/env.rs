@@ -3,7 +3,7 @@
 //! [`VecEnv`] that steps many environments on all cores.
 //!
 //! The action does not set replicas directly: it moves each pool's target, which is published as the
-//! External metric `kis_target_replicas` and followed by the stock HPA (AverageValue 1, tolerance 0),
+//! External metric `kis-replicas` and followed by the stock HPA (AverageValue 1, tolerance 0),
 //! exactly as kis-adapter + HPA do in a cluster, sync period and stabilisation included.
 
 use std::collections::VecDeque;

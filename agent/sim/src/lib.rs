@@ -49,7 +49,7 @@ pub use config::{
 pub use dist::Dist;
 pub use error::{Error, Result};
 pub use histogram::Histogram;
-pub use profile::{BatchPoint, Device, PROFILE_SCHEMA, ServiceProfile};
+pub use profile::{BatchPoint, Device, PROFILE_SCHEMA, RatePoint, ServiceProfile};
 pub use report::{PoolSummary, SeriesRow, Summary};
 pub use scaler::{Autoscaler, Oracle, OracleConfig, Pool, PoolView, ScalerSpec};
 pub use sim::{POOLS, Phase, Simulation, pool_index};

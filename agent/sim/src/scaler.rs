@@ -168,7 +168,13 @@ struct Queueing {
 impl Queueing {
     fn of(pool: &PoolConfig, slo: f64) -> Self {
         let s = pool.profile.mean_batch_time(1).max(1e-9);
-        let net = pool.profile.network.as_ref().map_or(0.0, |d| d.mean());
+        // The largest mean overhead over the measured rates: the oracle must not count on warm threads.
+        let net = pool
+            .profile
+            .network_by_rate
+            .iter()
+            .map(|r| r.dist.mean())
+            .fold(pool.profile.mean_network_time(0.0), f64::max);
         let scv = pool.profile.batches[0].latency.scv();
         Queueing {
             servers: pool.instances,

@@ -74,6 +74,11 @@ struct Pod {
     timer_at: f64,
     busy: f64,
     samples: VecDeque<PodSample>,
+    /// Arrival-rate estimate (req/s) as of `rate_t`, kept only when the profile's overhead depends on
+    /// the rate: an exponentially weighted count, `rate <- rate * exp(-dt / window) + 1 / window` per
+    /// arrival, whose expectation under a steady rate is that rate.
+    rate: f64,
+    rate_t: f64,
 }
 
 impl Pod {
@@ -543,6 +548,10 @@ impl Simulation {
         let pool = &mut self.pools[pi];
         pool.arrivals += 1;
         let pod = &mut self.pods[id as usize];
+        if let Some(w) = pool.model.rate_window() {
+            pod.rate = pod.rate * (-(t - pod.rate_t) / w).exp() + 1.0 / w;
+            pod.rate_t = t;
+        }
         if let Some(limit) = pool.cfg.queue_limit
             && pod.queue.len() >= limit as usize
         {
@@ -621,8 +630,17 @@ impl Simulation {
         let pool = &mut self.pools[pod.pool as usize];
         let batch = &mut pod.batches[inst as usize];
         let b = batch.len();
+        // The replica's arrival rate now, when the overhead depends on it (one exp per batch).
+        let rate = pool
+            .model
+            .rate_window()
+            .map(|w| pod.rate * (-(now - pod.rate_t) / w).exp());
         for &a in batch.iter() {
-            let lat = now - a + pool.model.network_time(&mut self.rng);
+            let net = match rate {
+                Some(r) => pool.model.network_time_at(r, &mut self.rng),
+                None => pool.model.network_time(&mut self.rng),
+            };
+            let lat = now - a + net;
             pool.latency.record(lat);
             pool.interval.record(lat);
             if let Some(h) = self.step_hist.as_mut() {
@@ -691,6 +709,8 @@ impl Simulation {
             timer_at: f64::INFINITY,
             busy: 0.0,
             samples: VecDeque::new(),
+            rate: 0.0,
+            rate_t: self.now,
         };
         let id = match self.free_slots.pop() {
             Some(id) => {

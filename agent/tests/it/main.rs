@@ -59,6 +59,46 @@ fn simulate_writes_csv_and_svg() {
 }
 
 #[test]
+fn simulate_writes_a_png_plot() {
+    let d = scratch("png");
+    let file = d.join("plot.PNG");
+    run(&[
+        "simulate",
+        "--pattern",
+        "spike",
+        "--seed",
+        "3",
+        "--gpu-autoscaler",
+        "hpa-cpu",
+        "--nodes",
+        "4",
+        "--plot",
+        file.to_str().unwrap(),
+    ])
+    .unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let dim = |o: usize| u32::from_be_bytes(bytes[o..o + 4].try_into().unwrap());
+    assert_eq!((dim(16), dim(20)), (1800, 1460), "IHDR width x height");
+    // Decode it: RGB 8-bit, and the drawing is there (the offered-load line in its colour, text in black).
+    let dec = png::Decoder::new(std::io::Cursor::new(&bytes));
+    let mut reader = dec.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (1800, 1460));
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    let px = &buf[..info.buffer_size()];
+    let count = |c: [u8; 3]| px.chunks(3).filter(|p| *p == c).count();
+    assert!(count([0x1f, 0x77, 0xb4]) > 500, "offered-load line");
+    assert!(count([0, 0, 0]) > 2000, "labels");
+    assert!(
+        count([255, 255, 255]) > px.len() / 3 / 2,
+        "mostly white background"
+    );
+}
+
+#[test]
 fn simulate_reads_json_and_toml_configs() {
     let d = scratch("cfg");
     let json = d.join("c.json");

@@ -498,28 +498,19 @@ fn external_target_follows_n_exactly() {
     .build()
     .unwrap();
     // 10 → 11: ratio 11/10 = 1.1; tolerance 0 → ceil(11/1) = 11.
-    assert_eq!(
-        a.decide(&view_ext(0.0, 10, "kis_target_replicas", Some(11.0))),
-        11
-    );
+    assert_eq!(a.decide(&view_ext(0.0, 10, "kis-replicas", Some(11.0))), 11);
     // Missing → no change.
-    assert_eq!(
-        a.decide(&view_ext(15.0, 11, "kis_target_replicas", None)),
-        11
-    );
+    assert_eq!(a.decide(&view_ext(15.0, 11, "kis-replicas", None)), 11);
     // Same step through a stock HPA with the default 0.1 tolerance: 1.1 is within → stays 10.
     let mut h = Hpa::new("t", &{
         let mut c = avg_hpa(1.0, 0.1);
         c.metrics = vec![MetricSpec::External {
-            name: "kis_target_replicas".into(),
+            name: "kis-replicas".into(),
             target: ExternalTarget::AverageValue(1.0),
         }];
         c
     });
-    assert_eq!(
-        h.decide(&view_ext(0.0, 10, "kis_target_replicas", Some(11.0))),
-        10
-    );
+    assert_eq!(h.decide(&view_ext(0.0, 10, "kis-replicas", Some(11.0))), 10);
 }
 
 #[test]
@@ -531,13 +522,9 @@ fn external_target_goes_through_the_hpa_rate_limits_and_window() {
     // No behavior in the spec → the legacy path. N = 20 from 2: at most max(2·c, 4) per sync →
     // 4, 8, 16, 20.
     let mut a = spec.build().unwrap();
-    let got = drive_ext(
-        a.as_mut(),
-        2,
-        ticks(15.0, 45.0),
-        "kis_target_replicas",
-        |_| Some(20.0),
-    );
+    let got = drive_ext(a.as_mut(), 2, ticks(15.0, 45.0), "kis-replicas", |_| {
+        Some(20.0)
+    });
     assert_eq!(got, vec![(0.0, 4), (15.0, 8), (30.0, 16), (45.0, 20)]);
     // Then N = 5: held at 20 by the 300 s window (legacy counts samples at t ≥ now − 300; the
     // last 20 was recommended at 45 s → still counted at 345, free at 360).
@@ -545,7 +532,7 @@ fn external_target_goes_through_the_hpa_rate_limits_and_window() {
         a.as_mut(),
         20,
         ticks(15.0, 360.0).into_iter().skip(4),
-        "kis_target_replicas",
+        "kis-replicas",
         |_| Some(5.0),
     );
     for (t, r) in got {

@@ -61,7 +61,7 @@ fn random_view(r: &mut Rng, now: f64, spec: u32) -> PoolView {
     let m = (r.below(6) != 0).then(|| 30.0 * r.unit());
     v.external.insert("m".into(), m);
     v.external
-        .insert("kis_target_replicas".into(), m.map(|x| x.round()));
+        .insert("kis-replicas".into(), m.map(|x| x.round()));
     v
 }
 

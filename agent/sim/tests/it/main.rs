@@ -20,3 +20,5 @@ mod env;
 mod routing;
 // Bad configuration names the field.
 mod validation;
+// The rate-dependent per-request overhead.
+mod overhead;
