@@ -70,8 +70,9 @@ pub struct SimulateArgs {
     /// Trace time compression (trace seconds per simulated second).
     #[arg(long)]
     pub speedup: Option<f64>,
-    /// Duration in simulated seconds (stretches the shape; for a trace: the window length).
-    #[arg(long)]
+    /// Simulated duration: seconds (`600`) or with a unit (`600s`, `10m`, `1h`); stretches the
+    /// shape, and for a trace is the window length.
+    #[arg(long, value_parser = parse_seconds)]
     pub duration: Option<f64>,
     /// Arrival process.
     #[arg(long)]
@@ -115,8 +116,9 @@ pub struct CompareArgs {
     /// Seeds per (scenario, autoscaler).
     #[arg(long, default_value_t = 5)]
     pub seeds: u64,
-    /// Simulated seconds per synthetic shape (the 300 s shapes are stretched to this).
-    #[arg(long, default_value_t = 1800.0)]
+    /// Simulated time per synthetic shape (the 300 s shapes are stretched to this): seconds or
+    /// with a unit (`1800s`, `30m`).
+    #[arg(long, default_value = "1800", value_parser = parse_seconds)]
     pub duration: f64,
     /// Which held-out traces to include: none, short (the three 1-2 h ones) or all.
     #[arg(long, default_value = "short")]
@@ -273,4 +275,49 @@ pub struct FidelityArgs {
     /// Print the rows as JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A duration in seconds from `300`, `300s`, `2.5m`, `1h` or `500ms` (a bare number is seconds),
+/// so that simulated durations read like calibrate's and kis-loadgen's `--duration`.
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?} (use s, ms, m, h or d)"
+            ));
+        }
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 300, 300s, 5m, 1h)"))?;
+    if !v.is_finite() || v <= 0.0 {
+        return Err(format!("{s:?}: a duration must be positive"));
+    }
+    Ok(v * scale)
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_seconds;
+
+    #[test]
+    fn seconds_with_and_without_units() {
+        assert_eq!(parse_seconds("300"), Ok(300.0));
+        assert_eq!(parse_seconds("300s"), Ok(300.0));
+        assert_eq!(parse_seconds("2.5m"), Ok(150.0));
+        assert_eq!(parse_seconds("1h"), Ok(3600.0));
+        assert_eq!(parse_seconds("500ms"), Ok(0.5));
+        for bad in ["", "abc", "5x", "-3", "0", "1e999", "s"] {
+            assert!(parse_seconds(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }
