@@ -72,6 +72,8 @@ pub enum PlanLoad {
     Closed {
         /// Number of users (one connection each).
         users: u32,
+        /// Active users over time (the shape's value, rounded, at most `users`); `None`: all.
+        shape: Option<Profile>,
         /// Think time.
         wait: Wait,
         /// End of the run.
@@ -462,6 +464,7 @@ async fn run_generator(
         })
     };
     let mut tasks = JoinSet::new();
+    let mut shaper = None;
     match &plan.load {
         PlanLoad::Open {
             profile,
@@ -493,20 +496,39 @@ async fn run_generator(
         }
         PlanLoad::Closed {
             users,
+            shape,
             wait,
             deadline,
             seed,
         } => {
+            let active = shape.as_ref().map(|p| {
+                let count = active_users(p, plan.t0, *users);
+                let (tx, rx) = watch::channel(count(Instant::now()));
+                shaper = Some(tokio::task::spawn_local(async move {
+                    // Locust-like: the user count is re-read from the shape every 10 ms.
+                    let mut tick = tokio::time::interval(Duration::from_millis(10));
+                    loop {
+                        tick.tick().await;
+                        let n = count(Instant::now());
+                        tx.send_if_modified(|v| std::mem::replace(v, n) != n);
+                    }
+                }));
+                rx
+            });
             for u in (index..*users as usize).step_by(threads) {
                 let rng = rand_pcg::Pcg64::seed_from_u64(
                     seed ^ (u as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 );
                 tasks.spawn_local(closed_user(
                     l.clone(),
-                    *wait,
-                    plan.t0,
-                    *deadline,
-                    rng,
+                    User {
+                        index: u,
+                        wait: *wait,
+                        t0: plan.t0,
+                        deadline: *deadline,
+                        rng,
+                        active: active.clone(),
+                    },
                     control.tx.subscribe(),
                 ));
             }
@@ -542,6 +564,9 @@ async fn run_generator(
     l.in_flight.set(0);
     l.done.set(true);
     flush.abort();
+    if let Some(s) = shaper {
+        s.abort();
+    }
     l.publish(&gs, None);
 }
 
@@ -670,31 +695,46 @@ async fn dispatcher(
     }
 }
 
-/// A closed-loop user: send, wait for the answer, think, until the deadline or a stop.
-async fn closed_user(
-    l: Rc<Local>,
+/// How many users are active at `now`: the shape's value, rounded, at most `users`.
+fn active_users(p: &Profile, t0: Instant, users: u32) -> impl Fn(Instant) -> usize + use<> {
+    let p = p.clone();
+    move |now: Instant| {
+        let t = now.saturating_duration_since(t0).as_secs_f64();
+        (p.rate(t.min(p.duration())).round().max(0.0) as usize).min(users as usize)
+    }
+}
+
+/// One closed-loop user.
+struct User {
+    /// Global user number: the user is active while the active count is above it.
+    index: usize,
     wait: Wait,
     t0: Instant,
     deadline: Instant,
-    mut rng: rand_pcg::Pcg64,
-    mut stop: watch::Receiver<u8>,
-) {
+    rng: rand_pcg::Pcg64,
+    /// The active-user count when a shape drives it.
+    active: Option<watch::Receiver<usize>>,
+}
+
+/// A closed-loop user: send, wait for the answer, think, until the deadline or a stop; while
+/// the shape has fewer active users than its number, it waits.
+async fn closed_user(l: Rc<Local>, mut user: User, mut stop: watch::Receiver<u8>) {
     let mut conn = Conn::new(&l.authority);
     let _ = conn.warm().await;
     tokio::select! {
-        _ = tokio::time::sleep_until(t0.into()) => {}
+        _ = tokio::time::sleep_until(user.t0.into()) => {}
         _ = stop.wait_for(|s| *s > 0) => return,
     }
     let mut first = true;
     loop {
         if !first {
-            let think = if wait.max_s > wait.min_s {
-                rng.random_range(wait.min_s..wait.max_s)
+            let think = if user.wait.max_s > user.wait.min_s {
+                user.rng.random_range(user.wait.min_s..user.wait.max_s)
             } else {
-                wait.min_s
+                user.wait.min_s
             };
             if think > 0.0 {
-                let until = (Instant::now() + Duration::from_secs_f64(think)).min(deadline);
+                let until = (Instant::now() + Duration::from_secs_f64(think)).min(user.deadline);
                 tokio::select! {
                     _ = tokio::time::sleep_until(until.into()) => {}
                     _ = stop.wait_for(|s| *s > 0) => break,
@@ -702,8 +742,18 @@ async fn closed_user(
             }
         }
         first = false;
+        if let Some(active) = user.active.as_mut()
+            && *active.borrow() <= user.index
+        {
+            let me = user.index;
+            tokio::select! {
+                r = active.wait_for(|n| *n > me) => if r.is_err() { break },
+                _ = stop.wait_for(|s| *s > 0) => break,
+                _ = tokio::time::sleep_until(user.deadline.into()) => break,
+            }
+        }
         let now = Instant::now();
-        if now >= deadline || l.control.stopped() {
+        if now >= user.deadline || l.control.stopped() {
             break;
         }
         l.consumed.set(l.consumed.get() + 1);

@@ -11,10 +11,11 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// Highest recordable value: 60 s, in microseconds (the unit of every histogram here).
-pub const MAX_US: u64 = 60_000_000;
+/// Highest recordable value: 1 h, in microseconds (the unit of every histogram here), so that
+/// any `--timeout` up to an hour is recorded as it was.
+pub const MAX_US: u64 = 3_600_000_000;
 
-/// A new histogram covering 1 µs to 60 s with 3 significant digits.
+/// A new histogram covering 1 µs to 1 h with 3 significant digits.
 pub fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_US, 3).expect("static histogram bounds are valid")
 }

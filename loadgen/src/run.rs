@@ -176,6 +176,25 @@ async fn run_async(cfg: Config) -> Result<Report> {
         Load::Open { shape, .. } => Some(shape.build(cfg.seed)?),
         Load::Closed { .. } => None,
     };
+    // Closed loop with a shape: the shape counts active users.
+    let users_profile: Option<Profile> = match &cfg.load {
+        Load::Closed {
+            shape: Some(s),
+            users,
+            ..
+        } => {
+            let p = s.build(cfg.seed)?;
+            if p.peak_rate().round() > f64::from(*users) {
+                return Err(Error::Usage(format!(
+                    "--pattern {} peaks at {:.0} active users, more than --users {users}",
+                    s.pattern(),
+                    p.peak_rate()
+                )));
+            }
+            Some(p)
+        }
+        _ => None,
+    };
     let prepared = prepare(&cfg).await?;
     let metrics = Arc::new(Metrics::new());
     let mut background = JoinSet::new();
@@ -226,10 +245,12 @@ async fn run_async(cfg: Config) -> Result<Report> {
                 users,
                 wait,
                 duration_s,
+                ..
             },
             _,
         ) => PlanLoad::Closed {
             users: *users,
+            shape: users_profile.clone(),
             wait: *wait,
             deadline: t0 + Duration::from_secs_f64(*duration_s),
             seed: cfg.seed,
@@ -503,11 +524,17 @@ fn describe_load(cfg: &Config, profile: Option<&Profile>) -> String {
                 users,
                 wait,
                 duration_s,
+                shape,
             },
             _,
         ) => format!(
-            "{users} closed-loop users, wait {}..{} s, {duration_s:.0} s",
-            wait.min_s, wait.max_s
+            "{users} closed-loop users{}, wait {}..{} s, {duration_s:.0} s",
+            shape
+                .as_ref()
+                .map(|s| format!(" (active count follows {})", s.pattern()))
+                .unwrap_or_default(),
+            wait.min_s,
+            wait.max_s
         ),
         _ => String::new(),
     }
