@@ -103,7 +103,11 @@ mod tests {
         assert!(run_warning(10, 5).is_some());
         assert!(run_warning(1000, 10).is_none());
         // The backlog must grow and the lag be visible.
-        assert!(saturation_warning(1.0, 10, 50, 3.0, 8).unwrap().contains("generator saturated"));
+        assert!(
+            saturation_warning(1.0, 10, 50, 3.0, 8)
+                .unwrap()
+                .contains("generator saturated")
+        );
         assert!(saturation_warning(1.0, 50, 50, 3.0, 8).is_none());
         assert!(saturation_warning(1.0, 0, 50, 0.5, 8).is_none());
     }

@@ -335,7 +335,8 @@ mod tests {
 
     #[test]
     fn interim_responses_are_skipped() {
-        let wire = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok";
+        let wire =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok";
         let mut p = ResponseParser::new(false, false);
         assert_eq!(p.feed(wire), Ok(wire.len()));
         assert_eq!((p.status(), p.body_len(), p.done()), (201, 2, true));
@@ -371,7 +372,10 @@ mod tests {
     #[test]
     fn malformed_responses_are_errors() {
         let bad: [(&[u8], ParseError); 5] = [
-            (b"HTTP/1.1 2x0 OK\r\n\r\n", ParseError::Head(httparse::Error::Status)),
+            (
+                b"HTTP/1.1 2x0 OK\r\n\r\n",
+                ParseError::Head(httparse::Error::Status),
+            ),
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n",
                 ParseError::ContentLength,

@@ -173,7 +173,13 @@ impl Window {
     }
 
     /// Records a finished request: `corrected` = end − intended, `service` = end − send.
-    pub fn finished(&mut self, corrected: Duration, service: Duration, outcome: Outcome, bytes: u64) {
+    pub fn finished(
+        &mut self,
+        corrected: Duration,
+        service: Duration,
+        outcome: Outcome,
+        bytes: u64,
+    ) {
         let _ = self.hists.corrected.record(us(corrected));
         let _ = self.hists.service.record(us(service));
         let c = &mut self.counts;

@@ -27,11 +27,22 @@ use crate::report::{self, Generator, Latency, Rates, Report, Totals, WindowRow};
 /// collector (set-up calls, windows, /metrics, signals); `cfg.threads` generator threads of
 /// their own send the load.
 pub fn run(cfg: Config) -> Result<Report> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
-    rt.block_on(run_async(cfg))
+    // The collector gets a thread of its own at a lower priority (nice +10), so that its
+    // once-a-second work never delays a generator thread's send on a shared core (and the
+    // caller's thread keeps its priority).
+    std::thread::Builder::new()
+        .name("kis-collector".into())
+        .spawn(move || {
+            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+            rt.block_on(run_async(cfg))
+        })
+        .map_err(|e| Error::Usage(format!("cannot start the collector thread: {e}")))?
+        .join()
+        .unwrap_or_else(|_| Err(Error::Usage("the collector thread panicked".into())))
 }
 
 struct Prepared {
@@ -441,12 +452,7 @@ async fn run_async(cfg: Config) -> Result<Report> {
         started_unix_s: started_unix,
         elapsed_s: elapsed,
         interrupted,
-        totals: Totals::from_counts(
-            c,
-            scheduled,
-            snap_totals.dropped,
-            snap_totals.cancelled,
-        ),
+        totals: Totals::from_counts(c, scheduled, snap_totals.dropped, snap_totals.cancelled),
         rates,
         latency: Latency {
             corrected: Percentiles::of(&col.total_hists.corrected),

@@ -127,7 +127,11 @@ mod tests {
             }
             late.sort();
             // Generous for a loaded CI machine; the bench measures the real figure.
-            assert!(late[10] < Duration::from_millis(5), "median lateness {:?}", late[10]);
+            assert!(
+                late[10] < Duration::from_millis(5),
+                "median lateness {:?}",
+                late[10]
+            );
             // A deadline in the past fires at once.
             t.arm(start).unwrap();
             tokio::time::timeout(Duration::from_secs(1), t.wait())
