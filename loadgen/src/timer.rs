@@ -92,6 +92,10 @@ impl Timer {
             let mut count = [0u8; 8];
             match nix::unistd::read(self.fd.get_ref().0.as_fd(), &mut count) {
                 Ok(_) => {
+                    // The read drained the fd, so the next wait can go straight to the reactor
+                    // (no second read that would only say EAGAIN). Nothing can arrive in
+                    // between: this thread's reactor runs only when this task yields.
+                    guard.clear_ready();
                     self.armed.set(None);
                     return Ok(());
                 }
