@@ -96,7 +96,7 @@ pub struct Cli {
     /// Closed-loop think time `A..B` (uniform, like Locust `between(a, b)`), or one value; `0s` = none.
     #[arg(long, default_value = "1s..2s", help_heading = "Load")]
     pub wait: String,
-    /// Most requests in flight at once (default: --connections).
+    /// Most requests in flight at once (default: --connections); that many connections are used.
     #[arg(long, help_heading = "Load")]
     pub max_in_flight: Option<usize>,
     /// What an arrival does when --max-in-flight is reached: queue (charged from its intended time) or drop.
@@ -105,7 +105,8 @@ pub struct Cli {
     /// HTTP/1.1 keep-alive connections (open loop; closed loop uses one per user).
     #[arg(long, default_value_t = 64, help_heading = "Load")]
     pub connections: usize,
-    /// Runtime threads (1 = a single-threaded runtime, the cheapest per request).
+    /// Generator threads, each a single-threaded runtime with its own share of the connections
+    /// and of the schedule (1 is the cheapest per request).
     #[arg(long, default_value_t = 1, help_heading = "Load")]
     pub threads: usize,
     /// Per-request timeout (at most 1 h, the top of the latency histograms).

@@ -174,7 +174,7 @@ pub struct Config {
     pub seed: u64,
     /// Connection pool size (open loop).
     pub connections: usize,
-    /// Runtime threads.
+    /// Generator threads.
     pub threads: usize,
     /// Per-request timeout, seconds.
     pub timeout_s: f64,
