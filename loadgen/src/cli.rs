@@ -41,9 +41,10 @@ pub struct Cli {
     pub ready_timeout: f64,
 
     // --- load ---
-    /// Traffic shape: constant, ramp, periodic, random, spike or trace (rate in requests/s).
-    #[arg(long, default_value = "ramp", help_heading = "Load")]
-    pub pattern: String,
+    /// Traffic shape: constant, ramp, periodic, random, spike or trace (rate in requests/s;
+    /// default ramp). With --users, the number of active users follows the shape instead.
+    #[arg(long, help_heading = "Load")]
+    pub pattern: Option<String>,
     /// Trace CSV (`t_seconds,rate_rps`) for --pattern trace.
     #[arg(long, help_heading = "Load")]
     pub trace: Option<PathBuf>,
@@ -95,7 +96,7 @@ pub struct Cli {
     /// Closed-loop think time `A..B` (uniform, like Locust `between(a, b)`), or one value; `0s` = none.
     #[arg(long, default_value = "1s..2s", help_heading = "Load")]
     pub wait: String,
-    /// Most requests in flight at once (default: --connections).
+    /// Most requests in flight at once (default: --connections); that many connections are used.
     #[arg(long, help_heading = "Load")]
     pub max_in_flight: Option<usize>,
     /// What an arrival does when --max-in-flight is reached: queue (charged from its intended time) or drop.
@@ -104,10 +105,11 @@ pub struct Cli {
     /// HTTP/1.1 keep-alive connections (open loop; closed loop uses one per user).
     #[arg(long, default_value_t = 64, help_heading = "Load")]
     pub connections: usize,
-    /// Runtime threads (1 = a single-threaded runtime, the cheapest per request).
+    /// Generator threads, each a single-threaded runtime with its own share of the connections
+    /// and of the schedule (1 is the cheapest per request).
     #[arg(long, default_value_t = 1, help_heading = "Load")]
     pub threads: usize,
-    /// Per-request timeout.
+    /// Per-request timeout (at most 1 h, the top of the latency histograms).
     #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Load")]
     pub timeout: f64,
     /// After the schedule ends or a signal, how long in-flight requests may still finish.
@@ -166,7 +168,8 @@ mod tests {
     #[test]
     fn defaults_aim_at_the_quick_start() {
         let c = Cli::parse_from(["kis-loadgen"]);
-        assert_eq!(c.pattern, "ramp");
+        // No --pattern: the open loop's default shape (ramp, checked in config) applies.
+        assert_eq!(c.pattern, None);
         assert!(c.url.is_none() && c.model.is_none());
         assert_eq!(c.wait, "1s..2s");
     }

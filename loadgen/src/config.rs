@@ -132,8 +132,11 @@ pub enum Load {
     },
     /// Users that wait for their answer and think (Locust parity).
     Closed {
-        /// Number of users.
+        /// Number of users (connections); with a shape, the most that are active at once.
         users: u32,
+        /// The number of active users over time (the shape's value, rounded), like a Locust
+        /// load shape; `None`: all users for the whole run.
+        shape: Option<ShapeSpec>,
         /// Think time.
         wait: Wait,
         /// Run length, seconds.
@@ -171,7 +174,7 @@ pub struct Config {
     pub seed: u64,
     /// Connection pool size (open loop).
     pub connections: usize,
-    /// Runtime threads.
+    /// Generator threads.
     pub threads: usize,
     /// Per-request timeout, seconds.
     pub timeout_s: f64,
@@ -182,6 +185,9 @@ pub struct Config {
     /// Outputs.
     pub outputs: Outputs,
 }
+
+/// Longest `--timeout`: latencies are recorded up to [`crate::record::MAX_US`] (1 h).
+pub const MAX_TIMEOUT_S: f64 = 3600.0;
 
 fn usage(msg: impl Into<String>) -> Error {
     Error::Usage(msg.into())
@@ -236,10 +242,10 @@ fn parse_shape_override(s: &str) -> Result<(String, Vec<i64>)> {
 
 /// The shape from --pattern and its parameter flags; a flag that does not apply is an error.
 fn shape(cli: &Cli) -> Result<ShapeSpec> {
-    let pattern = Pattern::from_str(&cli.pattern).map_err(|_| {
+    let name = cli.pattern.as_deref().unwrap_or("ramp");
+    let pattern = Pattern::from_str(name).map_err(|_| {
         usage(format!(
-            "unknown pattern {:?} (expected constant, ramp, periodic, random, spike or trace)",
-            cli.pattern
+            "unknown pattern {name:?} (expected constant, ramp, periodic, random, spike or trace)"
         ))
     })?;
     let given: [(&str, bool); 11] = [
@@ -444,9 +450,22 @@ impl TryFrom<Cli> for Config {
         let load = match cli.users {
             Some(0) => return Err(usage("--users must be at least 1")),
             Some(users) => {
-                if cli.pattern != "ramp" || cli.trace.is_some() || cli.rate.is_some() {
+                let shaped = cli.pattern.is_some();
+                let shape_flag = [
+                    cli.rate.is_some(),
+                    cli.min.is_some(),
+                    cli.max.is_some(),
+                    cli.steps.is_some(),
+                    cli.cycles.is_some(),
+                    cli.interval.is_some(),
+                    cli.spike_start.is_some(),
+                    cli.spike_length.is_some(),
+                    cli.trace.is_some(),
+                ]
+                .contains(&true);
+                if !shaped && shape_flag {
                     return Err(usage(
-                        "--users (closed loop) runs a fixed number of users; drop --pattern/--rate/--trace",
+                        "shape flags with --users need --pattern (the number of active users follows it)",
                     ));
                 }
                 if cli.max_in_flight.is_some() {
@@ -454,10 +473,16 @@ impl TryFrom<Cli> for Config {
                         "--max-in-flight applies to the open loop; with --users the users are the limit",
                     ));
                 }
+                let shape = if shaped { Some(shape(&cli)?) } else { None };
+                let duration_s = match &shape {
+                    Some(s) => s.build(cli.seed)?.duration(),
+                    None => positive("--duration", cli.duration.unwrap_or(60.0))?,
+                };
                 Load::Closed {
                     users,
                     wait: parse_wait(&cli.wait)?,
-                    duration_s: positive("--duration", cli.duration.unwrap_or(60.0))?,
+                    duration_s,
+                    shape,
                 }
             }
             None => {
@@ -503,7 +528,15 @@ impl TryFrom<Cli> for Config {
             seed: cli.seed,
             connections: cli.connections,
             threads: cli.threads,
-            timeout_s: positive("--timeout", cli.timeout)?.min(60.0),
+            timeout_s: {
+                let t = positive("--timeout", cli.timeout)?;
+                if t > MAX_TIMEOUT_S {
+                    return Err(usage(format!(
+                        "--timeout {t} s is over 1 h, the top of the latency histograms"
+                    )));
+                }
+                t
+            },
             grace_s: cli.grace,
             ready_timeout_s: cli.ready_timeout,
             outputs: Outputs {
@@ -605,5 +638,33 @@ mod tests {
             }
         );
         assert_eq!(parse_wait("0s").unwrap().max_s, 0.0);
+    }
+
+    #[test]
+    fn users_follow_a_pattern_only_when_one_is_given() {
+        let c = cfg(&["--users", "50", "--pattern", "ramp", "--duration", "30s"]).unwrap();
+        let Load::Closed {
+            users,
+            shape: Some(shape),
+            duration_s,
+            ..
+        } = c.load
+        else {
+            panic!("{:?}", c.load)
+        };
+        assert_eq!(users, 50);
+        assert_eq!(shape.pattern(), Pattern::Ramp);
+        assert!((duration_s - 30.0).abs() < 1e-9);
+        let c = cfg(&["--users", "5"]).unwrap();
+        assert!(matches!(c.load, Load::Closed { shape: None, .. }));
+        let e = cfg(&["--users", "5", "--max", "10"]).unwrap_err();
+        assert!(e.to_string().contains("--pattern"), "{e}");
+    }
+
+    #[test]
+    fn timeouts_up_to_an_hour() {
+        assert_eq!(cfg(&["--timeout", "10m"]).unwrap().timeout_s, 600.0);
+        let e = cfg(&["--timeout", "2h"]).unwrap_err();
+        assert!(e.to_string().contains("--timeout"), "{e}");
     }
 }

@@ -65,6 +65,23 @@ pub fn run_warning(sent: u64, late: u64) -> Option<String> {
     })
 }
 
+/// "Generator saturated": due arrivals are piling up behind busy connections (the backlog grew
+/// over the window) and sends lag by more than 1 ms at p99. The numbers then describe the
+/// generator's limits as much as the server's.
+pub fn saturation_warning(
+    t_s: f64,
+    backlog_before: u64,
+    backlog: u64,
+    lag_p99_ms: f64,
+    in_flight: u64,
+) -> Option<String> {
+    (backlog > backlog_before && backlog > 0 && lag_p99_ms > 1.0).then(|| {
+        format!(
+            "t={t_s:.0}s: generator saturated: {backlog} due arrivals wait for one of {in_flight} busy connections (send lag p99 {lag_p99_ms:.1} ms); raise --connections or lower the rate"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +102,13 @@ mod tests {
         assert!(window_warnings(1.0, 10, 5, None, 1).is_empty());
         assert!(run_warning(10, 5).is_some());
         assert!(run_warning(1000, 10).is_none());
+        // The backlog must grow and the lag be visible.
+        assert!(
+            saturation_warning(1.0, 10, 50, 3.0, 8)
+                .unwrap()
+                .contains("generator saturated")
+        );
+        assert!(saturation_warning(1.0, 50, 50, 3.0, 8).is_none());
+        assert!(saturation_warning(1.0, 0, 50, 0.5, 8).is_none());
     }
 }

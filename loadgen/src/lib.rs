@@ -5,11 +5,13 @@
 //! - [`cli::Cli`] holds the raw flags; [`config::Config`] is the checked configuration
 //!   (`Config::try_from(cli)`), which every report embeds.
 //! - Traffic shapes and the intended send times come from `kis-traffic` (defined once, shared
-//!   with the simulator). [`engine`] walks that schedule on a pacer thread and feeds one send
-//!   loop run by every worker connection; closed-loop `--users` feed the same loop.
-//! - [`record`] keeps per-shard HDR histograms of corrected latency (end − intended start),
-//!   service time (end − actual send) and send lag, swapped out once a second; no sample is
-//!   ever stored.
+//!   with the simulator). [`engine`] runs generator threads, each a single-threaded runtime
+//!   whose `timerfd`-driven dispatcher ([`timer`]) hands due arrivals to its own connections;
+//!   closed-loop `--users` are connection tasks with think timers. [`http`] is a minimal
+//!   HTTP/1.1 client (request serialised once, responses parsed by [`h1`]).
+//! - [`record`] keeps HDR histograms of corrected latency (end − intended start), service time
+//!   (end − actual send) and send lag per generator thread, handed over once a second; no
+//!   sample is ever stored.
 //! - [`report`] writes the JSON report (checked against `report/schema.json`), Locust CSVs and
 //!   the plot; [`metrics`] serves Prometheus `/metrics`.
 //!
@@ -28,12 +30,14 @@ pub mod config;
 pub mod diag;
 pub mod engine;
 pub mod error;
+pub mod h1;
 pub mod http;
 pub mod kserve;
 pub mod metrics;
 pub mod record;
 pub mod report;
 mod run;
+pub mod timer;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -1,7 +1,8 @@
-//! Per-shard recording of request outcomes into HDR histograms, merged once per window.
+//! Recording of request outcomes into HDR histograms, merged once per window.
 //!
-//! Workers never store samples: each records into the histograms of its shard (a mutex that only
-//! the once-a-second collector ever contends for), and the collector swaps the window out.
+//! No sample is ever stored: each generator thread records into its own [`Window`] (no lock, no
+//! shared atomic per request) and hands it over through its [`Shard`] when the collector asks,
+//! once a second.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -10,10 +11,11 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// Highest recordable value: 60 s, in microseconds (the unit of every histogram here).
-pub const MAX_US: u64 = 60_000_000;
+/// Highest recordable value: 1 h, in microseconds (the unit of every histogram here), so that
+/// any `--timeout` up to an hour is recorded as it was.
+pub const MAX_US: u64 = 3_600_000_000;
 
-/// A new histogram covering 1 µs to 60 s with 3 significant digits.
+/// A new histogram covering 1 µs to 1 h with 3 significant digits.
 pub fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_US, 3).expect("static histogram bounds are valid")
 }
@@ -36,16 +38,19 @@ pub enum ErrorKind {
     Io,
     /// Still in flight when the drain bound after a stop ran out.
     Aborted,
+    /// The answer was not valid HTTP/1.1.
+    Protocol,
 }
 
 impl ErrorKind {
     /// Every kind, for stable label sets.
-    pub const ALL: [ErrorKind; 5] = [
+    pub const ALL: [ErrorKind; 6] = [
         ErrorKind::Status,
         ErrorKind::Connect,
         ErrorKind::Timeout,
         ErrorKind::Io,
         ErrorKind::Aborted,
+        ErrorKind::Protocol,
     ];
 
     /// The lowercase label used in metrics and reports.
@@ -56,6 +61,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Io => "io",
             ErrorKind::Aborted => "aborted",
+            ErrorKind::Protocol => "protocol",
         }
     }
 }
@@ -156,29 +162,27 @@ pub struct Window {
     pub counts: Counts,
 }
 
-/// One recording shard; workers are spread over a few of these.
-#[derive(Debug, Default)]
-pub struct Shard {
-    inner: Mutex<Window>,
-}
-
-impl Shard {
+impl Window {
     /// Counts a send, with its lag behind the intended time.
-    pub fn sent(&self, lag: Duration) {
-        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        w.counts.sent += 1;
+    pub fn sent(&mut self, lag: Duration) {
+        self.counts.sent += 1;
         if lag > Duration::from_millis(1) {
-            w.counts.late_sends += 1;
+            self.counts.late_sends += 1;
         }
-        let _ = w.hists.lag.record(us(lag));
+        let _ = self.hists.lag.record(us(lag));
     }
 
     /// Records a finished request: `corrected` = end − intended, `service` = end − send.
-    pub fn finished(&self, corrected: Duration, service: Duration, outcome: Outcome, bytes: u64) {
-        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = w.hists.corrected.record(us(corrected));
-        let _ = w.hists.service.record(us(service));
-        let c = &mut w.counts;
+    pub fn finished(
+        &mut self,
+        corrected: Duration,
+        service: Duration,
+        outcome: Outcome,
+        bytes: u64,
+    ) {
+        let _ = self.hists.corrected.record(us(corrected));
+        let _ = self.hists.service.record(us(service));
+        let c = &mut self.counts;
         c.completed += 1;
         c.bytes_in += bytes;
         match outcome {
@@ -199,20 +203,40 @@ impl Shard {
     }
 
     /// Counts requests that never got an answer for `kind` without latency (aborted at drain).
-    pub fn failed_uncharged(&self, kind: ErrorKind, n: u64) {
-        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        w.counts.completed += n;
-        w.counts.errors += n;
-        *w.counts.by_kind.entry(kind).or_default() += n;
+    pub fn failed_uncharged(&mut self, kind: ErrorKind, n: u64) {
+        self.counts.completed += n;
+        self.counts.errors += n;
+        *self.counts.by_kind.entry(kind).or_default() += n;
     }
 
-    /// Moves this shard's window into `into` (adding) and starts a new one.
+    /// Moves this window into `into` (adding) and starts a new one, keeping the allocations.
+    pub fn drain_into(&mut self, into: &mut Window) {
+        into.hists.add(&self.hists);
+        into.counts.add(&self.counts);
+        self.hists.reset();
+        self.counts = Counts::default();
+    }
+}
+
+/// A window behind a mutex: where a generator thread publishes what it recorded, for the
+/// collector to take once a second. Requests never touch it (they record into the thread's own
+/// window); only the once-a-second hand-over locks it, so it is never contended per request.
+#[derive(Debug, Default)]
+pub struct Shard {
+    inner: Mutex<Window>,
+}
+
+impl Shard {
+    /// Adds `w` into the shard and empties `w`.
+    pub fn publish(&self, w: &mut Window) {
+        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        w.drain_into(&mut s);
+    }
+
+    /// Moves the shard's window into `into` (adding) and starts a new one.
     pub fn drain_into(&self, into: &mut Window) {
-        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        into.hists.add(&w.hists);
-        into.counts.add(&w.counts);
-        w.hists.reset();
-        w.counts = Counts::default();
+        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        s.drain_into(into);
     }
 }
 
@@ -270,13 +294,16 @@ mod tests {
 
     #[test]
     fn shard_counts_outcomes_by_kind_and_status() {
-        let s = Shard::default();
-        s.sent(Duration::from_micros(10));
-        s.sent(Duration::from_millis(3));
+        let mut local = Window::default();
+        local.sent(Duration::from_micros(10));
+        local.sent(Duration::from_millis(3));
         let d = Duration::from_millis(2);
-        s.finished(d, d, Outcome::Ok { status: 200 }, 10);
-        s.finished(d, d, Outcome::Status { status: 400 }, 5);
-        s.finished(d, d, Outcome::Failed(ErrorKind::Timeout), 0);
+        local.finished(d, d, Outcome::Ok { status: 200 }, 10);
+        local.finished(d, d, Outcome::Status { status: 400 }, 5);
+        local.finished(d, d, Outcome::Failed(ErrorKind::Timeout), 0);
+        let s = Shard::default();
+        s.publish(&mut local);
+        assert_eq!(local.counts, Counts::default(), "published and emptied");
         let mut w = Window::default();
         s.drain_into(&mut w);
         assert_eq!(w.counts.sent, 2);

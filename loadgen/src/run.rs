@@ -1,10 +1,9 @@
-//! Runs a configured load test end to end: prepare the target, start workers and the pacer,
+//! Runs a configured load test end to end: prepare the target, start the generator threads,
 //! collect a window a second (metrics, live line, HDR log), stop on schedule end or signal,
 //! drain within `--grace`, and write every output.
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -16,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, InputData, Load, Target};
 use crate::diag;
-use crate::engine::{Shared, Source, pacer, worker};
+use crate::engine::{Engine, Plan, PlanLoad, Snapshot};
 use crate::error::{Error, Result};
 use crate::http::Template;
 use crate::kserve::{self, ServerStats};
@@ -24,20 +23,26 @@ use crate::metrics::{Metrics, OutcomeLabels, QuantileLabels};
 use crate::record::{Counts, Hists, Percentiles, Window, ms};
 use crate::report::{self, Generator, Latency, Rates, Report, Totals, WindowRow};
 
-/// Runs `cfg` on a runtime of its own and returns the report (outputs already written).
+/// Runs `cfg` and returns the report (outputs already written). The calling thread runs the
+/// collector (set-up calls, windows, /metrics, signals); `cfg.threads` generator threads of
+/// their own send the load.
 pub fn run(cfg: Config) -> Result<Report> {
-    let rt = if cfg.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cfg.threads)
-            .enable_all()
-            .build()
-    }
-    .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
-    rt.block_on(run_async(cfg))
+    // The collector gets a thread of its own at a lower priority (nice +10), so that its
+    // once-a-second work never delays a generator thread's send on a shared core (and the
+    // caller's thread keeps its priority).
+    std::thread::Builder::new()
+        .name("kis-collector".into())
+        .spawn(move || {
+            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+            rt.block_on(run_async(cfg))
+        })
+        .map_err(|e| Error::Usage(format!("cannot start the collector thread: {e}")))?
+        .join()
+        .unwrap_or_else(|_| Err(Error::Usage("the collector thread panicked".into())))
 }
 
 struct Prepared {
@@ -172,6 +177,8 @@ struct Collector {
     warnings: Vec<String>,
     warned_late: bool,
     warned_cpu: bool,
+    warned_saturated: bool,
+    last_backlog: u64,
 }
 
 async fn run_async(cfg: Config) -> Result<Report> {
@@ -179,6 +186,25 @@ async fn run_async(cfg: Config) -> Result<Report> {
     let profile: Option<Profile> = match &cfg.load {
         Load::Open { shape, .. } => Some(shape.build(cfg.seed)?),
         Load::Closed { .. } => None,
+    };
+    // Closed loop with a shape: the shape counts active users.
+    let users_profile: Option<Profile> = match &cfg.load {
+        Load::Closed {
+            shape: Some(s),
+            users,
+            ..
+        } => {
+            let p = s.build(cfg.seed)?;
+            if p.peak_rate().round() > f64::from(*users) {
+                return Err(Error::Usage(format!(
+                    "--pattern {} peaks at {:.0} active users, more than --users {users}",
+                    s.pattern(),
+                    p.peak_rate()
+                )));
+            }
+            Some(p)
+        }
+        _ => None,
     };
     let prepared = prepare(&cfg).await?;
     let metrics = Arc::new(Metrics::new());
@@ -204,56 +230,10 @@ async fn run_async(cfg: Config) -> Result<Report> {
         )));
     }
 
-    let shards = cfg.threads.max(1) * 2;
-    let shared = Arc::new(Shared::new(
-        prepared.template.clone(),
-        prepared
-            .template
-            .headers
-            .get(hyper::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or(""),
-        Duration::from_secs_f64(cfg.timeout_s),
-        shards,
-    ));
-    let mut workers = JoinSet::new();
-    let (tx, rx) = async_channel::unbounded::<Instant>();
     // Warm-up: open every connection before time zero so the first sends are not charged for it.
     let warm = Duration::from_millis(200);
     let t0 = Instant::now() + warm;
-    match &cfg.load {
-        Load::Open {
-            max_in_flight,
-            overflow: _,
-            ..
-        } => {
-            let gate = (*max_in_flight < cfg.connections)
-                .then(|| Arc::new(tokio::sync::Semaphore::new(*max_in_flight)));
-            for i in 0..cfg.connections {
-                let src = Source::Open {
-                    rx: rx.clone(),
-                    gate: gate.clone(),
-                };
-                workers.spawn(worker(shared.clone(), src, i, true));
-            }
-        }
-        Load::Closed {
-            users,
-            wait,
-            duration_s,
-        } => {
-            let deadline = t0 + Duration::from_secs_f64(*duration_s);
-            for u in 0..*users {
-                let src = Source::closed(*wait, deadline, cfg.seed, u64::from(u));
-                let s = shared.clone();
-                workers.spawn(async move {
-                    tokio::time::sleep_until(t0.into()).await;
-                    worker(s, src, u as usize, false).await
-                });
-            }
-        }
-    }
-    let pacer_thread = match (&cfg.load, &profile) {
+    let load = match (&cfg.load, &profile) {
         (
             Load::Open {
                 arrivals,
@@ -262,21 +242,50 @@ async fn run_async(cfg: Config) -> Result<Report> {
                 ..
             },
             Some(p),
-        ) => {
-            let times = p.arrivals(*arrivals, cfg.seed);
-            let s = shared.clone();
-            let (mif, ov) = (*max_in_flight as u64, *overflow);
-            let tx = tx.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("kis-pacer".into())
-                    .spawn(move || pacer(s, times, t0, tx, mif, ov))
-                    .map_err(|e| Error::Usage(format!("cannot start the pacer thread: {e}")))?,
-            )
+        ) => PlanLoad::Open {
+            profile: p.clone(),
+            kind: *arrivals,
+            seed: cfg.seed,
+            // HTTP/1.1 carries one request per connection: the in-flight limit is the number of
+            // connections that take arrivals.
+            connections: (*max_in_flight).min(cfg.connections),
+            overflow: *overflow,
+        },
+        (
+            Load::Closed {
+                users,
+                wait,
+                duration_s,
+                ..
+            },
+            _,
+        ) => PlanLoad::Closed {
+            users: *users,
+            shape: users_profile.clone(),
+            wait: *wait,
+            deadline: t0 + Duration::from_secs_f64(*duration_s),
+            seed: cfg.seed,
+        },
+        (Load::Open { .. }, None) => {
+            return Err(Error::Usage("open loop without a shape".into()));
         }
-        _ => None,
     };
-    drop(tx);
+    let authority = prepared
+        .template
+        .headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let engine = Engine::start(Plan {
+        wire: prepared.template.wire(),
+        authority,
+        timeout: Duration::from_secs_f64(cfg.timeout_s),
+        t0,
+        threads: cfg.threads.max(1),
+        load,
+    })
+    .map_err(|e| Error::Usage(format!("cannot start the generator threads: {e}")))?;
 
     let started_unix = unix_now() + warm.as_secs_f64();
     let bar = if !cfg.outputs.quiet && std::io::stderr().is_terminal() {
@@ -336,60 +345,48 @@ async fn run_async(cfg: Config) -> Result<Report> {
         warnings: Vec::new(),
         warned_late: false,
         warned_cpu: false,
+        warned_saturated: false,
+        last_backlog: 0,
     };
 
     let schedule_end = t0 + Duration::from_secs_f64(duration_s);
     let mut drain_deadline: Option<Instant> = None;
     let mut interrupted = false;
+    let mut snap_totals = Snapshot::default();
     let mut tick =
         tokio::time::interval_at((t0 + Duration::from_secs(1)).into(), Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let signal = shutdown_signal();
     tokio::pin!(signal);
-    let mut aborted = 0u64;
     loop {
-        let pacer_done = pacer_thread.as_ref().is_none_or(|h| h.is_finished());
-        if drain_deadline.is_none() && (Instant::now() >= schedule_end && pacer_done) {
+        if drain_deadline.is_none() && Instant::now() >= schedule_end {
+            // Whatever is on the wire, or due and waiting for a connection, gets --grace.
             drain_deadline = Some(Instant::now() + Duration::from_secs_f64(cfg.grace_s));
         }
-        let dd = drain_deadline
-            .unwrap_or_else(|| schedule_end.max(Instant::now()) + Duration::from_secs(3600));
+        let dd = drain_deadline.unwrap_or(schedule_end);
         tokio::select! {
             _ = tick.tick() => {
-                collect_window(&mut col, &shared, &metrics, profile.as_ref(), &prepared, &cfg, hdr.as_mut(), &bar).await;
+                collect_window(&mut col, &engine, &mut snap_totals, &metrics, profile.as_ref(), &prepared, &cfg, hdr.as_mut(), &bar).await;
             }
-            done = workers.join_next() => {
-                if done.is_none() { break; }
-            }
+            _ = engine.wait_finished() => break,
             _ = &mut signal, if !interrupted => {
                 interrupted = true;
-                shared.request_stop();
+                engine.stop();
                 drain_deadline = Some(Instant::now() + Duration::from_secs_f64(cfg.grace_s));
             }
             _ = tokio::time::sleep_until(dd.into()), if drain_deadline.is_some() => {
                 // Drain bound reached: whatever is still on the wire is aborted and counted.
-                shared.request_stop();
-                aborted = shared.in_flight.load(Ordering::Relaxed);
-                workers.abort_all();
-                while workers.join_next().await.is_some() {}
+                engine.abort();
+                engine.wait_finished().await;
                 break;
             }
-            _ = tokio::time::sleep(Duration::from_millis(50)), if drain_deadline.is_none() && Instant::now() >= schedule_end => {}
+            _ = tokio::time::sleep_until(schedule_end.into()), if drain_deadline.is_none() => {}
         }
-    }
-    if let Some(h) = pacer_thread {
-        shared.request_stop();
-        let _ = h.join();
-    }
-    // Arrivals still queued when the run ended were never sent.
-    let left = rx.len() as u64;
-    shared.cancelled.fetch_add(left, Ordering::Relaxed);
-    if aborted > 0 {
-        shared.shards[0].failed_uncharged(crate::record::ErrorKind::Aborted, aborted);
     }
     collect_window(
         &mut col,
-        &shared,
+        &engine,
+        &mut snap_totals,
         &metrics,
         profile.as_ref(),
         &prepared,
@@ -398,6 +395,7 @@ async fn run_async(cfg: Config) -> Result<Report> {
         &bar,
     )
     .await;
+    engine.join();
     bar.finish_and_clear();
     drop(hdr);
     if let Some(mut f) = hdr_file {
@@ -417,7 +415,8 @@ async fn run_async(cfg: Config) -> Result<Report> {
         (Some(a), Some(b)) => b - a,
         _ => 0.0,
     };
-    let scheduled = shared.scheduled.load(Ordering::Relaxed);
+    // Arrivals taken from the schedule plus the due ones a stop left unsent.
+    let scheduled = snap_totals.consumed + snap_totals.cancelled;
     let intended_total = match &profile {
         Some(p) => p.cumulative(elapsed.min(p.duration())),
         None => scheduled as f64,
@@ -453,12 +452,7 @@ async fn run_async(cfg: Config) -> Result<Report> {
         started_unix_s: started_unix,
         elapsed_s: elapsed,
         interrupted,
-        totals: Totals::from_counts(
-            c,
-            scheduled,
-            shared.dropped.load(Ordering::Relaxed),
-            shared.cancelled.load(Ordering::Relaxed),
-        ),
+        totals: Totals::from_counts(c, scheduled, snap_totals.dropped, snap_totals.cancelled),
         rates,
         latency: Latency {
             corrected: Percentiles::of(&col.total_hists.corrected),
@@ -536,11 +530,17 @@ fn describe_load(cfg: &Config, profile: Option<&Profile>) -> String {
                 users,
                 wait,
                 duration_s,
+                shape,
             },
             _,
         ) => format!(
-            "{users} closed-loop users, wait {}..{} s, {duration_s:.0} s",
-            wait.min_s, wait.max_s
+            "{users} closed-loop users{}, wait {}..{} s, {duration_s:.0} s",
+            shape
+                .as_ref()
+                .map(|s| format!(" (active count follows {})", s.pattern()))
+                .unwrap_or_default(),
+            wait.min_s,
+            wait.max_s
         ),
         _ => String::new(),
     }
@@ -549,7 +549,8 @@ fn describe_load(cfg: &Config, profile: Option<&Profile>) -> String {
 #[allow(clippy::too_many_arguments)]
 async fn collect_window<W: Write>(
     col: &mut Collector,
-    shared: &Shared,
+    engine: &Engine,
+    totals: &mut Snapshot,
     metrics: &Metrics,
     profile: Option<&Profile>,
     prepared: &Prepared,
@@ -565,14 +566,19 @@ async fn collect_window<W: Write>(
     bar: &ProgressBar,
 ) {
     let now = Instant::now();
-    let win: Window = shared.collect();
+    let snap = engine.collect().await;
+    let win: Window = snap.window;
     let dt = now.saturating_duration_since(col.last).as_secs_f64();
     let (t_a, t_b) = (
         col.last.saturating_duration_since(col.t0).as_secs_f64(),
         now.saturating_duration_since(col.t0).as_secs_f64(),
     );
-    let scheduled = shared.scheduled.load(Ordering::Relaxed);
-    let dropped = shared.dropped.load(Ordering::Relaxed);
+    let scheduled = snap.consumed;
+    let dropped = snap.dropped;
+    totals.consumed = snap.consumed;
+    totals.dropped = snap.dropped;
+    totals.cancelled = snap.cancelled;
+    totals.backlog = snap.backlog;
     let intended = match profile {
         Some(p) => p.cumulative(t_b) - p.cumulative(t_a),
         None => (scheduled - col.last_scheduled) as f64,
@@ -601,8 +607,8 @@ async fn collect_window<W: Write>(
     };
     col.total_hists.add(&win.hists);
     col.total_counts.add(&win.counts);
-    let in_flight = shared.in_flight.load(Ordering::Relaxed);
-    let outstanding = shared.outstanding.load(Ordering::Relaxed);
+    let in_flight = snap.in_flight;
+    let backlog = snap.backlog;
     let corrected = Percentiles::of(&win.hists.corrected);
     let row = WindowRow {
         t_s: t_b,
@@ -623,6 +629,7 @@ async fn collect_window<W: Write>(
             0.0
         },
         in_flight,
+        backlog,
         locust: if win.hists.corrected.is_empty() {
             Vec::new()
         } else {
@@ -684,9 +691,7 @@ async fn collect_window<W: Write>(
         }
     }
     metrics.in_flight.set(in_flight as i64);
-    metrics
-        .queued
-        .set(outstanding.saturating_sub(in_flight) as i64);
+    metrics.queued.set(backlog as i64);
     metrics.intended_rate.set(row.intended_rps);
     metrics.achieved_rate.set(row.achieved_rps);
     metrics.dropped.inc_by(row.dropped);
@@ -713,6 +718,20 @@ async fn collect_window<W: Write>(
             col.warnings.push(w);
         }
     }
+    if !col.warned_saturated
+        && let Some(w) = diag::saturation_warning(
+            t_b,
+            col.last_backlog,
+            backlog,
+            row.send_lag.p99_ms,
+            in_flight,
+        )
+    {
+        col.warned_saturated = true;
+        tracing::warn!("{w}");
+        col.warnings.push(w);
+    }
+    col.last_backlog = backlog;
     if let Some(log) = hdr {
         let start = Duration::from_secs_f64(t_a);
         let d = Duration::from_secs_f64(dt);

@@ -53,6 +53,9 @@ pub struct WindowRow {
     pub achieved_rps: f64,
     /// Requests in flight at the window end.
     pub in_flight: u64,
+    /// Due arrivals waiting for a free connection at the window's end (open loop; the
+    /// schedule is not consumed while every connection is busy, so this costs no memory).
+    pub backlog: u64,
     /// Corrected latency.
     pub corrected: Percentiles,
     /// Service time.

@@ -1,4 +1,4 @@
-use crate::common::{Behavior, run, start};
+use crate::common::{Behavior, bin, run, start, tempdir};
 
 /// Closed loop: U users with a fixed think time T against a server that answers in L send about
 /// U / (T + L) requests per second, Locust-style.
@@ -109,4 +109,107 @@ fn kserve_binary_and_json_bodies_are_accepted() {
         let r = run(&args);
         assert_eq!(r.totals.ok, 50, "{extra:?}: {:?}", r.totals);
     }
+}
+
+/// Closed loop with a shape: the number of active users follows it (Locust's load shapes).
+/// A spike from 2 to 8 users over the middle 40 % of the run against a 20 ms server: the
+/// windows inside the spike carry about four times the requests of the first.
+#[test]
+fn closed_loop_users_follow_the_pattern() {
+    let srv = start(Behavior::Slow { ms: 20 });
+    let r = run(&[
+        "--url",
+        &format!("{}/", srv.url()),
+        "--method",
+        "GET",
+        "--users",
+        "8",
+        "--wait",
+        "0s",
+        "--pattern",
+        "spike",
+        "--min",
+        "2",
+        "--max",
+        "8",
+        "--duration",
+        "5s",
+    ]);
+    assert_eq!(r.totals.errors, 0);
+    let sent: Vec<u64> = r.windows.iter().map(|w| w.sent).collect();
+    assert!(sent.len() >= 5, "{sent:?}");
+    // 2 users at ~20 ms: ≤ 100 per window before the spike (t < 1.5 s).
+    assert!(sent[0] <= 110, "{sent:?}");
+    let peak = *sent.iter().max().unwrap();
+    assert!(peak >= 3 * sent[0].max(1), "{sent:?}");
+    // Never more than 8 on the wire.
+    assert!(r.windows.iter().all(|w| w.in_flight <= 8));
+}
+
+/// A generator that cannot keep up (1 M arrivals/s on 2 connections to a 100 ms server) keeps
+/// its memory flat: the due arrivals stay in the lazy schedule and are counted, not queued.
+/// The report shows the growing backlog, the "generator saturated" warning, and the unsent due
+/// arrivals as cancelled.
+#[test]
+fn a_generator_that_cannot_keep_up_keeps_memory_bounded() {
+    let srv = start(Behavior::Slow { ms: 100 });
+    let dir = tempdir("backlog");
+    let json = dir.join("r.json");
+    let mut child = bin()
+        .args([
+            "--quiet",
+            "--url",
+            &format!("{}/", srv.url()),
+            "--method",
+            "GET",
+            "--pattern",
+            "constant",
+            "--rate",
+            "1000000",
+            "--duration",
+            "4s",
+            "--connections",
+            "2",
+            "--grace",
+            "1s",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed().as_secs() < 60, "run did not end");
+        if let Ok(s) = std::fs::read_to_string(&status)
+            && let Some(kb) = s
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        {
+            peak_kb = peak_kb.max(kb);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // 4 M arrivals as a queue of 16-byte instants alone would be 64 MB.
+    assert!(peak_kb > 0 && peak_kb < 48 * 1024, "peak RSS {peak_kb} kB");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let t = &r["totals"];
+    let sent = t["requests"].as_u64().unwrap();
+    let cancelled = t["cancelled"].as_u64().unwrap();
+    assert!(sent < 200, "{t}");
+    assert!(cancelled > 3_000_000, "{t}");
+    assert_eq!(t["scheduled"].as_u64().unwrap(), sent + cancelled);
+    let backlogs: Vec<u64> = r["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["backlog"].as_u64().unwrap())
+        .collect();
+    assert!(backlogs.iter().any(|b| *b > 500_000), "{backlogs:?}");
+    let warnings = r["generator"]["warnings"].to_string();
+    assert!(warnings.contains("generator saturated"), "{warnings}");
 }

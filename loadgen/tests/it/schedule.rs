@@ -1,46 +1,48 @@
-use std::sync::Arc;
+//! The schedule as the real dispatcher (timerfd, one generator thread) hands it to connections.
+
 use std::time::{Duration, Instant};
 
 use kis_loadgen::config::Overflow;
-use kis_loadgen::engine::{Shared, pacer};
+use kis_loadgen::engine::{Plan, PlanLoad, dispatch_probe};
 use kis_loadgen::http::Template;
 use kis_traffic::{ArrivalKind, ShapeSpec};
 
-fn shared() -> Arc<Shared> {
-    let t = Template::new(
-        hyper::Method::GET,
-        "127.0.0.1:9",
-        "/",
-        bytes::Bytes::new(),
-        &[],
-    );
-    Arc::new(Shared::new(t, "127.0.0.1:9", Duration::from_secs(1), 1))
-}
-
-/// Runs the pacer over `spec`; returns each arrival's (intended time as handed over, time it was
-/// received), seconds from t0.
+/// Runs the dispatcher over `spec`; returns each arrival's (intended time, time a connection
+/// received it), seconds from t0.
 fn dispatch(spec: ShapeSpec, kind: ArrivalKind, seed: u64) -> Vec<(f64, f64)> {
     let profile = spec.build(seed).unwrap();
-    let (tx, rx) = async_channel::unbounded::<Instant>();
-    let s = shared();
     let t0 = Instant::now() + Duration::from_millis(20);
-    let consumer = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        while let Ok(intended) = rx.recv_blocking() {
-            let at = Instant::now().saturating_duration_since(t0).as_secs_f64();
-            seen.push((intended.saturating_duration_since(t0).as_secs_f64(), at));
-        }
-        seen
-    });
-    pacer(
-        s,
-        profile.arrivals(kind, seed),
+    let plan = Plan {
+        wire: Template::new(
+            hyper::Method::GET,
+            "127.0.0.1:9",
+            "/",
+            bytes::Bytes::new(),
+            &[],
+        )
+        .wire(),
+        authority: "127.0.0.1:9".into(),
+        timeout: Duration::from_secs(1),
         t0,
-        tx,
-        u64::MAX,
-        Overflow::Queue,
-    );
-    consumer.join().unwrap()
+        threads: 1,
+        load: PlanLoad::Open {
+            profile,
+            kind,
+            seed,
+            connections: 8,
+            overflow: Overflow::Queue,
+        },
+    };
+    dispatch_probe(&plan)
+        .unwrap()
+        .into_iter()
+        .map(|(t, at)| {
+            (
+                t.saturating_duration_since(t0).as_secs_f64(),
+                at.saturating_duration_since(t0).as_secs_f64(),
+            )
+        })
+        .collect()
 }
 
 /// Kolmogorov–Smirnov distance between the sample and Exp(rate).
@@ -56,10 +58,10 @@ fn ks_exp(gaps: &mut [f64], rate: f64) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Poisson arrivals as the scheduler hands them to the workers pass a KS test against Exp(λ) at
-/// the 1 % level, the mean rate is right, and they are handed over on time. (The KS test is on the
-/// intended times the scheduler hands over; wake-up jitter on a loaded 2-core machine is checked
-/// separately, as lag, because it is noise of the machine rather than of the schedule.)
+/// Poisson arrivals as the dispatcher hands them to the connections pass a KS test against
+/// Exp(λ) at the 1 % level, the mean rate is right, and they are handed over on time. (The KS
+/// test is on the intended times handed over; wake-up jitter on a loaded 2-core machine is
+/// checked separately, as lag, because it is noise of the machine rather than of the schedule.)
 #[test]
 fn poisson_gaps_as_dispatched_are_exponential() {
     let rate = 200.0;
