@@ -174,24 +174,7 @@ impl Adapter {
             serving_ca: cp.pki.serving_ca.pair.cert.clone(),
             proc: std::sync::Mutex::new(proc),
         };
-        wait_until("kis-adapter /readyz", Duration::from_secs(60), || {
-            adapter.check_running().map_err(|e| e.to_string())?;
-            let r = adapter
-                .request("GET", "/readyz", None, &[], None)
-                .map_err(|e| e.to_string())?;
-            if r.status == 200 {
-                Ok(())
-            } else {
-                Err(format!("{} {}", r.status, r.body))
-            }
-        })
-        .map_err(|e| match e {
-            Error::Timeout { what, last } => Error::Timeout {
-                what,
-                last: format!("{last}\n--- kis-adapter log ---\n{}", adapter.log_tail()),
-            },
-            other => other,
-        })?;
+        adapter.wait_ready("kis-adapter")?;
 
         apply_apiservice(cp, &deploy.join("apiservice.yaml"), port)?;
         Ok(adapter)
@@ -240,29 +223,35 @@ impl Adapter {
             serving_ca: cp.pki.serving_ca.pair.cert.clone(),
             proc: std::sync::Mutex::new(proc),
         };
-        wait_until(
-            &format!("kis-adapter-{name} /readyz"),
-            Duration::from_secs(60),
-            || {
-                adapter.check_running().map_err(|e| e.to_string())?;
-                let r = adapter
-                    .request("GET", "/readyz", None, &[], None)
-                    .map_err(|e| e.to_string())?;
-                if r.status == 200 {
-                    Ok(())
-                } else {
-                    Err(format!("{} {}", r.status, r.body))
-                }
-            },
-        )
+        adapter.wait_ready(&format!("kis-adapter-{name}"))?;
+        Ok(adapter)
+    }
+
+    /// Waits (bounded, 60 s) until `/readyz` answers 200; a timeout quotes the adapter's log.
+    fn wait_ready(&self, name: &str) -> Result<(), Error> {
+        wait_until(&format!("{name} /readyz"), Duration::from_secs(60), || {
+            self.check_running().map_err(|e| e.to_string())?;
+            let r = self
+                .request("GET", "/readyz", None, &[], None)
+                .map_err(|e| e.to_string())?;
+            if r.status == 200 {
+                Ok(())
+            } else {
+                Err(format!("{} {}", r.status, r.body))
+            }
+        })
         .map_err(|e| match e {
             Error::Timeout { what, last } => Error::Timeout {
                 what,
-                last: format!("{last}\n--- log ---\n{}", adapter.log_tail()),
+                last: format!(
+                    "{last}
+--- {name} log ---
+{}",
+                    self.log_tail()
+                ),
             },
             other => other,
-        })?;
-        Ok(adapter)
+        })
     }
 
     /// Fails with the log's tail if the adapter process has exited.
