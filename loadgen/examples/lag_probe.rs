@@ -2,11 +2,10 @@
 //! nothing): `cargo run --release -p kis-loadgen --example lag_probe -- RATE SECONDS`. Compare
 //! with the send lag of a real run to tell the dispatcher's share from the network path's.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kis_loadgen::config::Overflow;
-use kis_loadgen::engine::{Plan, PlanLoad, dispatch_probe};
-use kis_loadgen::http::Template;
+use kis_loadgen::engine::{Plan, dispatch_probe};
 use kis_traffic::{ArrivalKind, ShapeSpec};
 
 fn main() {
@@ -19,27 +18,14 @@ fn main() {
     }
     .build(1)
     .expect("a constant shape");
-    let plan = Plan {
-        wire: Template::new(
-            hyper::Method::GET,
-            "127.0.0.1:9",
-            "/",
-            bytes::Bytes::new(),
-            &[],
-        )
-        .wire(),
-        authority: "127.0.0.1:9".into(),
-        timeout: Duration::from_secs(1),
-        t0: Instant::now() + Duration::from_millis(50),
-        threads: 1,
-        load: PlanLoad::Open {
-            profile,
-            kind: ArrivalKind::Uniform,
-            seed: 1,
-            connections: 64,
-            overflow: Overflow::Queue,
-        },
-    };
+    let plan = Plan::probe(
+        profile,
+        ArrivalKind::Uniform,
+        1,
+        64,
+        Overflow::Queue,
+        Duration::from_millis(50),
+    );
     let seen = dispatch_probe(&plan).expect("dispatcher runs");
     let mut lag: Vec<Duration> = seen.iter().map(|(t, at)| *at - *t).collect();
     lag.sort();

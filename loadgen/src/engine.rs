@@ -62,6 +62,43 @@ pub struct Plan {
     pub load: PlanLoad,
 }
 
+impl Plan {
+    /// An open-loop plan for [`dispatch_probe`]: `profile` spread over `connections` with
+    /// `overflow`, starting `lead` from now, one thread, a GET to a discard address (the probe
+    /// sends nothing).
+    pub fn probe(
+        profile: Profile,
+        kind: ArrivalKind,
+        seed: u64,
+        connections: usize,
+        overflow: Overflow,
+        lead: Duration,
+    ) -> Plan {
+        const NOWHERE: &str = "127.0.0.1:9";
+        Plan {
+            wire: crate::http::Template::new(
+                hyper::Method::GET,
+                NOWHERE,
+                "/",
+                bytes::Bytes::new(),
+                &[],
+            )
+            .wire(),
+            authority: NOWHERE.into(),
+            timeout: Duration::from_secs(1),
+            t0: Instant::now() + lead,
+            threads: 1,
+            load: PlanLoad::Open {
+                profile,
+                kind,
+                seed,
+                connections,
+                overflow,
+            },
+        }
+    }
+}
+
 /// The load of a [`Plan`].
 #[derive(Clone, Debug)]
 pub enum PlanLoad {
@@ -396,9 +433,11 @@ impl Local {
     }
 
     /// Sends one request intended at `intended` on `conn` and records it; returns its end.
-    /// Two clock reads per request: the send and the end.
-    async fn exchange(&self, conn: &mut Conn, intended: Instant) -> Instant {
+    /// `None` (closed loop: a user sends when it is ready) means intended = sent, so corrected
+    /// latency is exactly the service time. Two clock reads per request: the send and the end.
+    async fn exchange(&self, conn: &mut Conn, intended: Option<Instant>) -> Instant {
         let sent = Instant::now();
+        let intended = intended.unwrap_or(sent);
         self.rec
             .borrow_mut()
             .sent(sent.saturating_duration_since(intended));
@@ -614,7 +653,7 @@ async fn open_connection(l: Rc<Local>, slot: Rc<Slot>) {
             l.cancelled.set(l.cancelled.get() + 1);
             break;
         }
-        let end = l.exchange(&mut conn, intended).await;
+        let end = l.exchange(&mut conn, Some(intended)).await;
         if l.control.stopped() {
             break;
         }
@@ -785,12 +824,11 @@ async fn closed_user(l: Rc<Local>, mut user: User, mut stop: watch::Receiver<u8>
                 _ = tokio::time::sleep_until(user.deadline.into()) => break,
             }
         }
-        let now = Instant::now();
-        if now >= user.deadline || l.control.stopped() {
+        if Instant::now() >= user.deadline || l.control.stopped() {
             break;
         }
         l.consumed.set(l.consumed.get() + 1);
-        l.exchange(&mut conn, now).await;
+        l.exchange(&mut conn, None).await;
     }
 }
 
@@ -893,27 +931,14 @@ mod tests {
     }
 
     fn plan(profile: Profile, connections: usize, overflow: Overflow) -> Plan {
-        Plan {
-            wire: crate::http::Template::new(
-                hyper::Method::GET,
-                "127.0.0.1:9",
-                "/",
-                bytes::Bytes::new(),
-                &[],
-            )
-            .wire(),
-            authority: "127.0.0.1:9".into(),
-            timeout: Duration::from_secs(1),
-            t0: Instant::now() + Duration::from_millis(20),
-            threads: 1,
-            load: PlanLoad::Open {
-                profile,
-                kind: ArrivalKind::Uniform,
-                seed: 1,
-                connections,
-                overflow,
-            },
-        }
+        Plan::probe(
+            profile,
+            ArrivalKind::Uniform,
+            1,
+            connections,
+            overflow,
+            Duration::from_millis(20),
+        )
     }
 
     #[test]

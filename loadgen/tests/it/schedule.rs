@@ -1,38 +1,24 @@
 //! The schedule as the real dispatcher (timerfd, one generator thread) hands it to connections.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kis_loadgen::config::Overflow;
-use kis_loadgen::engine::{Plan, PlanLoad, dispatch_probe};
-use kis_loadgen::http::Template;
+use kis_loadgen::engine::{Plan, dispatch_probe};
 use kis_traffic::{ArrivalKind, ShapeSpec};
 
 /// Runs the dispatcher over `spec`; returns each arrival's (intended time, time a connection
 /// received it), seconds from t0.
 fn dispatch(spec: ShapeSpec, kind: ArrivalKind, seed: u64) -> Vec<(f64, f64)> {
     let profile = spec.build(seed).unwrap();
-    let t0 = Instant::now() + Duration::from_millis(20);
-    let plan = Plan {
-        wire: Template::new(
-            hyper::Method::GET,
-            "127.0.0.1:9",
-            "/",
-            bytes::Bytes::new(),
-            &[],
-        )
-        .wire(),
-        authority: "127.0.0.1:9".into(),
-        timeout: Duration::from_secs(1),
-        t0,
-        threads: 1,
-        load: PlanLoad::Open {
-            profile,
-            kind,
-            seed,
-            connections: 8,
-            overflow: Overflow::Queue,
-        },
-    };
+    let plan = Plan::probe(
+        profile,
+        kind,
+        seed,
+        8,
+        Overflow::Queue,
+        Duration::from_millis(20),
+    );
+    let t0 = plan.t0;
     dispatch_probe(&plan)
         .unwrap()
         .into_iter()
