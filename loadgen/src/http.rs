@@ -1,7 +1,8 @@
 //! A minimal HTTP/1.1 keep-alive client for the load loop, and the request template.
 //!
 //! The request is serialised once ([`Template::wire`]): each send is one `write` of those bytes
-//! (more only for bodies larger than the socket buffer), and the answer is read into a reused
+//! (more only for bodies larger than the socket buffer), or for requests of [`SENDFILE_MIN`] or
+//! more one `sendfile` from a memory file holding them (no user-space copy), and the answer is read into a reused
 //! buffer and parsed incrementally ([`crate::h1`]). There is no per-request allocation, no
 //! header map and no task hop: the connection's own task writes, reads and parses. The
 //! per-request timeout is one timer per connection that is only re-armed when it fires early,
