@@ -130,53 +130,21 @@ impl Adapter {
     /// Applies deploy/ to the control plane, starts the adapter and waits for its `/readyz`.
     /// `workspace` is the repository root (deploy/ and adapter/ live there).
     pub fn start(cp: &ControlPlane, workspace: &Path) -> Result<Self, Error> {
-        let bin = locate_binary(workspace)?;
         let deploy = workspace.join("deploy");
-        let port = free_port()?;
-        let dir = cp.dir().join("adapter");
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Io(dir.clone(), e))?;
-
         // deploy/ as a cluster would get it. policy/v1 (pdb.yaml) and autoscaling/v2 do not exist
         // in v1.20; the HPAs come from deploy/v1.20/ (applied by the tests that use them).
         for file in ["namespace.yaml", "rbac.yaml", "deployment.yaml"] {
             cp.admin
                 .run(&["apply", "-f", &deploy.join(file).display().to_string()])?;
         }
-        apply_services(cp, &deploy.join("service.yaml"), port)?;
-
-        // The adapter authenticates to the apiserver as its ServiceAccount, like a Pod would.
-        let sa_token = cp.service_account_token(NAMESPACE, SERVICE, Duration::from_secs(60))?;
-        let kubeconfig = cp.write_kubeconfig("kis-adapter", &UserAuth::Token(sa_token))?;
-        let token = format!("kis-e2e-{:x}", rand_u64());
-        let token_file = dir.join("publish-token");
-        std::fs::write(&token_file, &token).map_err(|e| Error::Io(token_file.clone(), e))?;
-
-        let serving = &cp.pki.adapter_serving;
-        let mut cmd = Command::new(&bin);
-        cmd.arg(format!("--secure-port={port}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--tls-cert-file={}", serving.cert.display()))
-            .arg(format!("--tls-private-key-file={}", serving.key.display()))
-            .arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .arg(format!("--publish-token-file={}", token_file.display()))
-            .arg(format!("--state-file={}", dir.join("state.json").display()))
-            .arg("--authentication-config-resync=2s")
-            .env("RUST_LOG", "info");
-        let proc = Supervised::spawn(
+        let adapter = Self::launch(
+            cp,
+            workspace,
             "kis-adapter",
-            cmd,
-            &cp.dir().join("kis-adapter.log"),
-            cp.watchdog(),
+            &["--authentication-config-resync=2s"],
         )?;
-        let adapter = Self {
-            port,
-            token,
-            serving_ca: cp.pki.serving_ca.pair.cert.clone(),
-            proc: std::sync::Mutex::new(proc),
-        };
-        adapter.wait_ready("kis-adapter")?;
-
-        apply_apiservice(cp, &deploy.join("apiservice.yaml"), port)?;
+        apply_services(cp, &deploy.join("service.yaml"), adapter.port)?;
+        apply_apiservice(cp, &deploy.join("apiservice.yaml"), adapter.port)?;
         Ok(adapter)
     }
 
@@ -191,13 +159,24 @@ impl Adapter {
         name: &str,
         extra_args: &[&str],
     ) -> Result<Self, Error> {
+        Self::launch(cp, workspace, &format!("kis-adapter-{name}"), extra_args)
+    }
+
+    /// Runs the adapter binary as `name` on a free port with the serving certificate, its
+    /// ServiceAccount's token as kubeconfig (as a Pod would), a fresh publish token, a state
+    /// file in its own directory and `extra_args`, then waits for `/readyz`.
+    fn launch(
+        cp: &ControlPlane,
+        workspace: &Path,
+        name: &str,
+        extra_args: &[&str],
+    ) -> Result<Self, Error> {
         let bin = locate_binary(workspace)?;
         let port = free_port()?;
-        let dir = cp.dir().join(format!("adapter-{name}"));
+        let dir = cp.dir().join(name);
         std::fs::create_dir_all(&dir).map_err(|e| Error::Io(dir.clone(), e))?;
         let sa_token = cp.service_account_token(NAMESPACE, SERVICE, Duration::from_secs(60))?;
-        let kubeconfig =
-            cp.write_kubeconfig(&format!("kis-adapter-{name}"), &UserAuth::Token(sa_token))?;
+        let kubeconfig = cp.write_kubeconfig(name, &UserAuth::Token(sa_token))?;
         let token = format!("kis-e2e-{:x}", rand_u64());
         let token_file = dir.join("publish-token");
         std::fs::write(&token_file, &token).map_err(|e| Error::Io(token_file.clone(), e))?;
@@ -209,12 +188,13 @@ impl Adapter {
             .arg(format!("--tls-private-key-file={}", serving.key.display()))
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
             .arg(format!("--publish-token-file={}", token_file.display()))
+            .arg(format!("--state-file={}", dir.join("state.json").display()))
             .args(extra_args)
             .env("RUST_LOG", "info");
         let proc = Supervised::spawn(
-            &format!("kis-adapter-{name}"),
+            name,
             cmd,
-            &cp.dir().join(format!("kis-adapter-{name}.log")),
+            &cp.dir().join(format!("{name}.log")),
             cp.watchdog(),
         )?;
         let adapter = Self {
@@ -223,7 +203,7 @@ impl Adapter {
             serving_ca: cp.pki.serving_ca.pair.cert.clone(),
             proc: std::sync::Mutex::new(proc),
         };
-        adapter.wait_ready(&format!("kis-adapter-{name}"))?;
+        adapter.wait_ready(name)?;
         Ok(adapter)
     }
 
