@@ -332,6 +332,7 @@ def soak(args, r, server, url, rate):
     seconds = args.soak
     out = os.path.join(r.logdir, "kl-soak.json")
     argv = [args.loadgen, "--url", url, "--method", "GET", "--pattern", "constant", "--rate", str(rate),
+            "--connections", str(args.open_connections), "--busy-poll",
             "--duration", f"{seconds}s", "--quiet", "--json", out]
     r.commands.write(f"soak: {' '.join(argv)}\n")
     log(f"soak: {seconds} s at {rate} req/s, RSS every 5 s")
@@ -355,7 +356,7 @@ def soak(args, r, server, url, rate):
     steady = [v for t, v in samples if t >= 10]
     rep = loadgen_report(out)
     r.soak = {
-        "rate": rate, "seconds": seconds, "samples": len(samples),
+        "rate": rate, "seconds": seconds, "samples": len(samples), "connections": args.open_connections,
         "rss_first_mb": steady[0] if steady else None, "rss_last_mb": steady[-1] if steady else None,
         "rss_max_mb": max(steady) if steady else None,
         "growth_pct": 100.0 * (steady[-1] - steady[0]) / steady[0] if len(steady) > 1 else None,
@@ -375,12 +376,12 @@ def scenarios(args, r, workdir, loadgen):
     def want(name):
         return not args.only or name in args.only
 
-    def kl(scenario, argv, server, model=None, extra=None):
+    def kl(scenario, argv, server, model=None, extra=None, tool="kis-loadgen"):
         if not loadgen:
             log(f"{scenario}: kis-loadgen skipped ({args.loadgen} not found; build it with cargo build --release -p kis-loadgen)")
             return None
         out = os.path.join(r.logdir, f"kl-{scenario}-{r.seq + 1}.json")
-        row = r.run(scenario, "kis-loadgen", [args.loadgen] + argv + kl_common + ["--json", out], server, model, extra=extra)
+        row = r.run(scenario, tool, [args.loadgen] + argv + kl_common + ["--json", out], server, model, extra=extra)
         rep = loadgen_report(out)
         for k in ("intended_rps", "achieved_rps", "send_lag_p99_ms"):
             if rep.get(k) is not None:
@@ -409,13 +410,17 @@ def scenarios(args, r, workdir, loadgen):
                     rates.append(round(0.8 * ceiling))
                 else:
                     log("open-loop: no kis-loadgen closed-loop ceiling measured; only 2000 req/s")
+                oc = str(args.open_connections)
                 for rate in rates:
                     extra = {"intended_rps": rate}
-                    row = r.run("open-loop", "oha", [oha, "-q", str(rate), "-z", f"{D}s", "-c", str(USERS), "--no-tui",
-                                                     "--latency-correction", url], ng, extra=dict(extra))
-                    row["achieved_rps"] = row["server_rps"]
-                    kl("open-loop", ["--url", url, "--method", "GET", "--pattern", "constant", "--rate", str(rate)],
-                       ng, extra=dict(extra))
+                    for _ in range(args.repeat):
+                        row = r.run("open-loop", "oha", [oha, "-q", str(rate), "-z", f"{D}s", "-c", oc, "--no-tui",
+                                                         "--latency-correction", url], ng, extra=dict(extra))
+                        row["achieved_rps"] = row["server_rps"]
+                        ol = ["--url", url, "--method", "GET", "--pattern", "constant", "--rate", str(rate),
+                              "--connections", oc]
+                        kl("open-loop", ol, ng, extra=dict(extra))
+                        kl("open-loop", ol + ["--busy-poll"], ng, extra=dict(extra), tool="kis-loadgen --busy-poll")
             if args.soak and loadgen:
                 soak(args, r, ng, url, round(0.8 * ceiling) if ceiling else 2000)
         finally:
@@ -493,7 +498,8 @@ def summarise(rows, args, loadgen, out_dir, soak_result=None):
              "",
              f"Host `{socket.gethostname()}`, {os.cpu_count()} CPUs; server on CPUs {args.server_cpus}, generator on "
              f"CPUs {args.gen_cpus}; {args.duration} s per run, {args.repeat} run(s) per tool (median shown); "
-             f"{USERS} connections/users. Command: `{' '.join(sys.argv)}`.",
+             f"{USERS} connections/users closed loop, {args.open_connections} connections open loop. "
+             f"Command: `{' '.join(sys.argv)}`.",
              "kis-loadgen: " + (f"{args.loadgen} ({version(args.loadgen)})" if loadgen
                                 else f"SKIPPED ({args.loadgen} not found)"),
              "",
@@ -542,12 +548,23 @@ def summarise(rows, args, loadgen, out_dir, soak_result=None):
             lines.append(f"| {name} | {fmt(r['intended_rps'], 0)} | {fmt(ach)} | "
                          f"{fmt(100 * ratio, 3) + ' %' if ratio else 'n/a'} | {fmt(r['send_lag_p99_ms'], 3)} | "
                          f"{fmt(r['req_per_cpu_s'])} | {fmt(r['gen_max_rss_mb'])} |")
+        lines += ["", "| tool | intended req/s | runs | send lag p99 ms median (min–max) | worst achieved / intended |",
+                  "|---|---|---|---|---|"]
+        for key in dict.fromkeys((r["tool"], r["intended_rps"]) for r in ol):
+            rs = [r for r in ol if (r["tool"], r["intended_rps"]) == key]
+            lags = [float(r["send_lag_p99_ms"]) for r in rs if r.get("send_lag_p99_ms") not in ("", None)]
+            ratios = [float(r["achieved_rps"]) / float(r["intended_rps"]) for r in rs
+                      if r.get("achieved_rps") not in ("", None) and r["intended_rps"]]
+            lag = (f"{fmt(statistics.median(lags), 3)} ({fmt(min(lags), 3)}–{fmt(max(lags), 3)})"
+                   if lags else "n/a")
+            worst = f"{fmt(100 * min(ratios), 3)} %" if ratios else "n/a"
+            lines.append(f"| {key[0]} | {fmt(key[1], 0)} | {len(rs)} | {lag} | {worst} |")
         lines += ["", "Targets (kis-loadgen): achieved within 0.1 % of intended, send lag p99 ≤ 0.2 ms, RSS ≤ 64 MB. "
                   "oha's achieved rate is server-counted requests / duration.", ""]
     if soak_result:
         sr = soak_result
         lines += ["## memory soak (kis-loadgen, nginx GET, open loop)", "",
-                  f"{sr['seconds']} s at {sr['rate']} req/s, RSS sampled every 5 s (soak_rss.csv): after 10 s "
+                  f"{sr['seconds']} s at {sr['rate']} req/s (`--busy-poll`, {sr['connections']} connections), RSS sampled every 5 s (soak_rss.csv): after 10 s "
                   f"{fmt(sr['rss_first_mb'])} MB, at the end {fmt(sr['rss_last_mb'])} MB, max {fmt(sr['rss_max_mb'])} MB, "
                   f"growth {fmt(sr['growth_pct'], 2)} %; achieved {fmt(sr['achieved_rps'])} req/s, send lag p99 "
                   f"{fmt(sr['send_lag_p99_ms'], 3)} ms. Target: ≤ 64 MB and flat within ±5 %.", ""]
@@ -593,6 +610,9 @@ def main():
     ap.add_argument("--server-workers", type=int, default=max(1, len(cpus) - 1), help="nginx worker processes")
     ap.add_argument("--soak", type=int, default=0, metavar="SECONDS",
                     help="also run kis-loadgen open loop at 80%% of its ceiling this long, sampling RSS (issue 3: 600)")
+    ap.add_argument("--open-connections", type=int, default=1024, metavar="N",
+                    help="connections of the open-loop and soak runs, oha's and kis-loadgen's (default 1024: a "
+                         "server pause of N / rate seconds, 25 ms at 40k req/s, fills them)")
     ap.add_argument("--out", help="result directory (default loadgen/bench/runs/<date>-<host>[-quick])")
     args = ap.parse_args()
     args.duration = args.duration or (3 if args.quick else 10)
@@ -601,6 +621,8 @@ def main():
         ap.error("--duration must be in (0, 600] s and --repeat in [1, 10]")
     if args.soak < 0 or args.soak > 3600:
         ap.error("--soak must be in [0, 3600] s")
+    if args.open_connections < 1 or args.open_connections > 4000:
+        ap.error("--open-connections must be in [1, 4000] (the bench nginx takes 4096)")
     if len(cpus) < 2:
         log("only one CPU: server and generator share it, so the figures are not comparable across hosts")
 

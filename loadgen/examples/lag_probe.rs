@@ -1,6 +1,7 @@
 //! Dispatch lag of the open-loop dispatcher alone (real timerfd, stand-in connections that send
-//! nothing): `cargo run --release -p kis-loadgen --example lag_probe -- RATE SECONDS`. Compare
-//! with the send lag of a real run to tell the dispatcher's share from the network path's.
+//! nothing): `cargo run --release -p kis-loadgen --example lag_probe -- RATE SECONDS [busy]`
+//! (`busy`: as with `--busy-poll`). Compare with the send lag of a real run to tell the
+//! dispatcher's share from the network path's.
 
 use std::time::Duration;
 
@@ -12,13 +13,14 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let rate: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(2000.0);
     let secs: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5.0);
+    let busy = args.next().is_some_and(|a| a == "busy");
     let profile = ShapeSpec::Constant {
         rate,
         duration: secs,
     }
     .build(1)
     .expect("a constant shape");
-    let plan = Plan::probe(
+    let mut plan = Plan::probe(
         profile,
         ArrivalKind::Uniform,
         1,
@@ -26,6 +28,7 @@ fn main() {
         Overflow::Queue,
         Duration::from_millis(50),
     );
+    plan.busy_poll = busy;
     let seen = dispatch_probe(&plan).expect("dispatcher runs");
     let mut lag: Vec<Duration> = seen.iter().map(|(t, at)| *at - *t).collect();
     lag.sort();

@@ -109,6 +109,10 @@ pub struct Cli {
     /// and of the schedule (1 is the cheapest per request).
     #[arg(long, default_value_t = 1, help_heading = "Load")]
     pub threads: usize,
+    /// Open loop: generator threads poll instead of sleeping between sends, for a send lag of
+    /// microseconds even on a virtual machine, at the cost of one busy core per thread.
+    #[arg(long, help_heading = "Load")]
+    pub busy_poll: bool,
     /// Per-request timeout (at most 1 h, the top of the latency histograms).
     #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Load")]
     pub timeout: f64,

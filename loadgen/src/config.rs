@@ -129,6 +129,8 @@ pub enum Load {
         max_in_flight: usize,
         /// Overflow policy.
         overflow: Overflow,
+        /// Poll instead of sleeping between sends.
+        busy_poll: bool,
     },
     /// Users that wait for their answer and think (Locust parity).
     Closed {
@@ -473,6 +475,11 @@ impl TryFrom<Cli> for Config {
                         "--max-in-flight applies to the open loop; with --users the users are the limit",
                     ));
                 }
+                if cli.busy_poll {
+                    return Err(usage(
+                        "--busy-poll applies to the open loop; with --users each user waits for its answer",
+                    ));
+                }
                 let shape = if shaped { Some(shape(&cli)?) } else { None };
                 let duration_s = match &shape {
                     Some(s) => s.build(cli.seed)?.duration(),
@@ -514,6 +521,7 @@ impl TryFrom<Cli> for Config {
                     arrivals,
                     max_in_flight,
                     overflow,
+                    busy_poll: cli.busy_poll,
                 }
             }
         };

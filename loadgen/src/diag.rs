@@ -29,13 +29,15 @@ pub const CPU_SHARE: f64 = 0.90;
 /// Fewest sends in a window before its late share means anything.
 pub const MIN_SENDS: u64 = 50;
 
-/// A warning for one window, if any: `late` of `sent` lagged > 1 ms, `cpu` cores busy.
+/// A warning for one window, if any: `late` of `sent` lagged > 1 ms, `cpu` cores busy (not
+/// judged with `busy_poll`, whose threads are busy by design).
 pub fn window_warnings(
     t_s: f64,
     sent: u64,
     late: u64,
     cpu: Option<f64>,
     threads: usize,
+    busy_poll: bool,
 ) -> Vec<String> {
     let mut w = Vec::new();
     if sent >= MIN_SENDS && late as f64 > LATE_SHARE * sent as f64 {
@@ -45,6 +47,7 @@ pub fn window_warnings(
         ));
     }
     if let Some(c) = cpu
+        && !busy_poll
         && c > CPU_SHARE * threads as f64
     {
         w.push(format!(
@@ -65,17 +68,20 @@ pub fn run_warning(sent: u64, late: u64) -> Option<String> {
     })
 }
 
-/// "Generator saturated": due arrivals are piling up behind busy connections (the backlog grew
-/// over the window) and sends lag by more than 1 ms at p99. The numbers then describe the
-/// generator's limits as much as the server's.
+/// "Generator saturated": due arrivals are piling up behind busy connections (every one of the
+/// `connections` is in flight and the backlog grew over the window) and sends lag by more than
+/// 1 ms at p99. The numbers then describe the generator's limits as much as the server's. (A due
+/// arrival caught between two polls while connections are free is not a backlog.)
 pub fn saturation_warning(
     t_s: f64,
     backlog_before: u64,
     backlog: u64,
     lag_p99_ms: f64,
     in_flight: u64,
+    connections: u64,
 ) -> Option<String> {
-    (backlog > backlog_before && backlog > 0 && lag_p99_ms > 1.0).then(|| {
+    (backlog > backlog_before && backlog > 0 && lag_p99_ms > 1.0 && in_flight >= connections)
+        .then(|| {
         format!(
             "t={t_s:.0}s: generator saturated: {backlog} due arrivals wait for one of {in_flight} busy connections (send lag p99 {lag_p99_ms:.1} ms); raise --connections or lower the rate"
         )
@@ -95,20 +101,28 @@ mod tests {
 
     #[test]
     fn warnings_fire_on_thresholds() {
-        assert!(window_warnings(1.0, 1000, 5, Some(0.5), 1).is_empty());
-        assert_eq!(window_warnings(1.0, 1000, 20, Some(0.95), 1).len(), 2);
-        assert!(window_warnings(1.0, 1000, 0, Some(0.95), 2).is_empty());
+        assert!(window_warnings(1.0, 1000, 5, Some(0.5), 1, false).is_empty());
+        assert_eq!(
+            window_warnings(1.0, 1000, 20, Some(0.95), 1, false).len(),
+            2
+        );
+        assert!(window_warnings(1.0, 1000, 0, Some(0.95), 2, false).is_empty());
+        // A polling thread is busy by design: only lateness counts.
+        assert_eq!(window_warnings(1.0, 1000, 20, Some(1.0), 1, true).len(), 1);
+        assert!(window_warnings(1.0, 1000, 0, Some(1.0), 1, true).is_empty());
         // Too few sends in a window to judge.
-        assert!(window_warnings(1.0, 10, 5, None, 1).is_empty());
+        assert!(window_warnings(1.0, 10, 5, None, 1, false).is_empty());
         assert!(run_warning(10, 5).is_some());
         assert!(run_warning(1000, 10).is_none());
         // The backlog must grow and the lag be visible.
         assert!(
-            saturation_warning(1.0, 10, 50, 3.0, 8)
+            saturation_warning(1.0, 10, 50, 3.0, 8, 8)
                 .unwrap()
                 .contains("generator saturated")
         );
-        assert!(saturation_warning(1.0, 50, 50, 3.0, 8).is_none());
-        assert!(saturation_warning(1.0, 0, 50, 0.5, 8).is_none());
+        assert!(saturation_warning(1.0, 50, 50, 3.0, 8, 8).is_none());
+        assert!(saturation_warning(1.0, 0, 50, 0.5, 8, 8).is_none());
+        // Free connections: late, but not saturated.
+        assert!(saturation_warning(1.0, 0, 1, 3.0, 3, 64).is_none());
     }
 }

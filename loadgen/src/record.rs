@@ -241,7 +241,7 @@ impl Shard {
 }
 
 /// Percentiles of one latency view, in milliseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Percentiles {
     /// Number of samples.
     pub count: u64,

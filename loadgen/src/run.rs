@@ -21,7 +21,7 @@ use crate::http::Template;
 use crate::kserve::{self, ServerStats};
 use crate::metrics::{Metrics, OutcomeLabels, QuantileLabels};
 use crate::record::{Counts, Hists, Percentiles, Window, ms};
-use crate::report::{self, Generator, Latency, Rates, Report, Totals, WindowRow};
+use crate::report::{self, Generator, History, Latency, Rates, Report, Totals, WindowRow, Windows};
 
 /// Runs `cfg` and returns the report (outputs already written). The calling thread runs the
 /// collector (set-up calls, windows, /metrics, signals); `cfg.threads` generator threads of
@@ -173,7 +173,7 @@ struct Collector {
     last_server: Option<ServerStats>,
     total_hists: Hists,
     total_counts: Counts,
-    rows: Vec<WindowRow>,
+    rows: Windows,
     warnings: Vec<String>,
     warned_late: bool,
     warned_cpu: bool,
@@ -283,6 +283,13 @@ async fn run_async(cfg: Config) -> Result<Report> {
         timeout: Duration::from_secs_f64(cfg.timeout_s),
         t0,
         threads: cfg.threads.max(1),
+        busy_poll: matches!(
+            cfg.load,
+            Load::Open {
+                busy_poll: true,
+                ..
+            }
+        ),
         load,
     })
     .map_err(|e| Error::Usage(format!("cannot start the generator threads: {e}")))?;
@@ -341,7 +348,7 @@ async fn run_async(cfg: Config) -> Result<Report> {
         last_server: server0,
         total_hists: Hists::default(),
         total_counts: Counts::default(),
-        rows: Vec::new(),
+        rows: Windows::new(),
         warnings: Vec::new(),
         warned_late: false,
         warned_cpu: false,
@@ -459,7 +466,7 @@ async fn run_async(cfg: Config) -> Result<Report> {
             service: Percentiles::of(&col.total_hists.service),
             send_lag: Percentiles::of(&col.total_hists.lag),
         },
-        windows: std::mem::take(&mut col.rows),
+        windows: std::mem::replace(&mut col.rows, Windows::in_memory()),
         generator: Generator {
             cpu_seconds: cpu,
             requests_per_cpu_second: if cpu > 0.0 {
@@ -630,20 +637,6 @@ async fn collect_window<W: Write>(
         },
         in_flight,
         backlog,
-        locust: if win.hists.corrected.is_empty() {
-            Vec::new()
-        } else {
-            report::LOCUST_PERCENTILES
-                .iter()
-                .map(|q| ms(win.hists.corrected.value_at_quantile(*q)))
-                .collect()
-        },
-        total: Percentiles::of(&col.total_hists.corrected),
-        total_counts: (
-            col.total_counts.completed,
-            col.total_counts.errors,
-            col.total_counts.bytes_in,
-        ),
         corrected,
         service: Percentiles::of(&win.hists.service),
         send_lag: Percentiles::of(&win.hists.lag),
@@ -706,7 +699,21 @@ async fn collect_window<W: Write>(
         metrics.server_compute.set(c / 1000.0);
     }
     // Self-diagnosis, each kind reported once (then it is in every window row anyway).
-    for w in diag::window_warnings(t_b, row.sent, row.late_sends, cpu_ratio, cfg.threads) {
+    let busy_poll = matches!(
+        cfg.load,
+        Load::Open {
+            busy_poll: true,
+            ..
+        }
+    );
+    for w in diag::window_warnings(
+        t_b,
+        row.sent,
+        row.late_sends,
+        cpu_ratio,
+        cfg.threads,
+        busy_poll,
+    ) {
         let late = w.contains("lagged");
         if (late && !col.warned_late) || (!late && !col.warned_cpu) {
             if late {
@@ -719,12 +726,14 @@ async fn collect_window<W: Write>(
         }
     }
     if !col.warned_saturated
+        && let Load::Open { max_in_flight, .. } = &cfg.load
         && let Some(w) = diag::saturation_warning(
             t_b,
             col.last_backlog,
             backlog,
             row.send_lag.p99_ms,
             in_flight,
+            (*max_in_flight).min(cfg.connections) as u64,
         )
     {
         col.warned_saturated = true;
@@ -756,5 +765,21 @@ async fn collect_window<W: Write>(
     if server.is_some() {
         col.last_server = server;
     }
-    col.rows.push(row);
+    let history = History {
+        locust: if win.hists.corrected.is_empty() {
+            Vec::new()
+        } else {
+            report::LOCUST_PERCENTILES
+                .iter()
+                .map(|q| ms(win.hists.corrected.value_at_quantile(*q)))
+                .collect()
+        },
+        total: Percentiles::of(&col.total_hists.corrected),
+        total_counts: (
+            col.total_counts.completed,
+            col.total_counts.errors,
+            col.total_counts.bytes_in,
+        ),
+    };
+    col.rows.push(&row, &history);
 }

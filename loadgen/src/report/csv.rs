@@ -135,7 +135,11 @@ pub fn write_all(
     write(path_with(prefix, "_stats.csv"), stats)?;
 
     let mut hist = line(&history_header());
-    for w in &report.windows {
+    for r in report.windows.try_iter() {
+        let (w, h) = r.map_err(|e| Error::Output {
+            what: "window rows",
+            reason: e.to_string(),
+        })?;
         let mut f = vec![
             format!("{}", w.unix_s as u64),
             w.in_flight.to_string(),
@@ -144,19 +148,19 @@ pub fn write_all(
             format!("{:.6}", w.completed as f64 / w.dt_s.max(1e-9)),
             format!("{:.6}", w.errors as f64 / w.dt_s.max(1e-9)),
         ];
-        if w.locust.is_empty() {
+        if h.locust.is_empty() {
             f.extend(LOCUST_PERCENTILES.iter().map(|_| "N/A".to_string()));
         } else {
-            f.extend(w.locust.iter().map(|v| format!("{v:.0}")));
+            f.extend(h.locust.iter().map(|v| format!("{v:.0}")));
         }
-        let (n, fails, bytes) = w.total_counts;
+        let (n, fails, bytes) = h.total_counts;
         f.extend([
             n.to_string(),
             fails.to_string(),
-            format!("{:.0}", w.total.p50_ms),
-            format!("{:.3}", w.total.mean_ms),
-            format!("{:.3}", w.total.min_ms),
-            format!("{:.3}", w.total.max_ms),
+            format!("{:.0}", h.total.p50_ms),
+            format!("{:.3}", h.total.mean_ms),
+            format!("{:.3}", h.total.min_ms),
+            format!("{:.3}", h.total.max_ms),
             bytes.checked_div(n).unwrap_or(0).to_string(),
         ]);
         hist.push_str(&line(&f));

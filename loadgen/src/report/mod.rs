@@ -3,12 +3,15 @@
 
 pub mod csv;
 pub mod plot;
+pub mod spool;
+
+pub use spool::{History, Windows};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -23,7 +26,7 @@ pub const LOCUST_PERCENTILES: [f64; 11] = [
 ];
 
 /// One 1 s window.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WindowRow {
     /// Window end, seconds since the start.
     pub t_s: f64,
@@ -62,15 +65,6 @@ pub struct WindowRow {
     pub service: Percentiles,
     /// Send lag.
     pub send_lag: Percentiles,
-    /// Corrected latency at Locust's percentiles (ms), for the history CSV.
-    #[serde(skip)]
-    pub locust: Vec<f64>,
-    /// Cumulative corrected latency at the window end (ms), for the history CSV.
-    #[serde(skip)]
-    pub total: Percentiles,
-    /// Cumulative counts at the window end, for the history CSV.
-    #[serde(skip)]
-    pub total_counts: (u64, u64, u64),
     /// Generator CPU, cores busy.
     pub cpu_ratio: Option<f64>,
     /// Server mean queue time per request (Triton statistics), ms.
@@ -189,8 +183,8 @@ pub struct Report {
     pub rates: Rates,
     /// Latency.
     pub latency: Latency,
-    /// Per-window rows.
-    pub windows: Vec<WindowRow>,
+    /// Per-window rows (spooled to a temporary file, read back on use).
+    pub windows: Windows,
     /// Generator cost and warnings.
     pub generator: Generator,
     /// Request body size, bytes.
@@ -202,14 +196,17 @@ pub struct Report {
 impl Report {
     /// Writes the JSON report.
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Output {
+        let file_err = |source| Error::File {
+            path: path.to_path_buf(),
+            source,
+        };
+        // Streamed: the window rows come from the spool, never all in memory at once.
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(file_err)?);
+        serde_json::to_writer_pretty(&mut f, self).map_err(|e| Error::Output {
             what: "JSON report",
             reason: e.to_string(),
         })?;
-        std::fs::write(path, text).map_err(|source| Error::File {
-            path: path.to_path_buf(),
-            source,
-        })
+        std::io::Write::flush(&mut f).map_err(file_err)
     }
 
     /// The final summary table.

@@ -76,7 +76,7 @@ where
     root.fill(&WHITE).map_err(err)?;
     let (top, bottom) = root.split_vertically(400);
     // A last sliver of a window (the drain) has too few samples to draw as a rate.
-    let w: Vec<&super::WindowRow> = r.windows.iter().filter(|x| x.dt_s >= 0.5).collect();
+    let w: Vec<super::WindowRow> = r.windows.iter().filter(|x| x.dt_s >= 0.5).collect();
     let t_max = w.last().map_or(1.0, |x| x.t_s).max(1.0);
     let rate_max = w
         .iter()

@@ -53,6 +53,7 @@ fn impossible_parameters() {
     assert_one_line(&["--users", "3", "--wait", "3s..1s"], "--wait");
     assert_one_line(&["--url", "https://127.0.0.1:8000"], "https");
     assert_one_line(&["--pattern", "trace"], "--trace");
+    assert_one_line(&["--users", "3", "--busy-poll"], "--busy-poll");
 }
 
 #[test]

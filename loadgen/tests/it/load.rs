@@ -54,6 +54,40 @@ fn drop_policy_counts_dropped_arrivals() {
     assert!(r.latency.service.p50_ms >= 100.0);
 }
 
+/// `--busy-poll`: the open loop sends its whole schedule and answers are read as usual; the
+/// generator's busy core is by design, so it is not reported as a CPU warning.
+#[test]
+fn busy_poll_sends_the_whole_schedule_without_a_cpu_warning() {
+    let srv = start(Behavior::Fast);
+    let r = run(&[
+        "--url",
+        &format!("{}/", srv.url()),
+        "--method",
+        "GET",
+        "--pattern",
+        "constant",
+        "--rate",
+        "200",
+        "--duration",
+        "2s",
+        "--busy-poll",
+    ]);
+    assert_eq!(r.totals.scheduled, 400);
+    assert_eq!(r.totals.ok, 400, "{:?}", r.totals);
+    assert!(
+        !r.generator.warnings.iter().any(|w| w.contains("CPU")),
+        "{:?}",
+        r.generator.warnings
+    );
+    assert!(matches!(
+        r.config.load,
+        kis_loadgen::config::Load::Open {
+            busy_poll: true,
+            ..
+        }
+    ));
+}
+
 /// Queue policy: arrivals wait for a slot and the wait is charged to corrected latency.
 #[test]
 fn queue_policy_charges_waiting_from_the_intended_time() {

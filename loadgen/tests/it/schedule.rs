@@ -9,8 +9,12 @@ use kis_traffic::{ArrivalKind, ShapeSpec};
 /// Runs the dispatcher over `spec`; returns each arrival's (intended time, time a connection
 /// received it), seconds from t0.
 fn dispatch(spec: ShapeSpec, kind: ArrivalKind, seed: u64) -> Vec<(f64, f64)> {
+    dispatch_with(spec, kind, seed, false)
+}
+
+fn dispatch_with(spec: ShapeSpec, kind: ArrivalKind, seed: u64, busy: bool) -> Vec<(f64, f64)> {
     let profile = spec.build(seed).unwrap();
-    let plan = Plan::probe(
+    let mut plan = Plan::probe(
         profile,
         kind,
         seed,
@@ -18,6 +22,7 @@ fn dispatch(spec: ShapeSpec, kind: ArrivalKind, seed: u64) -> Vec<(f64, f64)> {
         Overflow::Queue,
         Duration::from_millis(20),
     );
+    plan.busy_poll = busy;
     let t0 = plan.t0;
     dispatch_probe(&plan)
         .unwrap()
@@ -109,4 +114,27 @@ fn spike_step_takes_effect_within_10ms() {
     // Before the step the base rate holds: 20 arrivals in [0, 2).
     let before = times.iter().filter(|t| **t < step - 0.005).count();
     assert!((19..=21).contains(&before), "{before}");
+}
+
+/// `--busy-poll` hands out the very same schedule as the sleeping dispatcher: every arrival,
+/// in order, none before its time (polling changes when the thread looks, never what it sends).
+#[test]
+fn busy_polling_dispatches_the_same_schedule_never_early() {
+    let spec = ShapeSpec::Spike {
+        base: 50.0,
+        peak: 1000.0,
+        start: 0.25,
+        length: 0.5,
+        duration: 2.0,
+    };
+    let sleeping = dispatch_with(spec.clone(), ArrivalKind::Poisson, 3, false);
+    let polling = dispatch_with(spec, ArrivalKind::Poisson, 3, true);
+    let intended = |v: &[(f64, f64)]| v.iter().map(|p| p.0).collect::<Vec<f64>>();
+    assert_eq!(intended(&polling), intended(&sleeping));
+    assert!(polling.len() > 500, "{} arrivals", polling.len());
+    assert!(polling.windows(2).all(|w| w[0].1 <= w[1].1), "in order");
+    assert!(
+        polling.iter().all(|(t, at)| at - t >= -1e-6),
+        "handed over before its time"
+    );
 }
