@@ -1,7 +1,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Behavior, bin, start, tempdir};
+use crate::common::{Behavior, bin, constant_get, start, tempdir};
 
 /// Runs the binary; returns (exit code, stderr).
 fn fails(args: &[&str]) -> (i32, String) {
@@ -120,17 +120,8 @@ fn sigint_flushes_every_output() {
     let json = dir.join("r.json");
     let prefix = dir.join("c");
     let mut child = bin()
+        .args(constant_get(&srv.url(), "100", "60s"))
         .args([
-            "--url",
-            &format!("{}/", srv.url()),
-            "--method",
-            "GET",
-            "--pattern",
-            "constant",
-            "--rate",
-            "100",
-            "--duration",
-            "60s",
             "--quiet",
             "--json",
             json.to_str().unwrap(),

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::common::{Behavior, run, start};
+use crate::common::{Behavior, run_get, start};
 
 /// Open loop at R req/s for D s; the server freezes for S s. Every arrival during the freeze waits
 /// for its end, so a share (S − x)/D of requests is slower than x (for x < S) and the corrected
@@ -14,20 +14,12 @@ fn corrected_p99_matches_theory_for_a_frozen_server() {
         at: Duration::from_secs(3),
         len: Duration::from_secs_f64(s),
     });
-    let r = run(&[
-        "--url",
-        &format!("{}/", srv.url()),
-        "--method",
-        "GET",
-        "--pattern",
-        "constant",
-        "--rate",
+    let r = run_get(
+        &srv.url(),
         &rate.to_string(),
-        "--duration",
         &format!("{d}s"),
-        "--connections",
-        "8",
-    ]);
+        &["--connections", "8"],
+    );
     assert_eq!(r.totals.errors, 0, "{:?}", r.totals);
     assert_eq!(r.totals.requests, (rate * d) as u64);
     let theory_ms = (s - 0.01 * d) * 1000.0;

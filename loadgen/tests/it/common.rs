@@ -169,6 +169,33 @@ pub fn run(args: &[&str]) -> kis_loadgen::Report {
     kis_loadgen::run(cfg).unwrap()
 }
 
+/// The flags of an open-loop GET of `{base}/` at a constant `rate` (req/s) for `duration`.
+pub fn constant_get(base: &str, rate: &str, duration: &str) -> Vec<String> {
+    let url = format!("{base}/");
+    [
+        "--url",
+        &url,
+        "--method",
+        "GET",
+        "--pattern",
+        "constant",
+        "--rate",
+        rate,
+        "--duration",
+        duration,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Runs [`constant_get`] in-process with `extra` flags (plus `--quiet`).
+pub fn run_get(base: &str, rate: &str, duration: &str, extra: &[&str]) -> kis_loadgen::Report {
+    let flags = constant_get(base, rate, duration);
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 /// A fresh temporary directory for one test.
 pub fn tempdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("kis-loadgen-it-{}-{name}", std::process::id()));

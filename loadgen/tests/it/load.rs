@@ -1,4 +1,4 @@
-use crate::common::{Behavior, bin, run, start, tempdir};
+use crate::common::{Behavior, bin, constant_get, run, run_get, start, tempdir};
 
 /// Closed loop: U users with a fixed think time T against a server that answers in L send about
 /// U / (T + L) requests per second, Locust-style.
@@ -29,24 +29,19 @@ fn closed_loop_users_follow_littles_law() {
 #[test]
 fn drop_policy_counts_dropped_arrivals() {
     let srv = start(Behavior::Slow { ms: 100 });
-    let r = run(&[
-        "--url",
-        &format!("{}/", srv.url()),
-        "--method",
-        "GET",
-        "--pattern",
-        "constant",
-        "--rate",
+    let r = run_get(
+        &srv.url(),
         "100",
-        "--duration",
         "2s",
-        "--connections",
-        "4",
-        "--max-in-flight",
-        "2",
-        "--overflow",
-        "drop",
-    ]);
+        &[
+            "--connections",
+            "4",
+            "--max-in-flight",
+            "2",
+            "--overflow",
+            "drop",
+        ],
+    );
     // Two slots of 100 ms serve at most ~20 req/s; the rest of 200 arrivals are dropped.
     assert_eq!(r.totals.scheduled, 200);
     assert_eq!(r.totals.requests + r.totals.dropped, 200);
@@ -59,19 +54,7 @@ fn drop_policy_counts_dropped_arrivals() {
 #[test]
 fn busy_poll_sends_the_whole_schedule_without_a_cpu_warning() {
     let srv = start(Behavior::Fast);
-    let r = run(&[
-        "--url",
-        &format!("{}/", srv.url()),
-        "--method",
-        "GET",
-        "--pattern",
-        "constant",
-        "--rate",
-        "200",
-        "--duration",
-        "2s",
-        "--busy-poll",
-    ]);
+    let r = run_get(&srv.url(), "200", "2s", &["--busy-poll"]);
     assert_eq!(r.totals.scheduled, 400);
     assert_eq!(r.totals.ok, 400, "{:?}", r.totals);
     assert!(
@@ -92,22 +75,12 @@ fn busy_poll_sends_the_whole_schedule_without_a_cpu_warning() {
 #[test]
 fn queue_policy_charges_waiting_from_the_intended_time() {
     let srv = start(Behavior::Slow { ms: 50 });
-    let r = run(&[
-        "--url",
-        &format!("{}/", srv.url()),
-        "--method",
-        "GET",
-        "--pattern",
-        "constant",
-        "--rate",
+    let r = run_get(
+        &srv.url(),
         "40",
-        "--duration",
         "2s",
-        "--connections",
-        "1",
-        "--grace",
-        "10s",
-    ]);
+        &["--connections", "1", "--grace", "10s"],
+    );
     // One connection at 50 ms serves 20 req/s; 40 req/s for 2 s means the last arrivals wait ~2 s.
     assert_eq!(r.totals.requests, 80);
     assert_eq!(r.totals.dropped, 0);
@@ -190,18 +163,9 @@ fn a_generator_that_cannot_keep_up_keeps_memory_bounded() {
     let dir = tempdir("backlog");
     let json = dir.join("r.json");
     let mut child = bin()
+        .args(constant_get(&srv.url(), "1000000", "4s"))
         .args([
             "--quiet",
-            "--url",
-            &format!("{}/", srv.url()),
-            "--method",
-            "GET",
-            "--pattern",
-            "constant",
-            "--rate",
-            "1000000",
-            "--duration",
-            "4s",
             "--connections",
             "2",
             "--grace",

@@ -2,7 +2,7 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use crate::common::{Behavior, run, start, tempdir};
+use crate::common::{Behavior, run, run_get, start, tempdir};
 
 fn csv_header(path: &std::path::Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -20,23 +20,18 @@ fn locust_csv_columns_match_exactly() {
     let srv = start(Behavior::Fast);
     let dir = tempdir("csv");
     let prefix = dir.join("run");
-    let r = run(&[
-        "--url",
-        &format!("{}/", srv.url()),
-        "--method",
-        "GET",
-        "--pattern",
-        "constant",
-        "--rate",
+    let r = run_get(
+        &srv.url(),
         "100",
-        "--duration",
         "2s",
-        "--csv",
-        prefix.to_str().unwrap(),
-        // The multi-threaded runtime path.
-        "--threads",
-        "2",
-    ]);
+        &[
+            "--csv",
+            prefix.to_str().unwrap(),
+            // The multi-threaded runtime path.
+            "--threads",
+            "2",
+        ],
+    );
     let pct = [
         "50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%",
     ];
@@ -188,24 +183,9 @@ fn metrics_endpoint_serves_prometheus_text_while_running() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let url = format!("{}/", srv.url());
+    let base = srv.url();
     let a = addr.clone();
-    let h = std::thread::spawn(move || {
-        run(&[
-            "--url",
-            &url,
-            "--method",
-            "GET",
-            "--pattern",
-            "constant",
-            "--rate",
-            "100",
-            "--duration",
-            "3s",
-            "--metrics-addr",
-            &a,
-        ])
-    });
+    let h = std::thread::spawn(move || run_get(&base, "100", "3s", &["--metrics-addr", &a]));
     std::thread::sleep(Duration::from_millis(2300));
     let text = http_get(&addr, "/metrics");
     let r = h.join().unwrap();
