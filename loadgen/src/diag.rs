@@ -42,8 +42,13 @@ pub fn window_warnings(
     let mut w = Vec::new();
     if sent >= MIN_SENDS && late as f64 > LATE_SHARE * sent as f64 {
         w.push(format!(
-            "t={t_s:.0}s: {:.1}% of sends lagged more than 1 ms behind schedule; the generator, not the server, may be limiting",
-            100.0 * late as f64 / sent as f64
+            "t={t_s:.0}s: {:.1}% of sends lagged more than 1 ms behind schedule; the generator, not the server, may be limiting{}",
+            100.0 * late as f64 / sent as f64,
+            if busy_poll {
+                ""
+            } else {
+                "; with free connections, idle wake-ups on a VM do this and --busy-poll avoids them"
+            }
         ));
     }
     if let Some(c) = cpu
@@ -107,6 +112,9 @@ mod tests {
             2
         );
         assert!(window_warnings(1.0, 1000, 0, Some(0.95), 2, false).is_empty());
+        // The hint points at --busy-poll only when it is not already on.
+        assert!(window_warnings(1.0, 1000, 20, None, 1, false)[0].contains("--busy-poll"));
+        assert!(!window_warnings(1.0, 1000, 20, None, 1, true)[0].contains("--busy-poll"));
         // A polling thread is busy by design: only lateness counts.
         assert_eq!(window_warnings(1.0, 1000, 20, Some(1.0), 1, true).len(), 1);
         assert!(window_warnings(1.0, 1000, 0, Some(1.0), 1, true).is_empty());
