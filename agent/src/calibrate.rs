@@ -553,17 +553,9 @@ pub fn calibrate(o: &Options) -> Result<Calibration> {
     })
 }
 
-/// Builds the profile from the measured levels.
-fn fit(
-    model: &str,
-    version: &str,
-    config: &ModelConfig,
-    levels: &[Level],
-    o: &Options,
-    started: &str,
-    load: &str,
-) -> Result<ServiceProfile> {
-    // Pool every level's executions per batch size: the mean batch time is total ns / executions.
+/// Every level's executions pooled per batch size: `(size, executions, mean ms)` by size, the
+/// mean being total time / executions.
+pub fn pooled_batches<'a>(levels: impl IntoIterator<Item = &'a Level>) -> Vec<(u32, u64, f64)> {
     let mut pooled: Vec<(u32, u64, f64)> = Vec::new();
     for l in levels {
         for &(s, c, mean_ms) in &l.batches {
@@ -577,14 +569,31 @@ fn fit(
         }
     }
     pooled.sort_by_key(|p| p.0);
+    for p in &mut pooled {
+        p.2 /= p.1.max(1) as f64;
+    }
+    pooled
+}
+
+/// Builds the profile from the measured levels.
+fn fit(
+    model: &str,
+    version: &str,
+    config: &ModelConfig,
+    levels: &[Level],
+    o: &Options,
+    started: &str,
+    load: &str,
+) -> Result<ServiceProfile> {
+    let pooled = pooled_batches(levels);
     let mut kept: Vec<(u32, f64)> = pooled
         .iter()
         .filter(|p| p.1 >= MIN_BATCHES)
-        .map(|p| (p.0, p.2 / p.1 as f64))
+        .map(|p| (p.0, p.2))
         .collect();
     if kept.is_empty() {
         // Short runs: keep whatever was seen rather than fail.
-        kept = pooled.iter().map(|p| (p.0, p.2 / p.1 as f64)).collect();
+        kept = pooled.iter().map(|p| (p.0, p.2)).collect();
     }
     if kept.is_empty() {
         bail!(

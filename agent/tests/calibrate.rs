@@ -160,23 +160,13 @@ fn calibration_round_trip_on_real_triton() {
     // ...and the busy-fraction check runs on the closed-loop levels' own pooled means: the
     // measured throughput of concurrency 1 through one simulated replica must keep the model
     // instance as busy as Triton's statistics say it was.
+    let closed = calibrate::pooled_batches(c.levels.iter().filter(|l| l.open_rate_rps.is_none()));
     let mut hot = profile.clone();
     for bp in &mut hot.batches {
-        let (n, sum) = c
-            .levels
-            .iter()
-            .filter(|l| l.open_rate_rps.is_none())
-            .flat_map(|l| l.batches.iter().filter(|b| b.0 == bp.size))
-            .fold((0u64, 0.0), |(n, sum), b| (n + b.1, sum + b.2 * b.1 as f64));
-        if n > 0 {
-            let cv = match bp.latency {
-                kis_sim::Dist::Lognormal { cv, .. } => cv,
-                _ => 0.0,
-            };
-            bp.latency = kis_sim::Dist::Lognormal {
-                mean: sum / n as f64 * 1e-3,
-                cv,
-            };
+        if let Some(&(_, _, mean_ms)) = closed.iter().find(|p| p.0 == bp.size && p.1 > 0)
+            && let kis_sim::Dist::Lognormal { mean, .. } = &mut bp.latency
+        {
+            *mean = mean_ms * 1e-3;
         }
     }
     let l = &c.levels[0];
