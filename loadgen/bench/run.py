@@ -326,7 +326,7 @@ class HaltPoll:
     """Guest halt polling for the run (the haltpoll cpuidle driver of a KVM guest), restored after.
 
     An idle vCPU that halts must be woken by the hypervisor, which costs the server a wake-up per
-    request in an open loop (nginx spends ~25-35 us per request then against ~18 us in a closed
+    request in an open loop (nginx spent 29-35 us per request then against 17-18 us in a closed
     loop, measured); polling up to N us before halting keeps it awake between close arrivals.
     """
 
@@ -337,12 +337,17 @@ class HaltPoll:
     def __enter__(self):
         if not self.us:
             return self
-        for name in ("guest_halt_poll_ns", "guest_halt_poll_allow_shrink"):
-            with open(os.path.join(HALTPOLL, name)) as f:
-                self.saved[name] = f.read().strip()
-        # No shrinking: the poll window stays N us instead of adapting down between bursts.
-        self._write("guest_halt_poll_allow_shrink", "N")
-        self._write("guest_halt_poll_ns", str(self.us * 1000))
+        try:
+            for name in ("guest_halt_poll_ns", "guest_halt_poll_allow_shrink"):
+                with open(os.path.join(HALTPOLL, name)) as f:
+                    self.saved[name] = f.read().strip()
+            # No shrinking: the poll window stays N us instead of adapting down between bursts.
+            self._write("guest_halt_poll_allow_shrink", "N")
+            self._write("guest_halt_poll_ns", str(self.us * 1000))
+        except OSError as e:
+            # Whatever was already changed goes back before the run is refused.
+            self.__exit__()
+            raise RuntimeError(f"--halt-poll-us: cannot set {HALTPOLL}: {e}") from e
         log(f"guest halt polling {self.us} us (was {self.saved['guest_halt_poll_ns']} ns); restored at the end")
         return self
 
@@ -523,7 +528,7 @@ def scenarios(args, r, workdir, loadgen):
                     open_runs(2000.0, {"intended_rps": 2000.0})
                 if loadgen:
                     # The server's speed drifts with the host's other tenants (nginx's cost per request
-                    # moved by a third within minutes here), so each 80 % run takes its 100 % from a
+                    # rose by 30 % within minutes here), so each 80 % run takes its 100 % from a
                     # closed-loop run just before it rather than from one measured minutes earlier.
                     for _ in range(args.repeat):
                         c = ceiling_run(ng, url)
