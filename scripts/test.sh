@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Say so up front when the disk is nearly full: a build that runs out of space fails in rustc or
+# the linker with a message that does not name the cause.
+avail_mib=$(( $(df -Pk . | awk 'NR==2 {print $4}') / 1024 ))
+if [ "$avail_mib" -lt 4096 ]; then
+  echo "test: warning: only ${avail_mib} MiB free on this disk; a first build and test run writes about 3 GiB" >&2
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
