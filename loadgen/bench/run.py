@@ -237,6 +237,10 @@ def loadgen_report(path):
         elif isinstance(node, list):
             stack.extend(node)
     out["send_lag_p99_ms"] = lag
+    # --busy-poll's own stalls (stretches of >= 1 ms the dispatcher did not run), summed.
+    gaps = dig("totals", "dispatcher_gaps", "total_us")
+    if gaps is not None and find(rep.get("config"), "busy_poll") is True:
+        out["gen_gap_ms"] = gaps / 1000.0
     return out
 
 
@@ -484,7 +488,7 @@ def scenarios(args, r, workdir, loadgen):
         out = os.path.join(r.logdir, f"kl-{scenario}-{r.seq + 1}.json")
         row = r.run(scenario, tool, [args.loadgen] + argv + kl_common + ["--json", out], server, model, extra=extra)
         rep = loadgen_report(out)
-        for k in ("intended_rps", "achieved_rps", "send_lag_p99_ms"):
+        for k in ("intended_rps", "achieved_rps", "send_lag_p99_ms", "gen_gap_ms"):
             if rep.get(k) is not None:
                 row[k] = rep[k]
         return row
@@ -668,8 +672,8 @@ def summarise(rows, args, loadgen, out_dir, soak_result=None, stalls=None):
     if ol:
         lines += ["## open-loop (nginx GET)", "",
                   "| tool | intended req/s | ceiling req/s | achieved req/s | achieved / intended | send lag p99 ms | "
-                  "req/CPU-s | gen max RSS MB | server CPU % | server CPU µs/req |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "generator gaps ms | req/CPU-s | gen max RSS MB | server CPU % | server CPU µs/req |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in ol:
             ach = r.get("achieved_rps")
             ach = ach if ach not in ("", None) else None
@@ -677,6 +681,7 @@ def summarise(rows, args, loadgen, out_dir, soak_result=None, stalls=None):
             name = r["tool"] + (f" (exit {r['exit']})" if r["exit"] != 0 else "")
             lines.append(f"| {name} | {fmt(r['intended_rps'], 0)} | {fmt(r.get('ceiling_rps') or None, 0)} | {fmt(ach)} | "
                          f"{fmt(100 * ratio, 3) + ' %' if ratio else 'n/a'} | {fmt(r['send_lag_p99_ms'], 3)} | "
+                         f"{fmt(r.get('gen_gap_ms'), 1)} | "
                          f"{fmt(r['req_per_cpu_s'])} | {fmt(r['gen_max_rss_mb'])} | {fmt(r['server_cpu_pct'])} | "
                          f"{fmt(server_us(r))} |")
         lines += ["", "| tool | intended req/s | runs | send lag p99 ms median (min–max) | worst achieved / intended |",
@@ -697,7 +702,9 @@ def summarise(rows, args, loadgen, out_dir, soak_result=None, stalls=None):
                   "oha's achieved rate is server-counted requests / duration. Each 80 % run's ceiling is a "
                   "kis-loadgen closed-loop run (64 users, no wait) just before it; in those runs the server "
                   "spent " + (", ".join(f"{fmt(server_us(r))}" for r in rows if r["scenario"] == "ceiling") or "n/a")
-                  + " µs of CPU per request (the open-loop rows' last column is the same measure).", ""]
+                  + " µs of CPU per request (the open-loop rows' last column is the same measure). Generator "
+                  "gaps (--busy-poll runs): milliseconds in all that kis-loadgen's dispatcher went unrun in "
+                  "stretches of 1 ms or more; sends due in them lag whatever the server does.", ""]
     if stalls:
         lines += ["## host stalls (before the open loop)", "",
                   f"A spinning clock-reading loop on each CPU at once for {STALL_SECONDS} s; a gap between two "
@@ -804,7 +811,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     fields = ["scenario", "tool", "exit", "duration_s", "wall_s", "server_requests", "gen_user_s", "gen_sys_s",
               "req_per_cpu_s", "server_rps", "server_cpu_pct", "gen_max_rss_mb", "intended_rps", "achieved_rps",
-              "send_lag_p99_ms", "ceiling_rps", "log"]
+              "send_lag_p99_ms", "gen_gap_ms", "ceiling_rps", "log"]
     with open(os.path.join(out_dir, "raw.csv"), "w", newline="") as raw_file, \
             open(os.path.join(out_dir, "commands.txt"), "w") as commands:
         writer = csv.DictWriter(raw_file, fieldnames=fields, extrasaction="ignore")

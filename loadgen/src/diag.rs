@@ -1,6 +1,8 @@
 //! Self-diagnosis: the generator's own CPU time (from /proc/self/stat) and the warnings that say
 //! when the numbers describe the client more than the server.
 
+use crate::record::Gaps;
+
 /// Clock ticks per second in /proc (USER_HZ, 100 on every Linux architecture we run on).
 const USER_HZ: f64 = 100.0;
 
@@ -63,13 +65,23 @@ pub fn window_warnings(
     w
 }
 
-/// The whole-run late-send warning (perf_analyzer's rule: more than 1 % of sends late).
-pub fn run_warning(sent: u64, late: u64) -> Option<String> {
+/// The whole-run late-send warning (perf_analyzer's rule: more than 1 % of sends late), naming
+/// the busy-polling dispatcher's own gaps when it had any: lag in them is not the server's.
+pub fn run_warning(sent: u64, late: u64, gaps: &Gaps) -> Option<String> {
     (sent > 0 && late as f64 > LATE_SHARE * sent as f64).then(|| {
-        format!(
+        let mut w = format!(
             "{:.1}% of all sends ({late} of {sent}) lagged more than 1 ms behind schedule",
             100.0 * late as f64 / sent as f64
-        )
+        );
+        if gaps.count > 0 {
+            w += &format!(
+                "; the dispatcher itself did not run for {:.1} ms in {} gaps of 1 ms or more (longest {:.1} ms), delaying every send due in them",
+                gaps.total_us as f64 / 1e3,
+                gaps.count,
+                gaps.max_us as f64 / 1e3
+            );
+        }
+        w
     })
 }
 
@@ -120,8 +132,24 @@ mod tests {
         assert!(window_warnings(1.0, 1000, 0, Some(1.0), 1, true).is_empty());
         // Too few sends in a window to judge.
         assert!(window_warnings(1.0, 10, 5, None, 1, false).is_empty());
-        assert!(run_warning(10, 5).is_some());
-        assert!(run_warning(1000, 10).is_none());
+        let none = Gaps::default();
+        let w = run_warning(10, 5, &none).expect("half late");
+        assert!(!w.contains("dispatcher"), "{w}");
+        assert!(run_warning(1000, 10, &none).is_none());
+        let g = Gaps {
+            count: 4,
+            total_us: 9_000,
+            max_us: 3_000,
+        };
+        let w = run_warning(100, 20, &g).expect("a fifth late");
+        assert!(
+            w.ends_with("did not run for 9.0 ms in 4 gaps of 1 ms or more (longest 3.0 ms), delaying every send due in them"),
+            "{w}"
+        );
+        assert!(
+            run_warning(1000, 10, &g).is_none(),
+            "gaps alone do not warn"
+        );
         // The backlog must grow and the lag be visible.
         assert!(
             saturation_warning(1.0, 10, 50, 3.0, 8, 8)

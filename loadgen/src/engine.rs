@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{Overflow, Wait};
 use crate::http::{Conn, Wire};
-use crate::record::{ErrorKind, Shard, Window};
+use crate::record::{ErrorKind, Gaps, Shard, Window};
 use crate::timer::{Timer, tighten_timer_slack};
 
 /// Gap between arrivals from which the dispatcher wakes early and polls for the last stretch
@@ -696,12 +696,21 @@ async fn dispatcher(
     let mut early = Duration::from_micros(50);
     let mut last: Option<Instant> = None;
     let mut fired = Instant::now();
+    // Busy polling comes back every few µs; a longer absence is a stall the report names.
+    let mut polled: Option<Instant> = None;
     loop {
         if l.control.stopped() {
             break;
         }
         let Some(next) = l.next_arrival() else { break };
         let now = Instant::now();
+        if busy_poll {
+            let away = polled.map_or(Duration::ZERO, |p| now.saturating_duration_since(p));
+            if away >= Gaps::MIN {
+                l.rec.borrow_mut().dispatcher_ran_after(away);
+            }
+            polled = Some(now);
+        }
         if next > now && busy_poll {
             tokio::task::yield_now().await;
             continue;

@@ -53,6 +53,10 @@ pub struct Metrics {
     pub dropped: Counter,
     /// Sends more than 1 ms late.
     pub late_sends: Counter,
+    /// Stretches of ≥ 1 ms the busy-polling dispatcher did not run.
+    pub dispatcher_gaps: Counter,
+    /// Their summed length, seconds.
+    pub dispatcher_gap_seconds: Counter<f64, AtomicU64>,
     /// Generator CPU, cores busy.
     pub cpu_ratio: Gauge<f64, AtomicU64>,
     /// Server-side mean queue time of the last window, seconds (Triton statistics).
@@ -81,6 +85,8 @@ impl Metrics {
             achieved_rate: Gauge::default(),
             dropped: Counter::default(),
             late_sends: Counter::default(),
+            dispatcher_gaps: Counter::default(),
+            dispatcher_gap_seconds: Counter::default(),
             cpu_ratio: Gauge::default(),
             server_queue: Gauge::default(),
             server_compute: Gauge::default(),
@@ -120,6 +126,16 @@ impl Metrics {
             "late_sends",
             "Sends more than 1 ms behind schedule",
             m.late_sends.clone(),
+        );
+        registry.register(
+            "dispatcher_gaps",
+            "Stretches of 1 ms or more the busy-polling dispatcher did not run (--busy-poll)",
+            m.dispatcher_gaps.clone(),
+        );
+        registry.register(
+            "dispatcher_gap_seconds",
+            "Summed length of those stretches, seconds",
+            m.dispatcher_gap_seconds.clone(),
         );
         registry.register(
             "generator_cpu_ratio",
@@ -191,11 +207,21 @@ mod tests {
             })
             .inc_by(3);
         m.in_flight.set(2);
+        m.dispatcher_gaps.inc_by(2);
+        m.dispatcher_gap_seconds.inc_by(0.0035);
         let text = m.render();
         assert!(
             text.contains("kis_loadgen_requests_total{outcome=\"ok\",code=\"200\"} 3"),
             "{text}"
         );
         assert!(text.contains("kis_loadgen_in_flight 2"), "{text}");
+        assert!(
+            text.contains("kis_loadgen_dispatcher_gaps_total 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kis_loadgen_dispatcher_gap_seconds_total 0.0035\n"),
+            "{text}"
+        );
     }
 }

@@ -77,6 +77,42 @@ pub enum Outcome {
     Failed(ErrorKind),
 }
 
+/// Stretches of at least [`Gaps::MIN`] in which a busy-polling dispatcher did not run: the host
+/// descheduled its thread (another process, or a vCPU stall on a VM) or its own work held it. Every arrival
+/// due in such a stretch is sent late whatever the server does, so these tell generator lag from
+/// server backlog. Only `--busy-poll` records them (a sleeping dispatcher's gaps are its sleeps).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Gaps {
+    /// How many gaps.
+    pub count: u64,
+    /// Their summed length, µs.
+    pub total_us: u64,
+    /// The longest, µs.
+    pub max_us: u64,
+}
+
+impl Gaps {
+    /// The shortest stretch counted: the late-send threshold, so one gap can make sends late.
+    pub const MIN: Duration = Duration::from_millis(1);
+
+    /// Counts `d` if it is at least [`Gaps::MIN`].
+    pub fn record(&mut self, d: Duration) {
+        if d >= Gaps::MIN {
+            let u = d.as_micros() as u64;
+            self.count += 1;
+            self.total_us += u;
+            self.max_us = self.max_us.max(u);
+        }
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Gaps) {
+        self.count += other.count;
+        self.total_us += other.total_us;
+        self.max_us = self.max_us.max(other.max_us);
+    }
+}
+
 /// Counters for one window (or, summed, for the run).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Counts {
@@ -96,6 +132,8 @@ pub struct Counts {
     pub by_kind: BTreeMap<ErrorKind, u64>,
     /// Answers by HTTP status.
     pub by_status: BTreeMap<u16, u64>,
+    /// Stretches the busy-polling dispatcher did not run.
+    pub dispatcher_gaps: Gaps,
 }
 
 impl Counts {
@@ -107,6 +145,7 @@ impl Counts {
         self.errors += other.errors;
         self.late_sends += other.late_sends;
         self.bytes_in += other.bytes_in;
+        self.dispatcher_gaps.add(&other.dispatcher_gaps);
         for (k, v) in &other.by_kind {
             *self.by_kind.entry(*k).or_default() += v;
         }
@@ -200,6 +239,11 @@ impl Window {
                 *c.by_kind.entry(kind).or_default() += 1;
             }
         }
+    }
+
+    /// Notes that the dispatcher last ran `d` ago (counted when at least [`Gaps::MIN`]).
+    pub fn dispatcher_ran_after(&mut self, d: Duration) {
+        self.counts.dispatcher_gaps.record(d);
     }
 
     /// Counts requests that never got an answer for `kind` without latency (aborted at drain).
@@ -320,6 +364,39 @@ mod tests {
         s.drain_into(&mut again);
         assert_eq!(again.counts, Counts::default());
         assert!(again.hists.corrected.is_empty());
+    }
+
+    #[test]
+    fn gaps_count_from_one_ms_and_merge_by_sum_and_max() {
+        let mut a = Window::default();
+        a.dispatcher_ran_after(Duration::from_micros(999));
+        assert_eq!(
+            a.counts.dispatcher_gaps,
+            Gaps::default(),
+            "under 1 ms is no gap"
+        );
+        a.dispatcher_ran_after(Duration::from_millis(1));
+        a.dispatcher_ran_after(Duration::from_micros(4_500));
+        let mut b = Window::default();
+        b.dispatcher_ran_after(Duration::from_millis(2));
+        let s = Shard::default();
+        s.publish(&mut a);
+        s.publish(&mut b);
+        let mut w = Window::default();
+        s.drain_into(&mut w);
+        assert_eq!(
+            w.counts.dispatcher_gaps,
+            Gaps {
+                count: 3,
+                total_us: 7_500,
+                max_us: 4_500
+            }
+        );
+        assert_eq!(
+            a.counts.dispatcher_gaps,
+            Gaps::default(),
+            "published and emptied"
+        );
     }
 
     #[test]

@@ -428,7 +428,11 @@ async fn run_async(cfg: Config) -> Result<Report> {
         Some(p) => p.cumulative(elapsed.min(p.duration())),
         None => scheduled as f64,
     };
-    if let Some(w) = diag::run_warning(col.total_counts.sent, col.total_counts.late_sends) {
+    if let Some(w) = diag::run_warning(
+        col.total_counts.sent,
+        col.total_counts.late_sends,
+        &col.total_counts.dispatcher_gaps,
+    ) {
         tracing::warn!("{w}");
         col.warnings.push(w);
     }
@@ -629,6 +633,7 @@ async fn collect_window<W: Write>(
         errors: win.counts.errors,
         dropped: dropped - col.last_dropped,
         late_sends: win.counts.late_sends,
+        dispatcher_gaps: win.counts.dispatcher_gaps.clone(),
         intended_rps: if dt > 0.0 { intended / dt } else { 0.0 },
         achieved_rps: if dt > 0.0 {
             win.counts.sent as f64 / dt
@@ -689,6 +694,10 @@ async fn collect_window<W: Write>(
     metrics.achieved_rate.set(row.achieved_rps);
     metrics.dropped.inc_by(row.dropped);
     metrics.late_sends.inc_by(row.late_sends);
+    metrics.dispatcher_gaps.inc_by(row.dispatcher_gaps.count);
+    metrics
+        .dispatcher_gap_seconds
+        .inc_by(row.dispatcher_gaps.total_us as f64 / 1e6);
     if let Some(c) = cpu_ratio {
         metrics.cpu_ratio.set(c);
     }

@@ -13,9 +13,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, Load};
 use crate::error::{Error, Result};
-use crate::record::{Counts, Percentiles};
+use crate::record::{Counts, Gaps, Percentiles};
 
 /// The JSON Schema the report follows.
 pub const SCHEMA: &str = include_str!("schema.json");
@@ -50,6 +50,8 @@ pub struct WindowRow {
     pub dropped: u64,
     /// Sends > 1 ms late.
     pub late_sends: u64,
+    /// Stretches of ≥ 1 ms the busy-polling dispatcher did not run (`--busy-poll` only).
+    pub dispatcher_gaps: Gaps,
     /// Intended rate, req/s.
     pub intended_rps: f64,
     /// Achieved send rate, req/s.
@@ -94,6 +96,8 @@ pub struct Totals {
     pub cancelled: u64,
     /// Sends > 1 ms late.
     pub late_sends: u64,
+    /// Stretches of ≥ 1 ms the busy-polling dispatcher did not run (`--busy-poll` only).
+    pub dispatcher_gaps: Gaps,
     /// Response bytes.
     pub bytes_in: u64,
     /// Errors by kind.
@@ -114,6 +118,7 @@ impl Totals {
             dropped,
             cancelled,
             late_sends: c.late_sends,
+            dispatcher_gaps: c.dispatcher_gaps.clone(),
             bytes_in: c.bytes_in,
             errors_by_kind: c
                 .by_kind
@@ -191,6 +196,23 @@ pub struct Report {
     pub request_bytes: u64,
     /// Human description of the target.
     pub target: String,
+}
+
+/// The summary's `--busy-poll` line: how long the dispatcher went unrun in gaps of ≥ 1 ms,
+/// against `elapsed_s`. Sends due in a gap lag by up to its length whatever the server does.
+pub fn gaps_line(g: &Gaps, elapsed_s: f64) -> String {
+    if g.count == 0 {
+        return "no gaps of 1 ms or more: the dispatcher ran throughout".into();
+    }
+    format!(
+        "{} gaps of 1 ms or more, {:.1} ms in all ({:.2}% of the run), longest {:.1} ms: the \
+         dispatcher did not run then (its CPU was taken by another process, the host, or the \
+         thread's own work), so sends due in them lag whatever the server does",
+        g.count,
+        g.total_us as f64 / 1e3,
+        100.0 * g.total_us as f64 / 1e6 / elapsed_s.max(1e-9),
+        g.max_us as f64 / 1e3,
+    )
 }
 
 impl Report {
@@ -277,9 +299,42 @@ impl Report {
             "generator  {:.2} CPU-s, {:.0} req/CPU-s, late sends {}",
             g.cpu_seconds, g.requests_per_cpu_second, t.late_sends
         );
+        if let Load::Open {
+            busy_poll: true, ..
+        } = self.config.load
+        {
+            let _ = writeln!(
+                s,
+                "dispatcher {}",
+                gaps_line(&t.dispatcher_gaps, self.elapsed_s)
+            );
+        }
         for w in &g.warnings {
             let _ = writeln!(s, "warning    {w}");
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_line_states_count_share_and_longest() {
+        let none = gaps_line(&Gaps::default(), 10.0);
+        assert!(none.starts_with("no gaps"), "{none}");
+        let g = Gaps {
+            count: 3,
+            total_us: 25_000,
+            max_us: 12_500,
+        };
+        let l = gaps_line(&g, 10.0);
+        assert!(
+            l.starts_with(
+                "3 gaps of 1 ms or more, 25.0 ms in all (0.25% of the run), longest 12.5 ms"
+            ),
+            "{l}"
+        );
     }
 }

@@ -153,3 +153,65 @@ fn sigint_flushes_every_output() {
     assert_eq!(doc["totals"]["ok"].as_u64().unwrap(), n);
     assert!(dir.join("c_stats.csv").exists() && dir.join("c_stats_history.csv").exists());
 }
+
+/// `--busy-poll` names its own stalls: a SIGSTOP of the whole generator for 300 ms (what a host
+/// stall does to a vCPU) shows up as a dispatcher gap of about that length in the JSON report,
+/// the summary and the late-send warning, so lag it causes is not blamed on the server.
+#[test]
+fn busy_poll_reports_a_stopped_generator_as_a_dispatcher_gap() {
+    let srv = start(Behavior::Fast);
+    let dir = tempdir("gap");
+    let json = dir.join("r.json");
+    let child = bin()
+        .args(constant_get(&srv.url(), "200", "3s"))
+        .args(["--busy-poll", "--json", json.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    std::thread::sleep(Duration::from_millis(1200));
+    let signal = |sig: &str| {
+        let s = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(s.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_millis(300));
+    signal("-CONT");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let g = &doc["totals"]["dispatcher_gaps"];
+    let (count, total, max) = (
+        g["count"].as_u64().unwrap(),
+        g["total_us"].as_u64().unwrap(),
+        g["max_us"].as_u64().unwrap(),
+    );
+    assert!(count >= 1 && total >= max, "{g}");
+    // The stop lasts at least the 300 ms between the signals; scheduling may stretch it.
+    assert!((290_000..2_000_000).contains(&max), "{g}");
+    // The windows' gaps add up to the run's.
+    let windows = doc["windows"].as_array().unwrap();
+    let in_windows: u64 = windows
+        .iter()
+        .map(|w| w["dispatcher_gaps"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(in_windows, count);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.lines().any(|l| l.starts_with("dispatcher ")
+            && l.contains("gaps of 1 ms or more")
+            && l.contains("did not run")),
+        "{summary}"
+    );
+    // ~60 of 600 sends fell due in the stop: far over the 1 % late-send threshold.
+    let warnings = doc["generator"]["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("dispatcher itself did not run")),
+        "{warnings:?}"
+    );
+}

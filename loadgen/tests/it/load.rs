@@ -47,6 +47,8 @@ fn drop_policy_counts_dropped_arrivals() {
     assert_eq!(r.totals.requests + r.totals.dropped, 200);
     assert!(r.totals.dropped >= 140, "{:?}", r.totals);
     assert!(r.latency.service.p50_ms >= 100.0);
+    // The sleeping dispatcher's idle stretches are its sleeps: no gaps are recorded.
+    assert_eq!(r.totals.dispatcher_gaps, Default::default());
 }
 
 /// `--busy-poll`: the open loop sends its whole schedule and answers are read as usual; the
