@@ -146,6 +146,19 @@ pub enum Load {
     },
 }
 
+impl Load {
+    /// An open loop whose dispatcher polls instead of sleeping (`--busy-poll`).
+    pub fn busy_poll(&self) -> bool {
+        matches!(
+            self,
+            Load::Open {
+                busy_poll: true,
+                ..
+            }
+        )
+    }
+}
+
 /// Output files and endpoints.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Outputs {

@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{Overflow, Wait};
 use crate::http::{Conn, Wire};
-use crate::record::{ErrorKind, Gaps, Shard, Window};
+use crate::record::{ErrorKind, Shard, Window};
 use crate::timer::{Timer, tighten_timer_slack};
 
 /// Gap between arrivals from which the dispatcher wakes early and polls for the last stretch
@@ -705,9 +705,10 @@ async fn dispatcher(
         let Some(next) = l.next_arrival() else { break };
         let now = Instant::now();
         if busy_poll {
-            let away = polled.map_or(Duration::ZERO, |p| now.saturating_duration_since(p));
-            if away >= Gaps::MIN {
-                l.rec.borrow_mut().dispatcher_ran_after(away);
+            if let Some(p) = polled {
+                l.rec
+                    .borrow_mut()
+                    .dispatcher_ran_after(now.saturating_duration_since(p));
             }
             polled = Some(now);
         }

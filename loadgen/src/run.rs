@@ -283,13 +283,7 @@ async fn run_async(cfg: Config) -> Result<Report> {
         timeout: Duration::from_secs_f64(cfg.timeout_s),
         t0,
         threads: cfg.threads.max(1),
-        busy_poll: matches!(
-            cfg.load,
-            Load::Open {
-                busy_poll: true,
-                ..
-            }
-        ),
+        busy_poll: cfg.load.busy_poll(),
         load,
     })
     .map_err(|e| Error::Usage(format!("cannot start the generator threads: {e}")))?;
@@ -708,13 +702,7 @@ async fn collect_window<W: Write>(
         metrics.server_compute.set(c / 1000.0);
     }
     // Self-diagnosis, each kind reported once (then it is in every window row anyway).
-    let busy_poll = matches!(
-        cfg.load,
-        Load::Open {
-            busy_poll: true,
-            ..
-        }
-    );
+    let busy_poll = cfg.load.busy_poll();
     for w in diag::window_warnings(
         t_b,
         row.sent,

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Load};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::record::{Counts, Gaps, Percentiles};
 
@@ -299,10 +299,7 @@ impl Report {
             "generator  {:.2} CPU-s, {:.0} req/CPU-s, late sends {}",
             g.cpu_seconds, g.requests_per_cpu_second, t.late_sends
         );
-        if let Load::Open {
-            busy_poll: true, ..
-        } = self.config.load
-        {
+        if self.config.load.busy_poll() {
             let _ = writeln!(
                 s,
                 "dispatcher {}",
