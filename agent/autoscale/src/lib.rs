@@ -21,6 +21,7 @@ pub mod fixed;
 pub mod hpa;
 pub mod keda;
 pub mod kpa;
+pub mod obs;
 pub mod spec;
 pub mod view;
 
@@ -36,6 +37,9 @@ pub use keda::Keda;
 pub use keda::{KedaConfig, KedaMetricType};
 pub use kpa::Kpa;
 pub use kpa::KpaConfig;
+pub use obs::{
+    ACTION_DIMS, Capacity, MASK_LEN, OBS_SPEC_VERSION, ObsInput, ObsSet, RateHistory, StepSample,
+};
 pub use spec::{AutoscalerSpec, ConfigError, Param, TARGET_REPLICAS_METRIC};
 pub use view::{PodView, Pool, PoolView};
 

@@ -266,6 +266,12 @@ pub struct MetricsConfig {
     /// Window of the p95 latency metric in seconds.
     #[serde(default = "default_window")]
     pub latency_window: f64,
+    /// Window of the per-pod CPU (and GPU) utilisation the autoscalers read, seconds, rounded to
+    /// whole scrape intervals (at least one). Default 15 s: metrics-server's default
+    /// `--metric-resolution`; it serves the CPU rate between its two latest kubelet scrapes, so the
+    /// HPA sees a window of one resolution (15 s; 30 s when a scrape is missed).
+    #[serde(default = "default_cpu_window")]
+    pub cpu_window: f64,
 }
 
 fn default_scrape() -> f64 {
@@ -274,6 +280,9 @@ fn default_scrape() -> f64 {
 fn default_window() -> f64 {
     60.0
 }
+fn default_cpu_window() -> f64 {
+    15.0
+}
 
 impl Default for MetricsConfig {
     fn default() -> Self {
@@ -281,6 +290,7 @@ impl Default for MetricsConfig {
             scrape_interval: default_scrape(),
             rate_window: default_window(),
             latency_window: default_window(),
+            cpu_window: default_cpu_window(),
         }
     }
 }
@@ -325,6 +335,11 @@ impl PoolConfig {
             min_replicas: 1,
             max_replicas: default_max_replicas(),
         }
+    }
+
+    /// Requests per second one Ready replica serves at batch 1 with all its instances busy.
+    pub fn replica_capacity(&self) -> f64 {
+        self.instances as f64 / self.profile.mean_batch_time(1).max(1e-9)
     }
 
     fn validate(&self, f: &str) -> Result<()> {
@@ -401,6 +416,16 @@ impl SimConfig {
         }
     }
 
+    /// GPUs the cluster can ever offer: its nodes' (or the node autoscaler's largest cluster's).
+    pub fn gpu_capacity(&self) -> u32 {
+        let c = &self.cluster;
+        let nodes = c
+            .node_autoscaler
+            .as_ref()
+            .map_or(c.nodes, |n| n.max_nodes.max(c.nodes));
+        nodes.saturating_mul(c.gpus_per_node)
+    }
+
     /// Checks every value; the error names the first offending field.
     pub fn validate(&self) -> Result<()> {
         positive("slo", self.slo)?;
@@ -431,6 +456,7 @@ impl SimConfig {
         }
         let m = &self.metrics;
         positive("metrics.scrape_interval", m.scrape_interval)?;
+        positive("metrics.cpu_window", m.cpu_window)?;
         for (name, v) in [
             ("metrics.rate_window", m.rate_window),
             ("metrics.latency_window", m.latency_window),

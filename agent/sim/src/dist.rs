@@ -157,6 +157,30 @@ impl Dist {
         }
     }
 
+    /// The same distribution with every value multiplied by `f` (> 0): a faster or slower device,
+    /// a longer cold start.
+    pub fn scaled(&self, f: f64) -> Dist {
+        match self {
+            Dist::Constant { value } => Dist::Constant { value: value * f },
+            Dist::Exponential { mean } => Dist::Exponential { mean: mean * f },
+            Dist::Uniform { min, max } => Dist::Uniform {
+                min: min * f,
+                max: max * f,
+            },
+            Dist::Lognormal { mean, cv } => Dist::Lognormal {
+                mean: mean * f,
+                cv: *cv,
+            },
+            Dist::Empirical { samples } => Dist::Empirical {
+                samples: samples.iter().map(|x| x * f).collect(),
+            },
+            Dist::Quantiles { probs, values } => Dist::Quantiles {
+                probs: probs.clone(),
+                values: values.iter().map(|x| x * f).collect(),
+            },
+        }
+    }
+
     /// The distribution's mean in seconds.
     pub fn mean(&self) -> f64 {
         match self {

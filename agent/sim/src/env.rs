@@ -1,42 +1,27 @@
-//! The simulator as a reinforcement-learning environment: `reset(seed)` / `step(action)` with the paper's
-//! 10-feature observation normalised to [0, 1], its multi-discrete action and an explicit reward, plus a
-//! [`VecEnv`] that steps many environments on all cores.
+//! The simulator as a reinforcement-learning environment: `reset(seed)` / `step(action)` with a
+//! multi-discrete action, an action mask, a bounded reward and the observation of
+//! [`kis_autoscale::obs`] (the same builder the live mode uses, fed the same scraped views).
 //!
 //! The action does not set replicas directly: it moves each pool's target, which is published as the
-//! External metric `kis-replicas` and followed by the stock HPA (AverageValue 1, tolerance 0),
-//! exactly as kis-adapter + HPA do in a cluster, sync period and stabilisation included.
+//! External metric `kis-replicas` and followed by the stock HPA (AverageValue 1, tolerance 0, and the
+//! scenario's [`ExternalHpa`] behaviour: by default the exact-N recipe, no stabilisation window), as
+//! kis-adapter + HPA do in a cluster, sync period included. Many environments at once:
+//! [`crate::vec_env::VecEnv`].
 
-use std::collections::VecDeque;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use kis_autoscale::HpaConfig;
-use kis_traffic::ShapeSpec;
+use kis_autoscale::obs::{self, Capacity, MASK_LEN, ObsInput, ObsSet, RateHistory};
+use kis_autoscale::{Behavior, HpaConfig, PolicyKind, ScalingPolicy, ScalingRules, SelectPolicy};
+use kis_traffic::{ArrivalKind, Pattern, ShapeSpec};
 
-use crate::config::SimConfig;
-use crate::scaler::{AutoscalerSpec, Pool, PoolView, ScalerSpec, TARGET_REPLICAS_METRIC};
-use crate::sim::Simulation;
+use crate::config::{PoolConfig, Pools, SimConfig, Workload};
+use crate::profiles::{kis_s_cpu, kis_s_gpu};
+use crate::randomize::{Randomization, TraceData};
+use crate::scaler::{AutoscalerSpec, Pool, ScalerSpec, TARGET_REPLICAS_METRIC};
+use crate::sim::{Simulation, Totals};
 use crate::{Error, Result};
-
-/// Number of observation features.
-pub const OBS_DIM: usize = 10;
-
-/// Names of the observation features, in order.
-pub const OBS_NAMES: [&str; OBS_DIM] = [
-    "cpu_util",
-    "queue",
-    "gpu_util",
-    "p95",
-    "throughput",
-    "gpu_replicas",
-    "cpu_replicas",
-    "load_trend",
-    "load_variance",
-    "t_norm",
-];
-
-/// An observation: [`OBS_NAMES`] in order, each in [0, 1].
-pub type Obs = [f64; OBS_DIM];
 
 /// A reinforcement-learning environment.
 pub trait Env {
@@ -56,12 +41,14 @@ pub trait Env {
 pub struct Step<O> {
     /// Observation after the step.
     pub obs: O,
-    /// Reward of the step.
+    /// Reward of the step, in [−(α + γ + δ + κ), β] (see [`RewardConfig`]).
     pub reward: f64,
     /// Terminal state.
     pub terminated: bool,
     /// Cut by the time limit.
     pub truncated: bool,
+    /// Allowed actions from the new state ([`Capacity::action_mask`] layout).
+    pub mask: [bool; MASK_LEN],
     /// Raw values behind the reward.
     pub info: StepInfo,
 }
@@ -75,11 +62,15 @@ pub struct StepInfo {
     pub p95: Option<f64>,
     /// Requests offered in the step.
     pub arrivals: u64,
-    /// Fraction of the step's arrivals that missed the SLO (slow, rejected or killed).
+    /// Requests of the cohort scored in this step: those that arrived in
+    /// [previous end − slo, end − slo) (the last step also scores its final `slo` seconds).
+    pub cohort: u64,
+    /// Fraction of the cohort that missed the SLO (late, rejected, killed or never served), in
+    /// [0, 1]; 0 for an empty cohort.
     pub slo_miss: f64,
     /// GPU busy fraction over the step.
     pub gpu_util: f64,
-    /// Targets the policy asked for.
+    /// Targets the policy asked for (after the clamp).
     pub target: [u32; 2],
     /// spec.replicas after the step (GPU, CPU).
     pub replicas: [u32; 2],
@@ -124,25 +115,42 @@ impl Action {
             },
         }
     }
+
+    /// The three categorical indices (inverse of [`Action::from_indices`]).
+    pub fn indices(&self) -> [usize; 3] {
+        [
+            (self.gpu_delta.clamp(-2, 2) + 2) as usize,
+            (self.cpu_delta.clamp(-2, 2) + 2) as usize,
+            match self.placement {
+                Placement::PreferGpu => 0,
+                Placement::Balanced => 1,
+                Placement::PreferCpu => 2,
+            },
+        ]
+    }
 }
 
-/// Reward `−α·latency + β·GPU util − γ·replica overhead − δ·SLO misses − κ·cost`, per step.
+/// Reward `−α·latency + β·GPU util − γ·replica overhead − δ·SLO misses − κ·cost`, per step, every
+/// term in [0, 1] before its weight.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RewardConfig {
-    /// Weight of the latency term, p95 / SLO (capped at 5).
+    /// Weight of the latency term, min(p95 / SLO, `latency_cap`) / `latency_cap`.
     #[serde(default = "d_alpha")]
     pub alpha: f64,
+    /// p95 / SLO at which the latency term saturates at 1.
+    #[serde(default = "d_latency_cap")]
+    pub latency_cap: f64,
     /// Weight of the GPU busy fraction.
     #[serde(default = "d_beta")]
     pub beta: f64,
-    /// Weight of (GPU + CPU replicas) / (GPU + CPU max replicas).
+    /// Weight of (GPU + CPU replicas) / (GPU + CPU max replicas), capped at 1.
     #[serde(default = "d_gamma")]
     pub gamma: f64,
-    /// Weight of the fraction of arrivals that missed the SLO.
+    /// Weight of the step cohort's SLO-miss fraction.
     #[serde(default = "d_delta")]
     pub slo_violation: f64,
-    /// Weight of the step's cost relative to its most expensive possible value.
+    /// Weight of the step's cost relative to its most expensive possible value (capped at 1).
     #[serde(default)]
     pub cost: f64,
     /// Price of one GPU replica-hour.
@@ -155,6 +163,9 @@ pub struct RewardConfig {
 
 fn d_alpha() -> f64 {
     1.0
+}
+fn d_latency_cap() -> f64 {
+    5.0
 }
 fn d_beta() -> f64 {
     0.5
@@ -176,6 +187,7 @@ impl Default for RewardConfig {
     fn default() -> Self {
         RewardConfig {
             alpha: d_alpha(),
+            latency_cap: d_latency_cap(),
             beta: d_beta(),
             gamma: d_gamma(),
             slo_violation: d_delta(),
@@ -186,7 +198,55 @@ impl Default for RewardConfig {
     }
 }
 
-/// Environment settings.
+/// The HPA each pool's target goes through: `kis-replicas` AverageValue 1, tolerance 0, and this
+/// behaviour. Default: the exact-N recipe (shared/reference/external-metrics-adapter.md §3.6), the
+/// same behaviour deploy/'s HPAs carry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalHpa {
+    /// `spec.behavior`; `null` = none, the controller's legacy path with its 300 s scale-down
+    /// stabilisation (a scale-down then never takes effect in a 300 s episode).
+    #[serde(default = "exact_n_behavior")]
+    pub behavior: Option<Behavior>,
+    /// `--horizontal-pod-autoscaler-sync-period`, seconds.
+    #[serde(default = "d_sync")]
+    pub sync_period: f64,
+}
+
+fn d_sync() -> f64 {
+    15.0
+}
+
+/// The exact-N `behavior`: tolerance 0 and no stabilisation window both ways, scale-up by up to
+/// +1000 % and scale-down by up to −100 % per 15 s, so a published N is reached at the next sync.
+pub fn exact_n_behavior() -> Option<Behavior> {
+    let rules = |value| ScalingRules {
+        stabilization_window: 0.0,
+        select_policy: SelectPolicy::Max,
+        policies: vec![ScalingPolicy {
+            kind: PolicyKind::Percent,
+            value,
+            period: 15.0,
+        }],
+        tolerance: Some(0.0),
+    };
+    Some(Behavior {
+        scale_up: rules(1000),
+        scale_down: rules(100),
+    })
+}
+
+impl Default for ExternalHpa {
+    fn default() -> Self {
+        ExternalHpa {
+            behavior: exact_n_behavior(),
+            sync_period: d_sync(),
+        }
+    }
+}
+
+/// Environment settings (a scenario): the cluster, the step, the reward, the observation set, the
+/// HPA behaviour and, for training, the domain randomisation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvConfig {
@@ -205,11 +265,29 @@ pub struct EnvConfig {
     /// Absent: episodes only end by truncation.
     #[serde(default)]
     pub terminate_reject_fraction: Option<f64>,
+    /// The observation set.
+    #[serde(default)]
+    pub obs: ObsSet,
+    /// The HPA the targets go through.
+    #[serde(default)]
+    pub hpa: ExternalHpa,
+    /// Period of the paper set's `t_norm`, seconds.
+    #[serde(default = "d_horizon")]
+    pub horizon: f64,
+    /// Draw each episode's cluster and workload from its seed (training). Overrides `shapes`.
+    #[serde(default)]
+    pub randomize: Option<Randomization>,
 }
 
 fn d_step() -> f64 {
     30.0
 }
+fn d_horizon() -> f64 {
+    300.0
+}
+
+/// Named scenarios ([`EnvConfig::named`]).
+pub const SCENARIOS: [&str; 2] = ["default", "kis-s-testbed"];
 
 impl EnvConfig {
     /// Settings around `sim` with the defaults.
@@ -220,6 +298,54 @@ impl EnvConfig {
             reward: RewardConfig::default(),
             shapes: Vec::new(),
             terminate_reject_fraction: None,
+            obs: ObsSet::default(),
+            hpa: ExternalHpa::default(),
+            horizon: d_horizon(),
+            randomize: None,
+        }
+    }
+
+    /// The default scenario, a cluster where both action heads matter: 4 nodes with one GPU and 16
+    /// allocatable cores each; GPU pool (the KIS-S RTX 3080 profile) 1..=4 replicas, CPU pool (the
+    /// KIS-S CPU profile, 2-core requests) 1..=10, starting at 1 + 2; the paper's spike (10 → 100
+    /// req/s over 300 s, Poisson), which needs about 8 replicas at its peak; 30 s cold starts.
+    pub fn default_cluster() -> Self {
+        let mut gpu = PoolConfig::new(1, kis_s_gpu());
+        gpu.max_replicas = 4;
+        let mut cpu = PoolConfig::new(2, kis_s_cpu());
+        cpu.max_replicas = 10;
+        let mut sim = SimConfig::new(
+            Workload::new(ShapeSpec::default_for(Pattern::Spike), ArrivalKind::Poisson),
+            Pools { gpu, cpu },
+        );
+        sim.cluster.nodes = 4;
+        sim.cluster.gpus_per_node = 1;
+        sim.cluster.cpus_per_node = 16.0;
+        EnvConfig::new(sim)
+    }
+
+    /// The KIS-S testbed: one node with one GPU (so GPU actions beyond 1 replica leave pods
+    /// Pending and are masked), 3 + 3 initial replicas, the paper's profiles and spike.
+    pub fn kis_s_testbed() -> Self {
+        let sim = SimConfig::new(
+            Workload::new(ShapeSpec::default_for(Pattern::Spike), ArrivalKind::Poisson),
+            Pools {
+                gpu: PoolConfig::new(3, kis_s_gpu()),
+                cpu: PoolConfig::new(3, kis_s_cpu()),
+            },
+        );
+        EnvConfig::new(sim)
+    }
+
+    /// A scenario by name: one of [`SCENARIOS`].
+    pub fn named(name: &str) -> Result<Self> {
+        match name {
+            "default" => Ok(Self::default_cluster()),
+            "kis-s-testbed" => Ok(Self::kis_s_testbed()),
+            _ => Err(Error::invalid(
+                "scenario",
+                format!("unknown scenario {name:?}; known: {}", SCENARIOS.join(", ")),
+            )),
         }
     }
 
@@ -231,41 +357,88 @@ impl EnvConfig {
                 format!("must be finite and > 0, got {}", self.step_seconds),
             ));
         }
+        if !(self.reward.latency_cap.is_finite() && self.reward.latency_cap > 0.0) {
+            return Err(Error::invalid(
+                "reward.latency_cap",
+                format!("must be finite and > 0, got {}", self.reward.latency_cap),
+            ));
+        }
+        if !(self.hpa.sync_period.is_finite() && self.hpa.sync_period > 0.0) {
+            return Err(Error::invalid(
+                "hpa.sync_period",
+                format!("must be finite and > 0, got {}", self.hpa.sync_period),
+            ));
+        }
         self.sim.validate()
     }
-}
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Counters {
-    arrivals: u64,
-    bad: u64,
-    rejected: u64,
-    gpu_rs: f64,
-    cpu_rs: f64,
-    gpu_busy: f64,
-    gpu_ready_s: f64,
+    /// The observation's capacity for a run of `sim` (the episode's cluster), with the replica
+    /// rates of the configured profiles (what a live agent is configured with, not the episode's
+    /// jittered ones).
+    pub fn capacity(&self, sim: &SimConfig) -> Capacity {
+        let p = [&sim.pools.gpu, &sim.pools.cpu];
+        let base = [&self.sim.pools.gpu, &self.sim.pools.cpu];
+        Capacity {
+            min_replicas: [p[0].min_replicas.max(1), p[1].min_replicas.max(1)],
+            max_replicas: [p[0].max_replicas.max(1), p[1].max_replicas.max(1)],
+            replica_rate: [base[0].replica_capacity(), base[1].replica_capacity()],
+            gpus: sim.gpu_capacity(),
+            slo: sim.slo,
+            horizon: self.horizon,
+        }
+    }
 }
 
 /// One simulated cluster as an [`Env`].
 pub struct SimEnv {
     cfg: EnvConfig,
+    traces: Arc<Vec<TraceData>>,
     sim: Option<Simulation>,
+    cap: Capacity,
     target: [u32; 2],
-    loads: VecDeque<f64>,
-    prev: Counters,
+    history: RateHistory,
+    prev: Totals,
 }
 
 impl SimEnv {
-    /// A new environment; call [`Env::reset`] before stepping.
+    /// A new environment; call [`Env::reset`] before stepping. Reads (and checks against the split)
+    /// the randomisation's traces.
     pub fn new(cfg: EnvConfig) -> Result<Self> {
         cfg.validate()?;
-        Ok(SimEnv {
+        let traces = match &cfg.randomize {
+            Some(r) => r.load()?,
+            None => Arc::new(Vec::new()),
+        };
+        Ok(Self::with_traces(cfg, traces))
+    }
+
+    /// For [`crate::vec_env::VecEnv`]: `cfg` validated, traces read once for all.
+    pub(crate) fn with_traces(cfg: EnvConfig, traces: Arc<Vec<TraceData>>) -> Self {
+        let cap = cfg.capacity(&cfg.sim);
+        SimEnv {
             cfg,
+            traces,
             sim: None,
+            cap,
             target: [0, 0],
-            loads: VecDeque::new(),
-            prev: Counters::default(),
-        })
+            history: RateHistory::new(),
+            prev: Totals::default(),
+        }
+    }
+
+    /// The traces read for the randomisation (shared by a [`crate::vec_env::VecEnv`]'s envs).
+    pub(crate) fn traces(&self) -> Arc<Vec<TraceData>> {
+        self.traces.clone()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EnvConfig {
+        &self.cfg
+    }
+
+    /// Observation length.
+    pub fn obs_dim(&self) -> usize {
+        self.cfg.obs.dim()
     }
 
     /// The running simulation (None before the first reset).
@@ -273,140 +446,136 @@ impl SimEnv {
         self.sim.as_ref()
     }
 
-    fn build(&self, seed: u64) -> Result<Simulation> {
-        let mut sc = self.cfg.sim.clone();
+    /// The current episode's capacity (bounds of the mask, normalisation of the observation).
+    pub fn capacity(&self) -> &Capacity {
+        &self.cap
+    }
+
+    /// The agent's current targets (GPU, CPU).
+    pub fn target(&self) -> [u32; 2] {
+        self.target
+    }
+
+    /// Allowed actions now.
+    pub fn mask(&self) -> [bool; MASK_LEN] {
+        self.cap.action_mask(self.target)
+    }
+
+    /// The simulation config of the episode with `seed`: randomised, or the shape picked from
+    /// `shapes`, then both pools' autoscalers replaced by the external-target HPA.
+    pub fn episode_config(&self, seed: u64) -> SimConfig {
+        let mut sc = match &self.cfg.randomize {
+            Some(r) => {
+                let max_rate = self.cfg.capacity(&self.cfg.sim).max_rate();
+                r.apply(&self.cfg.sim, &self.traces, max_rate, seed)
+            }
+            None => {
+                let mut sc = self.cfg.sim.clone();
+                if !self.cfg.shapes.is_empty() {
+                    let i = (seed % self.cfg.shapes.len() as u64) as usize;
+                    sc.workload.shape = self.cfg.shapes[i].clone();
+                }
+                sc
+            }
+        };
         sc.seed = seed;
-        if !self.cfg.shapes.is_empty() {
-            let i = (seed % self.cfg.shapes.len() as u64) as usize;
-            sc.workload.shape = self.cfg.shapes[i].clone();
-        }
         for p in [&mut sc.pools.gpu, &mut sc.pools.cpu] {
             let hpa = HpaConfig {
                 min_replicas: p.min_replicas.max(1),
                 max_replicas: p.max_replicas,
+                behavior: self.cfg.hpa.behavior.clone(),
+                sync_period: self.cfg.hpa.sync_period,
                 ..HpaConfig::default()
             };
             p.autoscaler = Some(ScalerSpec::Rule(AutoscalerSpec::ExternalTarget(hpa)));
         }
-        Simulation::new(sc)
+        sc
     }
 
-    fn counters(sim: &Simulation) -> Counters {
-        let s = sim.summary();
-        let gpu = s.pool(Pool::Gpu);
-        let cpu = s.pool(Pool::Cpu);
-        Counters {
-            arrivals: s.arrivals,
-            bad: gpu.over_slo + cpu.over_slo + s.rejected + s.killed,
-            rejected: s.rejected + s.killed,
-            gpu_rs: gpu.replica_seconds,
-            cpu_rs: cpu.replica_seconds,
-            gpu_busy: gpu.utilization * gpu.ready_replica_seconds,
-            gpu_ready_s: gpu.ready_replica_seconds,
+    /// Writes the observation of the current state into `out` (length [`SimEnv::obs_dim`]).
+    ///
+    /// # Panics
+    /// Before the first reset.
+    pub fn observe_into(&self, out: &mut [f32]) {
+        let sim = self
+            .sim
+            .as_ref()
+            .expect("SimEnv::observe_into before reset");
+        let (g, c) = (sim.view(Pool::Gpu), sim.view(Pool::Cpu));
+        let input = ObsInput {
+            gpu: &g,
+            cpu: &c,
+            target: self.target,
+            history: &self.history,
+        };
+        obs::observe(self.cfg.obs, &self.cap, &input, out);
+    }
+
+    fn observation(&self) -> Vec<f32> {
+        let mut v = vec![0.0; self.obs_dim()];
+        self.observe_into(&mut v);
+        v
+    }
+
+    /// The combined windowed p95 the builder reads (for the history's Δp95).
+    fn scraped_p95(sim: &Simulation) -> Option<f64> {
+        let (g, c) = (sim.view(Pool::Gpu), sim.view(Pool::Cpu));
+        ObsInput {
+            gpu: &g,
+            cpu: &c,
+            target: [0, 0],
+            history: &RateHistory::new(),
         }
+        .p95()
     }
 
-    fn observe(&mut self, sim: &Simulation, p95: Option<f64>, throughput: f64) -> Obs {
-        let gv = sim.view(Pool::Gpu);
-        let cv = sim.view(Pool::Cpu);
-        let mean_util = |v: &PoolView, gpu: bool| {
-            let xs: Vec<f64> = v
-                .pods
-                .iter()
-                .filter(|p| p.ready)
-                .filter_map(|p| {
-                    if gpu {
-                        p.gpu_utilization
-                    } else {
-                        p.cpu_utilization
-                    }
-                })
-                .collect();
-            if xs.is_empty() {
-                0.0
-            } else {
-                xs.iter().sum::<f64>() / xs.len() as f64
-            }
-        };
-        let peak = sim.profile().peak_rate().max(1e-9);
-        let load = self.loads.back().copied().unwrap_or(0.0);
-        let trend = if self.loads.len() >= 3 {
-            let old = self.loads[self.loads.len() - 3];
-            if old > 0.0 {
-                ((load - old) / old).clamp(-1.0, 1.0)
-            } else {
-                0.0
-            }
-        } else {
-            0.0
-        };
-        let variance = {
-            let n = self.loads.len() as f64;
-            let mean = self.loads.iter().sum::<f64>() / n.max(1.0);
-            if mean > 0.0 {
-                let var = self.loads.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
-                (var / mean).clamp(0.0, 1.0)
-            } else {
-                0.0
-            }
-        };
-        let gmax = self.cfg.sim.pools.gpu.max_replicas.max(1) as f64;
-        let cmax = self.cfg.sim.pools.cpu.max_replicas.max(1) as f64;
-        let queue = gv.queue_len + cv.queue_len;
-        let obs = [
-            mean_util(&cv, false),
-            queue / (queue + 10.0),
-            mean_util(&gv, true),
-            p95.map_or(0.0, |p| p / (2.0 * sim.config().slo)),
-            throughput / peak,
-            sim.spec_replicas(Pool::Gpu) as f64 / gmax,
-            sim.spec_replicas(Pool::Cpu) as f64 / cmax,
-            0.5 * (trend + 1.0),
-            variance,
-            sim.now() / sim.end().max(1e-9),
-        ];
-        obs.map(|x| {
-            if x.is_finite() {
-                x.clamp(0.0, 1.0)
-            } else {
-                0.0
-            }
-        })
+    /// Feeds the rate history the counters as of the last scrape (as Prometheus has them; before
+    /// the first scrape, zeros at t = 0).
+    fn push_history(&mut self, sim: &Simulation) {
+        let s = sim.scraped_totals();
+        self.history.push_counters(
+            s.t,
+            s.arrivals as f64,
+            s.completed as f64,
+            Self::scraped_p95(sim),
+        );
     }
-}
 
-impl Env for SimEnv {
-    type Obs = Obs;
-    type Action = Action;
-
-    /// Builds a fresh cluster from the seed (the config was validated in [`SimEnv::new`]; a shape that
-    /// fails to build panics with its error, as it is a configuration bug).
-    fn reset(&mut self, seed: u64) -> Obs {
-        let mut sim = match self.build(seed) {
+    /// Starts episode `seed` without building the observation.
+    ///
+    /// # Panics
+    /// When the episode's config cannot build a simulation (a configuration bug: the base config
+    /// was validated in [`SimEnv::new`]).
+    pub fn reset_state(&mut self, seed: u64) {
+        let sc = self.episode_config(seed);
+        self.cap = self.cfg.capacity(&sc);
+        let mut sim = match Simulation::new(sc) {
             Ok(s) => s,
             Err(e) => panic!("environment config cannot build a simulation: {e}"),
         };
         sim.track_step_latency();
+        sim.track_cohorts();
         self.target = [sim.spec_replicas(Pool::Gpu), sim.spec_replicas(Pool::Cpu)];
         for (i, pool) in [Pool::Gpu, Pool::Cpu].into_iter().enumerate() {
             sim.set_external(pool, TARGET_REPLICAS_METRIC, Some(self.target[i] as f64));
         }
-        self.loads.clear();
-        self.prev = Self::counters(&sim);
-        let obs = self.observe(&sim, None, 0.0);
+        self.prev = sim.totals();
+        self.history.clear();
+        self.push_history(&sim);
         self.sim = Some(sim);
-        obs
     }
 
-    fn step(&mut self, action: Action) -> Step<Obs> {
+    /// Applies `action` and advances one step without building the observation: (reward,
+    /// terminated, truncated, info).
+    ///
+    /// # Panics
+    /// Before the first reset.
+    pub fn advance(&mut self, action: Action) -> (f64, bool, bool, StepInfo) {
         let Some(mut sim) = self.sim.take() else {
             panic!("SimEnv::step called before reset");
         };
-        let pools = [&self.cfg.sim.pools.gpu, &self.cfg.sim.pools.cpu];
         for (i, d) in [action.gpu_delta, action.cpu_delta].into_iter().enumerate() {
-            let t = (self.target[i] as i64 + d as i64)
-                .clamp(pools[i].min_replicas as i64, pools[i].max_replicas as i64);
-            self.target[i] = t as u32;
+            self.target[i] = self.cap.apply_delta(i, self.target[i], d as i64);
         }
         sim.set_external(
             Pool::Gpu,
@@ -430,57 +599,71 @@ impl Env for SimEnv {
         let stop = (start + self.cfg.step_seconds).min(sim.end());
         sim.run_until(stop);
         let elapsed = (stop - start).max(1e-9);
-        let c = Self::counters(&sim);
-        let p = self.prev;
+        let (c, p) = (sim.totals(), self.prev);
         self.prev = c;
         let lat = sim.take_step_latency();
         let arrivals = c.arrivals - p.arrivals;
-        let completed_rate = lat.count() as f64 / elapsed;
-        self.loads.push_back(arrivals as f64 / elapsed);
-        if self.loads.len() > 5 {
-            self.loads.pop_front();
-        }
-        let slo_miss = if arrivals > 0 {
-            (c.bad - p.bad) as f64 / arrivals as f64
-        } else {
-            0.0
-        };
-        let rejected = if arrivals > 0 {
-            (c.rejected - p.rejected) as f64 / arrivals as f64
-        } else {
-            0.0
-        };
-        let ready_s = c.gpu_ready_s - p.gpu_ready_s;
+        self.push_history(&sim);
+        let rejected = (c.rejected + c.killed) - (p.rejected + p.killed);
+        let ready_s = c.ready_replica_seconds[0] - p.ready_replica_seconds[0];
         let gpu_util = if ready_s > 0.0 {
-            ((c.gpu_busy - p.gpu_busy) / ready_s).clamp(0.0, 1.0)
+            ((c.busy_seconds[0] - p.busy_seconds[0]) / ready_s).clamp(0.0, 1.0)
         } else {
             0.0
         };
         let r = &self.cfg.reward;
-        let cost = ((c.gpu_rs - p.gpu_rs) * r.gpu_hour_price
-            + (c.cpu_rs - p.cpu_rs) * r.cpu_hour_price)
+        let cost = ((c.replica_seconds[0] - p.replica_seconds[0]) * r.gpu_hour_price
+            + (c.replica_seconds[1] - p.replica_seconds[1]) * r.cpu_hour_price)
             / 3600.0;
-        let gmax = pools[0].max_replicas as f64;
-        let cmax = pools[1].max_replicas as f64;
+        let (gmax, cmax) = (
+            self.cap.max_replicas[0] as f64,
+            self.cap.max_replicas[1] as f64,
+        );
         let max_cost = (gmax * r.gpu_hour_price + cmax * r.cpu_hour_price) * elapsed / 3600.0;
         let replicas = [sim.spec_replicas(Pool::Gpu), sim.spec_replicas(Pool::Cpu)];
         let p95 = lat.quantile(0.95);
-        let latency_term = p95.map_or(0.0, |x| (x / sim.config().slo).min(5.0));
-        let overhead = (replicas[0] + replicas[1]) as f64 / (gmax + cmax).max(1.0);
-        let reward = -r.alpha * latency_term + r.beta * gpu_util
-            - r.gamma * overhead
-            - r.slo_violation * slo_miss
-            - r.cost * if max_cost > 0.0 { cost / max_cost } else { 0.0 };
-        let obs = self.observe(&sim, p95, completed_rate);
+        let slo = sim.config().slo;
         let truncated = sim.now() >= sim.end();
         let terminated = self
             .cfg
             .terminate_reject_fraction
-            .is_some_and(|f| arrivals > 0 && rejected > f);
+            .is_some_and(|f| arrivals > 0 && rejected as f64 / arrivals as f64 > f);
+        // Score the cohort whose fate is known: arrivals up to `stop - slo`. At the episode's end,
+        // run `slo` further (no new arrivals) so the last arrivals are scored too.
+        let (cohort, met) = if truncated || terminated {
+            sim.run_until(stop + slo);
+            sim.take_cohort(stop)
+        } else {
+            sim.take_cohort(stop - slo)
+        };
+        let slo_miss = if cohort > 0 {
+            (cohort - met.min(cohort)) as f64 / cohort as f64
+        } else {
+            0.0
+        };
+        let unit = |x: f64| {
+            if x.is_finite() {
+                x.clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        };
+        let latency_term = p95.map_or(0.0, |x| unit(x / slo / r.latency_cap));
+        let overhead = unit((replicas[0] + replicas[1]) as f64 / (gmax + cmax).max(1.0));
+        let cost_term = if max_cost > 0.0 {
+            unit(cost / max_cost)
+        } else {
+            0.0
+        };
+        let reward = -r.alpha * latency_term + r.beta * gpu_util
+            - r.gamma * overhead
+            - r.slo_violation * slo_miss
+            - r.cost * cost_term;
         let info = StepInfo {
-            t: sim.now(),
+            t: stop,
             p95,
             arrivals,
+            cohort,
             slo_miss,
             gpu_util,
             target: self.target,
@@ -488,81 +671,29 @@ impl Env for SimEnv {
             cost,
         };
         self.sim = Some(sim);
+        (reward, terminated, truncated && !terminated, info)
+    }
+}
+
+impl Env for SimEnv {
+    type Obs = Vec<f32>;
+    type Action = Action;
+
+    /// Builds a fresh cluster from the seed; see [`SimEnv::reset_state`].
+    fn reset(&mut self, seed: u64) -> Vec<f32> {
+        self.reset_state(seed);
+        self.observation()
+    }
+
+    fn step(&mut self, action: Action) -> Step<Vec<f32>> {
+        let (reward, terminated, truncated, info) = self.advance(action);
         Step {
-            obs,
+            obs: self.observation(),
             reward,
             terminated,
-            truncated: truncated && !terminated,
+            truncated,
+            mask: self.mask(),
             info,
         }
     }
-}
-
-/// Many environments stepped in parallel on scoped std threads (one chunk per core).
-pub struct VecEnv {
-    envs: Vec<SimEnv>,
-}
-
-impl VecEnv {
-    /// `n` environments with the same settings.
-    pub fn new(cfg: EnvConfig, n: usize) -> Result<Self> {
-        let envs = (0..n)
-            .map(|_| SimEnv::new(cfg.clone()))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(VecEnv { envs })
-    }
-
-    /// Number of environments.
-    pub fn len(&self) -> usize {
-        self.envs.len()
-    }
-
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.envs.is_empty()
-    }
-
-    /// Resets environment `i` with `seeds[i]`.
-    pub fn reset(&mut self, seeds: &[u64]) -> Vec<Obs> {
-        assert_eq!(seeds.len(), self.envs.len(), "one seed per environment");
-        let mut out = vec![[0.0; OBS_DIM]; self.envs.len()];
-        let pairs: Vec<_> = self
-            .envs
-            .iter_mut()
-            .zip(seeds)
-            .zip(out.iter_mut())
-            .collect();
-        par_each(pairs, |((env, &seed), o)| *o = env.reset(seed));
-        out
-    }
-
-    /// Steps environment `i` with `actions[i]`. Finished environments are not reset automatically:
-    /// reset them (all together) when the caller's episode bookkeeping wants to.
-    pub fn step(&mut self, actions: &[Action]) -> Vec<Step<Obs>> {
-        assert_eq!(actions.len(), self.envs.len(), "one action per environment");
-        let mut out: Vec<Option<Step<Obs>>> = vec![None; self.envs.len()];
-        let pairs: Vec<_> = self
-            .envs
-            .iter_mut()
-            .zip(actions)
-            .zip(out.iter_mut())
-            .collect();
-        par_each(pairs, |((env, &a), o)| *o = Some(env.step(a)));
-        out.into_iter().flatten().collect()
-    }
-}
-
-/// Runs `f` over `items` split into one contiguous chunk per available core.
-fn par_each<T: Send, F: Fn(T) + Sync>(items: Vec<T>, f: F) {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = items.len().div_ceil(cores.max(1)).max(1);
-    let mut items = items;
-    std::thread::scope(|s| {
-        while !items.is_empty() {
-            let rest = items.split_off(chunk.min(items.len()));
-            let mine = std::mem::replace(&mut items, rest);
-            let f = &f;
-            s.spawn(move || mine.into_iter().for_each(f));
-        }
-    });
 }

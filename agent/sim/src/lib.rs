@@ -8,10 +8,11 @@
 //! - [`Simulation`] runs it on a virtual clock: a Service routes each arrival to a Ready pod, pods batch
 //!   and serve requests, pods move Pending → starting → Ready → terminating, Prometheus-like scrapes
 //!   feed each pool's [`Autoscaler`] (kis-autoscale, or the [`Oracle`] here) at its own period.
-//! - [`Summary`] holds the results; [`env::SimEnv`] / [`env::VecEnv`] expose the simulator as an RL
+//! - [`Summary`] holds the results; [`env::SimEnv`] / [`vec_env::VecEnv`] expose the simulator as an RL
 //!   environment.
 //!
-//! Pure library: no IO, no threads except in [`env::VecEnv`], no async. Same config and seed, same run.
+//! Pure library: no IO except reading trace files ([`split`], [`randomize`]), no threads except in
+//! [`vec_env::VecEnv`]'s worker pool, no async. Same config and seed, same run.
 //!
 //! ```
 //! use kis_sim::{Dist, Device, PoolConfig, Pools, ServiceProfile, SimConfig, Simulation, Workload};
@@ -38,9 +39,12 @@ pub mod profile;
 pub mod profiles;
 mod queue;
 pub mod queueing;
+pub mod randomize;
 pub mod report;
 pub mod scaler;
 pub mod sim;
+pub mod split;
+pub mod vec_env;
 
 pub use config::{
     ClusterConfig, MetricsConfig, NodeAutoscaler, PoolConfig, Pools, Routing, SimConfig, Startup,
@@ -52,7 +56,7 @@ pub use histogram::Histogram;
 pub use profile::{BatchPoint, Device, PROFILE_SCHEMA, RatePoint, ServiceProfile};
 pub use report::{PoolSummary, SeriesRow, Summary};
 pub use scaler::{Autoscaler, Oracle, OracleConfig, Pool, PoolView, ScalerSpec};
-pub use sim::{POOLS, Phase, Simulation, pool_index};
+pub use sim::{POOLS, Phase, ScrapedTotals, Simulation, Totals, pool_index};
 
 /// A run with seed `s` draws its arrivals from kis-traffic with seed `s ^ ARRIVAL_STREAM`, so the
 /// workload's stream is independent of the other random draws (service times, start-up delays).

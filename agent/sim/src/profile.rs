@@ -191,6 +191,15 @@ impl ServiceProfile {
         }
     }
 
+    /// The profile with every batch execution time multiplied by `f` (network times unchanged).
+    pub fn with_service_scaled(&self, f: f64) -> ServiceProfile {
+        let mut p = self.clone();
+        for b in &mut p.batches {
+            b.latency = b.latency.scaled(f);
+        }
+        p
+    }
+
     /// Mean execution time of a batch of `size`, interpolated as the sampler does.
     pub fn mean_batch_time(&self, size: u32) -> f64 {
         let (i, scale) = self.locate(size);

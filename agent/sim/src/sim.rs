@@ -33,6 +33,11 @@ pub fn pool_index(p: Pool) -> usize {
     }
 }
 
+/// Pod samples spanning the CPU utilisation window: whole scrape intervals, at least one, plus one.
+fn cpu_slots(m: &crate::config::MetricsConfig) -> usize {
+    ((m.cpu_window / m.scrape_interval).round() as usize).max(1) + 1
+}
+
 /// Where a pod is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -230,7 +235,47 @@ pub struct Simulation {
     series: Option<Vec<SeriesRow>>,
     prev: SeriesPrev,
     step_hist: Option<Histogram>,
+    cohorts: Option<Cohorts>,
+    scraped: ScrapedTotals,
     swrr: [f64; 2],
+}
+
+/// Service-wide request counters as of the last scrape (what Prometheus holds).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ScrapedTotals {
+    /// Time of the scrape, seconds.
+    pub t: f64,
+    /// Requests offered so far.
+    pub arrivals: u64,
+    /// Requests completed so far.
+    pub completed: u64,
+}
+
+/// Running totals of a simulation since its start (index 0 = GPU pool, 1 = CPU pool).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Totals {
+    /// Requests offered.
+    pub arrivals: u64,
+    /// Requests completed (in time or late).
+    pub completed: u64,
+    /// Requests rejected (queue full or no endpoint).
+    pub rejected: u64,
+    /// Requests killed at a pod's grace deadline.
+    pub killed: u64,
+    /// Pod-seconds held on nodes (what a cluster bills).
+    pub replica_seconds: [f64; 2],
+    /// Pod-seconds Ready.
+    pub ready_replica_seconds: [f64; 2],
+    /// Busy seconds per model instance (started batches' execution time / instances).
+    pub busy_seconds: [f64; 2],
+}
+
+/// Arrival times of the requests not yet assigned to a closed cohort, and of those among them that
+/// completed within the SLO (see [`Simulation::take_cohort`]).
+#[derive(Debug, Default)]
+struct Cohorts {
+    arrivals: VecDeque<f64>,
+    met: Vec<f64>,
 }
 
 impl Simulation {
@@ -294,6 +339,8 @@ impl Simulation {
             series: cfg.record_series.then(Vec::new),
             prev: SeriesPrev::default(),
             step_hist: None,
+            cohorts: None,
+            scraped: ScrapedTotals::default(),
             swrr: [0.0; 2],
             cfg,
         };
@@ -353,6 +400,55 @@ impl Simulation {
             }
             None => Histogram::new(),
         }
+    }
+
+    /// Starts (or restarts) recording arrival cohorts for [`Simulation::take_cohort`].
+    pub fn track_cohorts(&mut self) {
+        self.cohorts = Some(Cohorts::default());
+    }
+
+    /// Closes the cohort of requests that arrived before `until` (and after the previous cohort):
+    /// returns (arrivals, of which completed within the SLO). Every other request of the cohort
+    /// missed: rejected, killed, still waiting or late. Exact when `until <= now() - slo`, as a
+    /// request can only meet the SLO by completing before its arrival + slo. (0, 0) when not
+    /// tracking.
+    pub fn take_cohort(&mut self, until: f64) -> (u64, u64) {
+        let Some(c) = self.cohorts.as_mut() else {
+            return (0, 0);
+        };
+        let mut n = 0;
+        while c.arrivals.front().is_some_and(|&a| a < until) {
+            c.arrivals.pop_front();
+            n += 1;
+        }
+        let before = c.met.len();
+        c.met.retain(|&a| a >= until);
+        (n, (before - c.met.len()) as u64)
+    }
+
+    /// The request counters as of the last scrape.
+    pub fn scraped_totals(&self) -> ScrapedTotals {
+        self.scraped
+    }
+
+    /// Running totals, cheaply (what [`Simulation::summary`] reports, without its histograms).
+    pub fn totals(&self) -> Totals {
+        let now = self.now;
+        let mut t = Totals {
+            arrivals: self.total_arrivals,
+            rejected: self.no_endpoint,
+            ..Totals::default()
+        };
+        for (i, p) in self.pools.iter().enumerate() {
+            let dt = now - p.area_t;
+            t.completed += p.completed;
+            t.rejected += p.rejected;
+            t.killed += p.killed;
+            t.replica_seconds[i] = p.held_area + p.held as f64 * dt;
+            t.ready_replica_seconds[i] = p.ready_area + p.ready as f64 * dt;
+            t.busy_seconds[i] = p.busy / p.cfg.instances.max(1) as f64;
+        }
+        t
     }
 
     /// Requests waiting or executing anywhere.
@@ -541,6 +637,9 @@ impl Simulation {
 
     fn on_arrival(&mut self, t: f64) {
         self.total_arrivals += 1;
+        if let Some(c) = self.cohorts.as_mut() {
+            c.arrivals.push_back(t);
+        }
         let Some((pi, id)) = self.route() else {
             self.no_endpoint += 1;
             return;
@@ -648,6 +747,8 @@ impl Simulation {
             }
             if lat > slo {
                 pool.over_slo += 1;
+            } else if let Some(c) = self.cohorts.as_mut() {
+                c.met.push(a);
             }
         }
         batch.clear();
@@ -935,12 +1036,13 @@ impl Simulation {
         let m = self.cfg.metrics.clone();
         let rate_slots = (m.rate_window / m.scrape_interval).round() as usize + 1;
         let lat_slots = ((m.latency_window / m.scrape_interval).round() as usize).max(1);
+        let pod_slots = rate_slots.max(cpu_slots(&m));
         for pod in self.pods.iter_mut() {
             if matches!(
                 pod.phase,
                 Phase::Starting | Phase::Ready | Phase::Terminating
             ) {
-                if pod.samples.len() >= rate_slots {
+                if pod.samples.len() >= pod_slots {
                     pod.samples.pop_front();
                 }
                 pod.samples.push_back(PodSample {
@@ -983,6 +1085,11 @@ impl Simulation {
             }
             pool.p95 = merged.quantile(0.95);
         }
+        self.scraped = ScrapedTotals {
+            t: now,
+            arrivals: self.total_arrivals,
+            completed: self.pools.iter().map(|p| p.completed).sum(),
+        };
         if self.series.is_some() {
             self.push_series_row();
         }
@@ -1080,30 +1187,32 @@ impl Simulation {
             _ => (0.0, 0.0, 0.0),
         };
         let prof = &p.cfg.profile;
+        let m = &self.cfg.metrics;
+        let rate_slots = (m.rate_window / m.scrape_interval).round() as usize + 1;
+        let cpu_slots = cpu_slots(m);
+        // Busy fraction of the pod's instances between the sample `slots - 1` scrapes back and the last.
+        let busy_rate = |pod: &Pod, slots: usize| {
+            let n = pod.samples.len();
+            match (pod.samples.get(n.saturating_sub(slots)), pod.samples.back()) {
+                (Some(a), Some(b)) if b.t > a.t => Some((b.busy - a.busy) / (b.t - a.t)),
+                _ => None,
+            }
+        };
         let pods = p
             .live
             .iter()
             .map(|&id| {
                 let pod = &self.pods[id as usize];
-                let (cpu, gpu) = match (pod.samples.front(), pod.samples.back()) {
-                    (Some(a), Some(b)) if b.t > a.t => {
-                        let busy_rate = (b.busy - a.busy) / (b.t - a.t);
-                        let cpu = if p.cfg.cpu_request > 0.0 {
-                            Some(
-                                (prof.cpu_idle_cores
-                                    + busy_rate.min(p.cfg.instances as f64)
-                                        * prof.cpu_busy_cores_per_instance)
-                                    / p.cfg.cpu_request,
-                            )
-                        } else {
-                            None
-                        };
-                        let gpu = (pool == Pool::Gpu)
-                            .then(|| (busy_rate / p.cfg.instances as f64).min(1.0));
-                        (cpu, gpu)
-                    }
-                    _ => (None, None),
-                };
+                let cpu = busy_rate(pod, cpu_slots)
+                    .filter(|_| p.cfg.cpu_request > 0.0)
+                    .map(|r| {
+                        (prof.cpu_idle_cores
+                            + r.min(p.cfg.instances as f64) * prof.cpu_busy_cores_per_instance)
+                            / p.cfg.cpu_request
+                    });
+                let gpu = busy_rate(pod, rate_slots)
+                    .filter(|_| pool == Pool::Gpu)
+                    .map(|r| (r / p.cfg.instances as f64).min(1.0));
                 let last = pod.samples.back();
                 PodView {
                     ready: pod.phase == Phase::Ready,

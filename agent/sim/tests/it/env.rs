@@ -1,4 +1,7 @@
-use kis_sim::env::{Action, Env, EnvConfig, Placement, SimEnv, VecEnv};
+use kis_autoscale::obs::{self, MASK_LEN, ObsInput, ObsSet, RateHistory};
+use kis_sim::env::{Action, Env, EnvConfig, ExternalHpa, Placement, SimEnv};
+use kis_sim::randomize::Randomization;
+use kis_sim::vec_env::VecEnv;
 use kis_sim::{Device, Dist, Pool, PoolConfig, ServiceProfile};
 use kis_traffic::ShapeSpec;
 
@@ -71,6 +74,71 @@ fn actions_reach_the_replicas_through_the_hpa() {
 }
 
 #[test]
+fn a_minus_two_takes_effect_within_one_step_with_the_exact_n_behaviour() {
+    let mut cfg = env_cfg();
+    cfg.sim.pools.gpu.replicas = 4;
+    let down = Action {
+        gpu_delta: -2,
+        ..Action::default()
+    };
+    let mut env = SimEnv::new(cfg.clone()).unwrap();
+    env.reset(3);
+    env.step(Action::default());
+    let s = env.step(down);
+    assert_eq!(s.info.target[0], 2);
+    assert_eq!(
+        s.info.replicas[0], 2,
+        "spec.replicas follows within the step"
+    );
+    assert_eq!(
+        env.sim().unwrap().pod_phases(Pool::Gpu)[2],
+        2,
+        "two Ready pods left"
+    );
+    // The legacy path (no behavior) holds the scale-down for its 300 s window: the reason the
+    // behaviour is part of the scenario.
+    cfg.hpa = ExternalHpa {
+        behavior: None,
+        ..ExternalHpa::default()
+    };
+    let mut legacy = SimEnv::new(cfg).unwrap();
+    legacy.reset(3);
+    legacy.step(Action::default());
+    assert_eq!(legacy.step(down).info.replicas[0], 4);
+}
+
+#[test]
+fn step_slo_miss_is_a_cohort_fraction_and_every_arrival_is_scored_once() {
+    // Overload: 1 GPU replica at 20 ms serves 50 req/s against a 150 req/s spike; hold.
+    let mut env = SimEnv::new(env_cfg()).unwrap();
+    env.reset(2);
+    let (mut cohorts, mut missed) = (0u64, 0u64);
+    let r = &env.config().reward;
+    let (lo, hi) = (-(r.alpha + r.gamma + r.slo_violation + r.cost), r.beta);
+    let mut worst: f64 = 0.0;
+    loop {
+        let s = env.step(Action::default());
+        assert!((0.0..=1.0).contains(&s.info.slo_miss), "{:?}", s.info);
+        assert!(
+            (lo..=hi).contains(&s.reward),
+            "reward {} out of [{lo}, {hi}]",
+            s.reward
+        );
+        worst = worst.max(s.info.slo_miss);
+        cohorts += s.info.cohort;
+        missed += (s.info.slo_miss * s.info.cohort as f64).round() as u64;
+        if s.truncated {
+            break;
+        }
+    }
+    let sum = env.sim().unwrap().summary();
+    assert_eq!(cohorts, sum.arrivals, "every arrival in exactly one cohort");
+    let met = sum.completed - sum.pool(Pool::Gpu).over_slo - sum.pool(Pool::Cpu).over_slo;
+    assert_eq!(missed, sum.arrivals - met);
+    assert!(worst > 0.5, "the overload shows up as misses: {worst}");
+}
+
+#[test]
 fn scaling_up_for_the_spike_earns_more_reward_than_holding() {
     let mut env = SimEnv::new(env_cfg()).unwrap();
     let hold = |_| Action::default();
@@ -85,19 +153,252 @@ fn scaling_up_for_the_spike_earns_more_reward_than_holding() {
 }
 
 #[test]
-fn vec_env_matches_sequential_envs() {
-    let n = 6;
-    let mut v = VecEnv::new(env_cfg(), n).unwrap();
-    let seeds: Vec<u64> = (0..n as u64).collect();
-    let obs = v.reset(&seeds);
-    assert_eq!(obs.len(), n);
-    let actions: Vec<Action> = (0..n)
-        .map(|i| Action::from_indices([i % 5, (i + 2) % 5, i % 3]))
-        .collect();
-    let par = v.step(&actions);
-    for i in 0..n {
-        let mut e = SimEnv::new(env_cfg()).unwrap();
-        assert_eq!(e.reset(seeds[i]), obs[i]);
-        assert_eq!(e.step(actions[i]), par[i]);
+fn masks_match_the_clamp_in_the_env() {
+    // The default cluster caps the GPU pool at its 4 GPUs.
+    let mut env = SimEnv::new(EnvConfig::default_cluster()).unwrap();
+    env.reset(4);
+    let mut mask = env.mask();
+    let mut target = env.target();
+    for k in 0..10 {
+        let a = Action::from_indices([(k * 3) % 5, (k * 7 + 1) % 5, k % 3]);
+        let s = env.step(a);
+        for (i, d) in [a.gpu_delta, a.cpu_delta].into_iter().enumerate() {
+            let want = target[i] as i64 + d as i64;
+            let allowed = mask[i * 5 + (d + 2) as usize];
+            assert_eq!(
+                allowed || d == 0,
+                s.info.target[i] as i64 == want,
+                "step {k} pool {i}: target {} + {d} -> {}, mask {allowed}",
+                target[i],
+                s.info.target[i]
+            );
+        }
+        assert!(s.info.target[0] <= 4, "never more GPU pods than GPUs");
+        mask = s.mask;
+        target = s.info.target;
+        if s.truncated {
+            break;
+        }
     }
+}
+
+/// The observation from the env equals the one built from the recorded, Prometheus-like series
+/// (per-scrape offered and completed rates) and the scraped views.
+#[test]
+fn observation_from_the_env_equals_one_from_the_scraped_series() {
+    for set in [ObsSet::Default, ObsSet::Paper] {
+        let mut cfg = EnvConfig::default_cluster();
+        cfg.sim.record_series = true;
+        cfg.obs = set;
+        let mut env = SimEnv::new(cfg).unwrap();
+        env.reset(7);
+        let mut boundaries = Vec::new();
+        for k in 0..6 {
+            let s = env.step(Action::from_indices([3, 2 + k % 2, 1]));
+            let sim = env.sim().unwrap();
+            // The counters as Prometheus has them: summed from the per-scrape rates.
+            let (mut a, mut c, mut t0) = (0.0, 0.0, 0.0);
+            for r in sim.series() {
+                a += r.offered_rps * (r.t - t0);
+                c += r.throughput_rps * (r.t - t0);
+                t0 = r.t;
+            }
+            let (g, cp) = (sim.view(Pool::Gpu), sim.view(Pool::Cpu));
+            let p95 = ObsInput {
+                gpu: &g,
+                cpu: &cp,
+                target: [0, 0],
+                history: &RateHistory::new(),
+            }
+            .p95();
+            boundaries.push((t0, a, c, p95));
+            if k == 0 {
+                boundaries.insert(0, (0.0, 0.0, 0.0, None));
+            }
+            let history = RateHistory::from_series(&boundaries);
+            let input = ObsInput {
+                gpu: &g,
+                cpu: &cp,
+                target: env.target(),
+                history: &history,
+            };
+            let rebuilt = obs::observation(set, env.capacity(), &input);
+            for (i, (x, y)) in s.obs.iter().zip(&rebuilt).enumerate() {
+                assert!(
+                    (x - y).abs() < 1e-5,
+                    "{set:?} step {k} feature {}: env {x} vs series {y}",
+                    set.names()[i]
+                );
+            }
+        }
+    }
+}
+
+fn write_trace(name: &str, rates: &[f64]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kis-sim-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    let mut s = String::from("t_seconds,rate_rps\n");
+    for (i, r) in rates.iter().enumerate() {
+        s.push_str(&format!("{},{r}\n", i * 10));
+    }
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+#[test]
+fn no_feature_reads_the_future() {
+    // Two workloads equal for the first 100 s, then very different.
+    let calm: Vec<f64> = (0..30).map(|i| if i < 10 { 40.0 } else { 30.0 }).collect();
+    let storm: Vec<f64> = (0..30).map(|i| if i < 10 { 40.0 } else { 400.0 }).collect();
+    let paths = [
+        write_trace("calm.csv", &calm),
+        write_trace("storm.csv", &storm),
+    ];
+    for set in [ObsSet::Default, ObsSet::Paper] {
+        let mut runs: Vec<Vec<Vec<f32>>> = Vec::new();
+        for p in &paths {
+            let mut cfg = EnvConfig::default_cluster();
+            cfg.obs = set;
+            cfg.sim.workload.shape = ShapeSpec::Trace {
+                path: p.clone(),
+                scale: 1.0,
+                speedup: 1.0,
+                offset: 0.0,
+                limit: None,
+            };
+            let mut env = SimEnv::new(cfg).unwrap();
+            let mut obs = vec![env.reset(11)];
+            for _ in 0..6 {
+                obs.push(env.step(Action::from_indices([3, 3, 1])).obs);
+            }
+            runs.push(obs);
+        }
+        // Steps end at 30, 60, 90 s: before the workloads part, the observations are identical.
+        for (k, (a, b)) in runs[0].iter().zip(&runs[1]).take(4).enumerate() {
+            assert_eq!(a, b, "{set:?} observation {k} differs");
+        }
+        assert_ne!(
+            runs[0][6], runs[1][6],
+            "{set:?}: the perturbation is visible later"
+        );
+    }
+}
+
+#[test]
+fn vec_env_equals_sequential_stepping_with_auto_reset() {
+    let n = 3;
+    let mut v = VecEnv::with_threads(env_cfg(), n, 2).unwrap();
+    let d = v.obs_dim();
+    let seeds: Vec<u64> = (100..100 + n as u64).collect();
+    v.reset(&seeds);
+    let mut seq: Vec<SimEnv> = (0..n).map(|_| SimEnv::new(env_cfg()).unwrap()).collect();
+    let mut seq_seed = seeds.clone();
+    for i in 0..n {
+        assert_eq!(seq[i].reset(seeds[i]), v.obs()[i * d..(i + 1) * d]);
+    }
+    let mut resets = 0;
+    for k in 0..23 {
+        let actions: Vec<[usize; 3]> = (0..n)
+            .map(|i| [(i + k) % 5, (2 * i + k) % 5, k % 3])
+            .collect();
+        v.step(&actions);
+        for i in 0..n {
+            let s = seq[i].step(Action::from_indices(actions[i]));
+            assert_eq!(v.reward()[i], s.reward as f32, "env {i} step {k}");
+            assert_eq!(v.terminated()[i], s.terminated);
+            assert_eq!(v.truncated()[i], s.truncated);
+            assert_eq!(v.infos()[i], s.info);
+            let row = i * d..(i + 1) * d;
+            if s.truncated || s.terminated {
+                resets += 1;
+                assert_eq!(v.final_obs()[row.clone()], s.obs[..], "final obs kept");
+                seq_seed[i] += n as u64;
+                let o = seq[i].reset(seq_seed[i]);
+                assert_eq!(v.obs()[row], o[..], "auto-reset with seed + n");
+                assert_eq!(v.mask()[i * MASK_LEN..(i + 1) * MASK_LEN], seq[i].mask());
+            } else {
+                assert_eq!(v.obs()[row], s.obs[..]);
+                assert_eq!(v.mask()[i * MASK_LEN..(i + 1) * MASK_LEN], s.mask);
+            }
+        }
+    }
+    assert_eq!(resets, 2 * n, "two episodes of 10 steps ended in each env");
+    // The same on the caller's thread.
+    let mut inline = VecEnv::with_threads(env_cfg(), n, 1).unwrap();
+    inline.reset(&seeds);
+    v.reset(&seeds);
+    for k in 0..12 {
+        let a = vec![[k % 5, 4 - k % 5, 1]; n];
+        inline.step(&a);
+        v.step(&a);
+        assert_eq!(inline.obs(), v.obs());
+        assert_eq!(inline.reward(), v.reward());
+    }
+}
+
+#[test]
+fn randomized_episodes_differ_by_seed_and_repeat_with_it() {
+    let mut cfg = EnvConfig::default_cluster();
+    cfg.randomize = Some(Randomization::default());
+    let env = SimEnv::new(cfg).unwrap();
+    let a = env.episode_config(1);
+    assert_eq!(a, env.episode_config(1));
+    let distinct = (2..12).filter(|&s| env.episode_config(s) != a).count();
+    assert_eq!(distinct, 10);
+    let gpus: std::collections::BTreeSet<u32> = (0..40)
+        .map(|s| env.episode_config(s).gpu_capacity())
+        .collect();
+    assert!(gpus.len() >= 3, "GPU capacity varies: {gpus:?}");
+    let mut env = env;
+    for s in 0..5 {
+        let (_, steps, truncated) = rollout(&mut env, s, |k| Action::from_indices([k % 5, 2, 1]));
+        assert!(truncated && steps == 10, "seed {s}: {steps} steps");
+    }
+}
+
+#[test]
+fn randomization_refuses_held_out_traces() {
+    let p = write_trace("twitter2021_spikewindow_rate_1s.csv", &[1.0, 2.0, 3.0]);
+    let mut cfg = EnvConfig::default_cluster();
+    cfg.randomize = Some(Randomization {
+        traces: vec![p],
+        ..Randomization::default()
+    });
+    let e = SimEnv::new(cfg.clone())
+        .err()
+        .expect("held-out trace refused");
+    assert!(e.to_string().contains("held"), "{e}");
+    assert!(VecEnv::new(cfg, 2).is_err());
+    // A training trace is replayed in windows of its usable part.
+    let ok = write_trace("mine.csv", &[5.0; 100]);
+    let mut cfg = EnvConfig::default_cluster();
+    cfg.randomize = Some(Randomization {
+        traces: vec![ok],
+        trace_fraction: 1.0,
+        ..Randomization::default()
+    });
+    let env = SimEnv::new(cfg).unwrap();
+    assert!(matches!(
+        env.episode_config(3).workload.shape,
+        ShapeSpec::Trace { .. }
+    ));
+}
+
+#[test]
+fn named_scenarios_state_their_cluster() {
+    let d = EnvConfig::named("default").unwrap();
+    assert_eq!(d.sim.gpu_capacity(), 4);
+    let t = EnvConfig::named("kis-s-testbed").unwrap();
+    assert_eq!(t.sim.gpu_capacity(), 1);
+    let env = SimEnv::new(t).unwrap();
+    let mut env = env;
+    env.reset(0);
+    assert_eq!(
+        env.mask()[3..5],
+        [false, false],
+        "no GPU scale-up on the 1-GPU testbed"
+    );
+    let e = EnvConfig::named("nope").unwrap_err().to_string();
+    assert!(e.contains("kis-s-testbed"), "{e}");
 }
