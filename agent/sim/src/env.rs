@@ -398,6 +398,9 @@ pub struct SimEnv {
     target: [u32; 2],
     history: RateHistory,
     prev: Totals,
+    /// The observation at the end of a finished episode, taken before the extra `slo` seconds
+    /// that score the last cohort.
+    last_obs: Option<Vec<f32>>,
 }
 
 impl SimEnv {
@@ -423,6 +426,7 @@ impl SimEnv {
             target: [0, 0],
             history: RateHistory::new(),
             prev: Totals::default(),
+            last_obs: None,
         }
     }
 
@@ -497,10 +501,18 @@ impl SimEnv {
     /// # Panics
     /// Before the first reset.
     pub fn observe_into(&self, out: &mut [f32]) {
+        if let Some(o) = &self.last_obs {
+            out.copy_from_slice(o);
+            return;
+        }
         let sim = self
             .sim
             .as_ref()
             .expect("SimEnv::observe_into before reset");
+        self.observe_sim(sim, out);
+    }
+
+    fn observe_sim(&self, sim: &Simulation, out: &mut [f32]) {
         let (g, c) = (sim.view(Pool::Gpu), sim.view(Pool::Cpu));
         let input = ObsInput {
             gpu: &g,
@@ -560,6 +572,7 @@ impl SimEnv {
             sim.set_external(pool, TARGET_REPLICAS_METRIC, Some(self.target[i] as f64));
         }
         self.prev = sim.totals();
+        self.last_obs = None;
         self.history.clear();
         self.push_history(&sim);
         self.sim = Some(sim);
@@ -631,6 +644,9 @@ impl SimEnv {
         // Score the cohort whose fate is known: arrivals up to `stop - slo`. At the episode's end,
         // run `slo` further (no new arrivals) so the last arrivals are scored too.
         let (cohort, met) = if truncated || terminated {
+            let mut last = vec![0.0; self.obs_dim()];
+            self.observe_sim(&sim, &mut last);
+            self.last_obs = Some(last);
             sim.run_until(stop + slo);
             sim.take_cohort(stop)
         } else {

@@ -125,3 +125,39 @@ fn external_target_hpa_follows_the_published_metric() {
     assert_eq!(sim.spec_replicas(Pool::Cpu), 4);
     assert_eq!(sim.ready_replicas(Pool::Cpu), 4);
 }
+
+/// The CPU utilisation the HPA reads covers `metrics.cpu_window` (default 15 s, metrics-server's),
+/// not the 60 s rate window: 20 s into a load step, the 15 s window already shows it.
+#[test]
+fn cpu_utilisation_window_is_configurable_and_defaults_to_metrics_servers() {
+    let cpu_at_170 = |window: Option<f64>| {
+        let mut cfg = roomy(
+            single_pool(0.0, 0.0, Dist::Exponential { mean: 0.02 }, 1),
+            1,
+        );
+        cfg.workload.shape = ShapeSpec::Spike {
+            base: 1.0,
+            peak: 40.0,
+            start: 0.5,
+            length: 0.5,
+            duration: 300.0,
+        };
+        cfg.pools.gpu.cpu_request = 1.0;
+        if let Some(w) = window {
+            cfg.metrics.cpu_window = w;
+        }
+        let mut sim = Simulation::new(cfg).unwrap();
+        sim.run_until(170.0);
+        let v = sim.view(Pool::Gpu);
+        v.pods[0].cpu_utilization.expect("sampled")
+    };
+    assert_eq!(kis_sim::MetricsConfig::default().cpu_window, 15.0);
+    // 40 req/s at 20 ms = 0.8 busy from 150 s; the last scrape before 170 s is at 165 s.
+    let short = cpu_at_170(None);
+    let long = cpu_at_170(Some(60.0));
+    assert!(short > 0.6, "15 s window: {short}");
+    assert!(
+        long < 0.35,
+        "60 s window still mostly before the step: {long}"
+    );
+}
