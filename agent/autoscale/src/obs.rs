@@ -154,6 +154,10 @@ impl Capacity {
     /// The new target of pool `i` after `delta`: clamped to [min, [`Capacity::upper`]]. The one
     /// place the environment and the live mode apply an action's delta.
     pub fn apply_delta(&self, i: usize, target: u32, delta: i64) -> u32 {
+        if delta == 0 {
+            // Holding is always allowed, even from outside the bounds (a scenario may start there).
+            return target;
+        }
         (target as i64 + delta).clamp(self.min_replicas[i] as i64, self.upper(i) as i64) as u32
     }
 
@@ -268,12 +272,17 @@ pub struct ObsInput<'a> {
 impl ObsInput<'_> {
     /// The larger of the two pools' windowed p95 (an upper bound on the Service's p95).
     pub fn p95(&self) -> Option<f64> {
-        match (self.gpu.p95_latency, self.cpu.p95_latency) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        }
-        .filter(|v| v.is_finite())
+        combined_p95(self.gpu.p95_latency, self.cpu.p95_latency)
     }
+}
+
+/// The p95 the builder reads from the two pools' windowed p95s: the larger one (finite only).
+pub fn combined_p95(gpu: Option<f64>, cpu: Option<f64>) -> Option<f64> {
+    match (gpu, cpu) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+    .filter(|v| v.is_finite())
 }
 
 fn unit(x: f64) -> f32 {
@@ -490,6 +499,7 @@ mod tests {
                         let clamped = c.apply_delta(i, t, d) as i64 == t as i64 + d;
                         if d == 0 {
                             assert!(m[i * 5 + k]);
+                            assert_eq!(c.apply_delta(i, t, 0), t, "holding never moves");
                         } else {
                             assert_eq!(m[i * 5 + k], clamped, "pool {i} target {t} delta {d}");
                         }

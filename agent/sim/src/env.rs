@@ -440,6 +440,11 @@ impl SimEnv {
         &self.cfg
     }
 
+    /// The observation set (its `names()`, `dim()`, `spec_id()`).
+    pub fn obs_set(&self) -> ObsSet {
+        self.cfg.obs
+    }
+
     /// Observation length.
     pub fn obs_dim(&self) -> usize {
         self.cfg.obs.dim()
@@ -529,18 +534,6 @@ impl SimEnv {
         v
     }
 
-    /// The combined windowed p95 the builder reads (for the history's Δp95).
-    fn scraped_p95(sim: &Simulation) -> Option<f64> {
-        let (g, c) = (sim.view(Pool::Gpu), sim.view(Pool::Cpu));
-        ObsInput {
-            gpu: &g,
-            cpu: &c,
-            target: [0, 0],
-            history: &RateHistory::new(),
-        }
-        .p95()
-    }
-
     /// Feeds the rate history the counters as of the last scrape (as Prometheus has them; before
     /// the first scrape, zeros at t = 0).
     fn push_history(&mut self, sim: &Simulation) {
@@ -549,7 +542,7 @@ impl SimEnv {
             s.t,
             s.arrivals as f64,
             s.completed as f64,
-            Self::scraped_p95(sim),
+            obs::combined_p95(sim.scraped_p95(Pool::Gpu), sim.scraped_p95(Pool::Cpu)),
         );
     }
 

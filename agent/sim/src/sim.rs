@@ -426,6 +426,12 @@ impl Simulation {
         (n, (before - c.met.len()) as u64)
     }
 
+    /// A pool's p95 latency over the latency window as of the last scrape (`PoolView::p95_latency`
+    /// without building the view).
+    pub fn scraped_p95(&self, pool: Pool) -> Option<f64> {
+        self.pools[pool_index(pool)].p95
+    }
+
     /// The request counters as of the last scrape.
     pub fn scraped_totals(&self) -> ScrapedTotals {
         self.scraped

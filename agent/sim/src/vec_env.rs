@@ -99,6 +99,7 @@ struct Worker {
 pub struct VecEnv {
     n: usize,
     d: usize,
+    set: kis_autoscale::ObsSet,
     inline: Vec<Slot>,
     workers: Vec<Worker>,
     done_rx: Option<Receiver<(usize, Shard)>>,
@@ -134,6 +135,7 @@ impl VecEnv {
         let mut v = VecEnv {
             n,
             d,
+            set: cfg.obs,
             inline: Vec::new(),
             workers: Vec::new(),
             done_rx: None,
@@ -182,6 +184,11 @@ impl VecEnv {
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
         self.n == 0
+    }
+
+    /// The observation set (its `names()`, `dim()`, `spec_id()`).
+    pub fn obs_set(&self) -> kis_autoscale::ObsSet {
+        self.set
     }
 
     /// Observation length per environment.

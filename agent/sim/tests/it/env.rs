@@ -399,6 +399,14 @@ fn named_scenarios_state_their_cluster() {
         [false, false],
         "no GPU scale-up on the 1-GPU testbed"
     );
+    assert_eq!(
+        env.mask()[0..3],
+        [true, false, true],
+        "3 -> 1 allowed, 3 -> 2 still over"
+    );
+    let s = env.step(Action::default());
+    assert_eq!(s.info.target, [3, 3], "holding keeps the paper's 3 + 3");
+    assert_eq!(env.sim().unwrap().pod_phases(Pool::Gpu)[..3], [2, 0, 1]);
     let e = EnvConfig::named("nope").unwrap_err().to_string();
     assert!(e.contains("kis-s-testbed"), "{e}");
 }
