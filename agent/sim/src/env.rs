@@ -602,7 +602,12 @@ impl SimEnv {
         sim.set_weight(Pool::Cpu, wc);
 
         let start = sim.now();
-        let stop = (start + self.cfg.step_seconds).min(sim.end());
+        let mut stop = (start + self.cfg.step_seconds).min(sim.end());
+        // A workload end a rounding error past the step (a trace window's limit / speed-up) ends
+        // the episode here rather than in a step of nanoseconds.
+        if sim.end() - stop < 1e-6 * self.cfg.step_seconds {
+            stop = sim.end();
+        }
         sim.run_until(stop);
         let elapsed = (stop - start).max(1e-9);
         let (c, p) = (sim.totals(), self.prev);

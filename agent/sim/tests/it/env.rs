@@ -410,3 +410,49 @@ fn named_scenarios_state_their_cluster() {
     let e = EnvConfig::named("nope").unwrap_err().to_string();
     assert!(e.contains("kis-s-testbed"), "{e}");
 }
+
+/// The real training and validation traces replay in windows of their usable parts, scaled to the
+/// drawn load. Needs shared/traces (absent in a bare checkout: then it says so and checks nothing).
+#[test]
+fn randomization_replays_windows_of_the_real_training_traces() {
+    let Some(dir) = kis_traffic::shared_dir().map(|d| d.join("traces")) else {
+        eprintln!("no shared/traces folder: randomization_replays_windows... skipped");
+        return;
+    };
+    let traces = vec![
+        dir.join("nasa1995_rate_60s.csv"),
+        dir.join("servegen_mlarge_rate_60s.csv"),
+    ];
+    let mut cfg = EnvConfig::default_cluster();
+    cfg.randomize = Some(Randomization {
+        traces: traces.clone(),
+        trace_fraction: 1.0,
+        ..Randomization::default()
+    });
+    let mut env = SimEnv::new(cfg).unwrap();
+    let mut used = std::collections::BTreeSet::new();
+    for seed in 0..6 {
+        let sc = env.episode_config(seed);
+        let ShapeSpec::Trace {
+            path,
+            offset,
+            limit,
+            speedup,
+            ..
+        } = &sc.workload.shape
+        else {
+            panic!("seed {seed}: not a trace window");
+        };
+        kis_sim::split::ensure_not_held_out(path, *offset, *limit).unwrap();
+        assert!((1.0..=60.0).contains(speedup), "{speedup}");
+        used.insert(path.clone());
+        let (_, steps, truncated) = rollout(&mut env, seed, |_| Action::default());
+        assert!(truncated && steps == 10, "seed {seed}: {steps} steps");
+        let arrivals = env.sim().unwrap().summary().arrivals;
+        assert!(
+            arrivals > 100,
+            "seed {seed}: the window was scaled to a load: {arrivals}"
+        );
+    }
+    assert_eq!(used.len(), 2, "both traces drawn: {used:?}");
+}
