@@ -14,7 +14,7 @@
 //! Seeds: [`VecEnv::reset`] gives environment `i` seed `seeds[i]`; when its episode with seed `s`
 //! ends, the next one has seed `s + n`. So seeds `base..base + n` never collide.
 
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 
 use kis_autoscale::obs::MASK_LEN;
@@ -246,7 +246,21 @@ impl VecEnv {
             .as_ref()
             .expect("workers have a result channel");
         for _ in 0..self.workers.len() {
-            let (idx, shard) = rx.recv().expect("VecEnv worker died");
+            // The other workers keep the result channel open, so a worker that panicked is found by
+            // its finished thread rather than by a closed channel.
+            let (idx, shard) = loop {
+                match rx.recv_timeout(std::time::Duration::from_millis(200)) {
+                    Ok(x) => break x,
+                    Err(RecvTimeoutError::Timeout) => {
+                        let dead = self
+                            .workers
+                            .iter()
+                            .any(|w| w.handle.as_ref().is_none_or(|h| h.is_finished()));
+                        assert!(!dead, "a VecEnv worker panicked (see its message above)");
+                    }
+                    Err(RecvTimeoutError::Disconnected) => panic!("VecEnv workers died"),
+                }
+            };
             let r = self.workers[idx].range.clone();
             let (d, m) = (self.d, MASK_LEN);
             self.buf.obs[r.start * d..r.end * d].copy_from_slice(&shard.obs);

@@ -456,3 +456,11 @@ fn randomization_replays_windows_of_the_real_training_traces() {
     }
     assert_eq!(used.len(), 2, "both traces drawn: {used:?}");
 }
+
+/// A worker that panics (here: stepping before any reset) fails the caller instead of hanging it.
+#[test]
+#[should_panic(expected = "VecEnv worker")]
+fn a_panicking_vec_env_worker_fails_the_caller() {
+    let mut v = VecEnv::with_threads(env_cfg(), 4, 2).unwrap();
+    v.step(&[[2, 2, 1]; 4]);
+}
