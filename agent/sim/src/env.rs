@@ -711,3 +711,32 @@ impl Env for SimEnv {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hpa_behaviour_defaults_to_exact_n_and_null_means_legacy() {
+        let h: ExternalHpa = serde_json::from_str("{}").unwrap();
+        assert_eq!(h, ExternalHpa::default());
+        let b = h.behavior.unwrap();
+        assert_eq!(b.scale_down.stabilization_window, 0.0);
+        assert_eq!(b.scale_down.tolerance, Some(0.0));
+        let h: ExternalHpa = serde_json::from_str(r#"{"behavior": null}"#).unwrap();
+        assert_eq!(h.behavior, None);
+        let e = serde_json::from_str::<ExternalHpa>(r#"{"behaviour": null}"#).unwrap_err();
+        assert!(e.to_string().contains("behaviour"), "{e}");
+    }
+
+    #[test]
+    fn action_indices_round_trip() {
+        for g in 0..5 {
+            for c in 0..5 {
+                for p in 0..3 {
+                    assert_eq!(Action::from_indices([g, c, p]).indices(), [g, c, p]);
+                }
+            }
+        }
+    }
+}
