@@ -14,4 +14,6 @@ fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The Gymnasium binding against the Rust env it wraps (venv and wheel: scripts/setup.d/70-gym.sh).
+"${KIS_CACHE:-$HOME/.cache/kis}/gym-v1/venv/bin/python" -m pytest -q -p no:cacheprovider agent/gym/tests
 bash scripts/fuzz.sh "${KIS_FUZZ_SECONDS:-30}"
