@@ -24,8 +24,16 @@ import kis_gym
 from kis_gym import KisEnv, KisVecEnv
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-# (scenario, observation set): both named scenarios, both observation sets.
-CASES = [("default", None), ("kis-s-testbed", "paper")]
+# (scenario, observation set): both named scenarios, both observation sets, and the default with
+# domain randomisation (each episode's cluster and workload drawn from its seed).
+CASES = [("default", None), ("kis-s-testbed", "paper"), ("default+randomize", None)]
+
+
+def make_env(name: str, obs: str | None) -> KisEnv:
+    if name == "default+randomize":
+        return gym.make(kis_gym.ENV_ID, scenario={**kis_gym.scenario("default"), "randomize": {}},
+                        obs=obs).unwrapped
+    return gym.make(kis_gym.ENV_ID, scenario=name, obs=obs).unwrapped
 
 
 def rust_reference(payload: dict) -> dict:
@@ -54,7 +62,7 @@ def assert_info_equal(py: dict, rust: dict) -> None:
 
 @pytest.mark.parametrize(("name", "obs"), CASES)
 def test_env_steps_resets_and_seeds_like_the_rust_env(name, obs):
-    env = KisEnv(name, obs=obs)
+    env = make_env(name, obs)
     actions = random_actions(25, seed=7)
     ref = rust_reference(
         {"scenario": env.config, "mode": "single", "seeds": [11], "actions": actions.tolist()}
@@ -136,7 +144,7 @@ def test_vec_env_steps_and_auto_resets_like_the_rust_vec_env():
 @pytest.mark.parametrize(("name", "obs"), CASES)
 def test_gymnasium_env_checker_passes(name, obs):
     # Made through the registry so the env has a spec and the checker's determinism checks run.
-    env = gym.make(kis_gym.ENV_ID, scenario=name, obs=obs).unwrapped
+    env = make_env(name, obs)
     assert isinstance(env, KisEnv) and env.spec is not None
     with warnings.catch_warnings():
         # The checker reports soft problems as warnings: treat them as failures.
