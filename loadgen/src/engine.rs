@@ -10,7 +10,7 @@
 //! far behind the generator falls, and each arrival is still charged from its intended time
 //! when it is finally sent. Closed-loop users are connection tasks with think timers.
 //!
-//! Each thread records into its own [`Window`] and hands it over through its [`Shard`] when the
+//! Each thread records into its own [`Window`] and hands it over through its [`Handover`] when the
 //! collector asks (once a second): one cross-thread wake per thread per second.
 
 use std::cell::{Cell, RefCell};
@@ -22,14 +22,15 @@ use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kis_traffic::{ArrivalKind, Arrivals, Profile};
+use kis_traffic::{ArrivalKind, Profile};
 use rand::{RngExt, SeedableRng};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{Overflow, Wait};
 use crate::http::{Conn, Wire};
-use crate::record::{ErrorKind, Shard, Window};
+use crate::record::{ErrorKind, Handover, Window};
+use crate::schedule::Sched;
 use crate::timer::{Timer, tighten_timer_slack};
 
 /// Gap between arrivals from which the dispatcher wakes early and polls for the last stretch
@@ -41,9 +42,6 @@ const COALESCE: Duration = Duration::from_micros(40);
 const MAX_EARLY: Duration = Duration::from_micros(200);
 /// Margin added to the observed wake-up latency.
 const EARLY_MARGIN: Duration = Duration::from_micros(15);
-
-/// Most due arrivals counted when reporting the backlog (counting walks the schedule).
-pub const BACKLOG_CAP: u64 = 1_000_000;
 
 /// What the generator threads run.
 #[derive(Clone, Debug)]
@@ -133,67 +131,6 @@ pub enum PlanLoad {
     },
 }
 
-/// One thread's slice of the arrival schedule, consumed lazily.
-#[derive(Clone, Debug)]
-pub struct Sched {
-    iter: Arrivals,
-    t0: Instant,
-    stride: usize,
-    next: Option<Instant>,
-}
-
-impl Sched {
-    /// Arrivals `index`, `index + stride`, … of `profile`'s schedule, as instants from `t0`.
-    pub fn new(
-        profile: &Profile,
-        kind: ArrivalKind,
-        seed: u64,
-        t0: Instant,
-        index: usize,
-        stride: usize,
-    ) -> Sched {
-        let mut iter = profile.arrivals(kind, seed);
-        for _ in 0..index {
-            iter.next();
-        }
-        let next = iter.next().map(|t| t0 + Duration::from_secs_f64(t));
-        Sched {
-            iter,
-            t0,
-            stride: stride.max(1),
-            next,
-        }
-    }
-
-    /// The next arrival's intended time, `None` when the schedule is over.
-    pub fn peek(&self) -> Option<Instant> {
-        self.next
-    }
-
-    /// Consumes the next arrival.
-    pub fn advance(&mut self) {
-        for _ in 1..self.stride {
-            self.iter.next();
-        }
-        let t0 = self.t0;
-        self.next = self.iter.next().map(|t| t0 + Duration::from_secs_f64(t));
-    }
-
-    /// How many arrivals are due at `now` and not consumed (at most `cap`).
-    pub fn due(&self, now: Instant, cap: u64) -> u64 {
-        if self.next.is_none_or(|t| t > now) {
-            return 0;
-        }
-        let mut rest = self.clone();
-        let mut n = 0;
-        while n < cap && rest.next.is_some_and(|t| t <= now) {
-            n += 1;
-            rest.advance();
-        }
-        n
-    }
-}
-
 /// Run-wide control: stop (finish what is on the wire, send nothing new) and abort (drop it).
 struct Control {
     stop: AtomicBool,
@@ -222,7 +159,7 @@ impl Control {
 /// What one generator thread shares with the collector.
 #[derive(Default)]
 struct Gen {
-    shard: Shard,
+    handover: Handover,
     flush_req: Notify,
     flush_ack: Notify,
     in_flight: AtomicU64,
@@ -240,8 +177,8 @@ pub struct Snapshot {
     pub window: Window,
     /// Requests on the wire.
     pub in_flight: u64,
-    /// Due arrivals not sent yet because every connection is busy (at most [`BACKLOG_CAP`] per
-    /// thread are counted).
+    /// Due arrivals not sent yet because every connection is busy (counted in closed form beyond
+    /// a few thousand, see [`Sched::due`]).
     pub backlog: u64,
     /// Arrivals taken from the schedule so far (sent, dropped or cancelled); closed loop: sends.
     pub consumed: u64,
@@ -339,7 +276,7 @@ impl Engine {
         }
         let mut s = Snapshot::default();
         for g in &self.gens {
-            g.shard.drain_into(&mut s.window);
+            g.handover.drain_into(&mut s.window);
             s.in_flight += g.in_flight.load(Ordering::Relaxed);
             s.backlog += g.backlog.load(Ordering::Relaxed);
             s.consumed += g.consumed.load(Ordering::Relaxed);
@@ -458,13 +395,13 @@ impl Local {
     }
 
     fn publish(&self, gs: &Gen, now: Option<Instant>) {
-        gs.shard.publish(&mut self.rec.borrow_mut());
+        gs.handover.publish(&mut self.rec.borrow_mut());
         gs.in_flight.store(self.in_flight.get(), Ordering::Relaxed);
         gs.consumed.store(self.consumed.get(), Ordering::Relaxed);
         gs.dropped.store(self.dropped.get(), Ordering::Relaxed);
         gs.cancelled.store(self.cancelled.get(), Ordering::Relaxed);
         let backlog = match (now, self.sched.borrow().as_ref()) {
-            (Some(now), Some(s)) if !self.done.get() => s.due(now, BACKLOG_CAP),
+            (Some(now), Some(s)) if !self.done.get() => s.due(now),
             _ => 0,
         };
         gs.backlog.store(backlog, Ordering::Relaxed);
@@ -611,7 +548,7 @@ async fn run_generator(
         .sched
         .borrow()
         .as_ref()
-        .map_or(0, |s| s.due(Instant::now(), u64::MAX));
+        .map_or(0, |s| s.due(Instant::now()));
     l.cancelled.set(l.cancelled.get() + left);
     l.in_flight.set(0);
     l.done.set(true);
@@ -924,46 +861,6 @@ mod tests {
 
     fn profile(rate: f64, duration: f64) -> Profile {
         ShapeSpec::Constant { rate, duration }.build(1).unwrap()
-    }
-
-    #[test]
-    fn threads_split_the_schedule_without_gaps_or_overlap() {
-        let p = profile(1000.0, 1.0);
-        let t0 = Instant::now();
-        let all: Vec<Instant> = p
-            .arrivals(ArrivalKind::Poisson, 3)
-            .map(|t| t0 + Duration::from_secs_f64(t))
-            .collect();
-        let mut merged = Vec::new();
-        for i in 0..3 {
-            let mut s = Sched::new(&p, ArrivalKind::Poisson, 3, t0, i, 3);
-            while let Some(t) = s.peek() {
-                merged.push(t);
-                s.advance();
-            }
-        }
-        merged.sort();
-        assert_eq!(merged, all);
-    }
-
-    #[test]
-    fn the_backlog_is_counted_not_stored() {
-        // 1 M arrivals/s for 100 s: a generator that fell 50 s behind has 50 M due arrivals.
-        // Counting them walks the iterator (capped); nothing is materialised.
-        let p = profile(1e6, 100.0);
-        let t0 = Instant::now() - Duration::from_secs(50);
-        let mut s = Sched::new(&p, ArrivalKind::Uniform, 1, t0, 0, 1);
-        let now = Instant::now();
-        assert_eq!(s.due(now, 1000), 1000);
-        let small = profile(100.0, 100.0);
-        let s2 = Sched::new(&small, ArrivalKind::Uniform, 1, t0, 0, 1);
-        // 100/s for 50 s: 5000 due (±1 for the clock read).
-        let d = s2.due(Instant::now(), u64::MAX);
-        assert!((5000..=5001).contains(&d), "{d}");
-        // Consuming one lowers the backlog by one; the Sched stays a few words.
-        s.advance();
-        assert!(std::mem::size_of::<Sched>() < 512);
-        assert_eq!(s.due(now, 10), 10);
     }
 
     fn plan(profile: Profile, connections: usize, overflow: Overflow) -> Plan {

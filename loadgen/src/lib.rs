@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod record;
 pub mod report;
 mod run;
+pub mod schedule;
 pub mod timer;
 
 pub use config::Config;

@@ -1,7 +1,7 @@
 //! Recording of request outcomes into HDR histograms, merged once per window.
 //!
 //! No sample is ever stored: each generator thread records into its own [`Window`] (no lock, no
-//! shared atomic per request) and hands it over through its [`Shard`] when the collector asks,
+//! shared atomic per request) and hands it over through its [`Handover`] when the collector asks,
 //! once a second.
 
 use std::collections::BTreeMap;
@@ -192,7 +192,7 @@ impl Hists {
     }
 }
 
-/// What one shard collected since the last swap.
+/// What one generator thread collected since the last swap.
 #[derive(Debug, Default)]
 pub struct Window {
     /// Latencies.
@@ -266,18 +266,18 @@ impl Window {
 /// collector to take once a second. Requests never touch it (they record into the thread's own
 /// window); only the once-a-second hand-over locks it, so it is never contended per request.
 #[derive(Debug, Default)]
-pub struct Shard {
+pub struct Handover {
     inner: Mutex<Window>,
 }
 
-impl Shard {
-    /// Adds `w` into the shard and empties `w`.
+impl Handover {
+    /// Adds `w` into the hand-over and empties `w`.
     pub fn publish(&self, w: &mut Window) {
         let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         w.drain_into(&mut s);
     }
 
-    /// Moves the shard's window into `into` (adding) and starts a new one.
+    /// Moves the handed-over window into `into` (adding) and starts a new one.
     pub fn drain_into(&self, into: &mut Window) {
         let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         s.drain_into(into);
@@ -337,7 +337,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shard_counts_outcomes_by_kind_and_status() {
+    fn handover_counts_outcomes_by_kind_and_status() {
         let mut local = Window::default();
         local.sent(Duration::from_micros(10));
         local.sent(Duration::from_millis(3));
@@ -345,7 +345,7 @@ mod tests {
         local.finished(d, d, Outcome::Ok { status: 200 }, 10);
         local.finished(d, d, Outcome::Status { status: 400 }, 5);
         local.finished(d, d, Outcome::Failed(ErrorKind::Timeout), 0);
-        let s = Shard::default();
+        let s = Handover::default();
         s.publish(&mut local);
         assert_eq!(local.counts, Counts::default(), "published and emptied");
         let mut w = Window::default();
@@ -359,7 +359,7 @@ mod tests {
         assert_eq!(w.counts.by_status[&400], 1);
         assert_eq!(w.counts.by_kind[&ErrorKind::Timeout], 1);
         assert_eq!(w.hists.corrected.len(), 3);
-        // The swap left the shard empty.
+        // The swap left the hand-over empty.
         let mut again = Window::default();
         s.drain_into(&mut again);
         assert_eq!(again.counts, Counts::default());
@@ -379,7 +379,7 @@ mod tests {
         a.dispatcher_ran_after(Duration::from_micros(4_500));
         let mut b = Window::default();
         b.dispatcher_ran_after(Duration::from_millis(2));
-        let s = Shard::default();
+        let s = Handover::default();
         s.publish(&mut a);
         s.publish(&mut b);
         let mut w = Window::default();

@@ -2,9 +2,11 @@
 //! the Locust CSV and plot writers in submodules.
 
 pub mod csv;
+pub mod finish;
 pub mod plot;
 pub mod spool;
 
+pub use finish::{Collected, Request, finish};
 pub use spool::{History, Windows};
 
 use std::collections::BTreeMap;
