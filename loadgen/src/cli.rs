@@ -81,7 +81,8 @@ pub struct Cli {
     /// Trace: start this many trace seconds in.
     #[arg(long, help_heading = "Load")]
     pub trace_offset: Option<f64>,
-    /// Run length (stretches the shape; e.g. `60s`, `5m`). Shape default otherwise (300 s).
+    /// Run length in wall-clock time (stretches the shape; e.g. `60s`, `5m`); a trace plays
+    /// duration x --trace-speedup of trace time. Shape default otherwise (300 s).
     #[arg(long, value_parser = parse_duration, help_heading = "Load")]
     pub duration: Option<f64>,
     /// Inter-arrival times: uniform (constant spacing) or poisson.

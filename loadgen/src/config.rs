@@ -466,9 +466,6 @@ fn shape(cli: &Cli) -> Result<ShapeSpec> {
         )));
     }
     let mut spec = ShapeSpec::default_for(pattern);
-    if let Some(d) = cli.duration {
-        spec = spec.with_duration(positive("--duration", d)?);
-    }
     let lo = |v: &mut f64| {
         if let Some(x) = cli.min {
             *v = x;
@@ -551,6 +548,11 @@ fn shape(cli: &Cli) -> Result<ShapeSpec> {
         }
         #[allow(unreachable_patterns)]
         _ => {}
+    }
+    // Last, once a trace's speedup is known: --duration is wall-clock time for every pattern
+    // (a trace then plays duration x speedup seconds of trace time).
+    if let Some(d) = cli.duration {
+        spec = spec.with_duration(positive("--duration", d)?);
     }
     Ok(spec)
 }
@@ -806,6 +808,35 @@ mod tests {
         let p = shape.build(1).unwrap();
         assert!((p.duration() - 10.0).abs() < 1e-9);
         assert!((p.peak_rate() - 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn trace_duration_is_wall_time_whatever_the_speedup() {
+        let dir = std::env::temp_dir().join(format!("kis-loadgen-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let trace = dir.join("t.csv");
+        // 100 s of trace at 10 req/s.
+        let rows: String = (0..100).map(|t| format!("{t},10\n")).collect();
+        std::fs::write(&trace, format!("t_seconds,rate_rps\n{rows}")).unwrap();
+        let c = cfg(&[
+            "--pattern",
+            "trace",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--trace-speedup",
+            "10",
+            "--duration",
+            "2s",
+        ])
+        .unwrap();
+        let Load::Open { shape, .. } = c.load else {
+            panic!()
+        };
+        let p = shape.build(1).unwrap();
+        // 2 s of wall time play 20 s of trace, 10 times faster: 100 req/s.
+        assert!((p.duration() - 2.0).abs() < 1e-9, "{}", p.duration());
+        assert!((p.mean_rate() - 10.0).abs() < 1e-9, "{}", p.mean_rate());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -167,6 +167,8 @@ struct Gen {
     consumed: AtomicU64,
     dropped: AtomicU64,
     cancelled: AtomicU64,
+    /// Nanoseconds from the schedule's start to this thread's last send, plus one (0: none).
+    last_send_ns: AtomicU64,
     finished: AtomicBool,
 }
 
@@ -186,6 +188,8 @@ pub struct Snapshot {
     pub dropped: u64,
     /// Due arrivals never sent because of a stop, so far.
     pub cancelled: u64,
+    /// Seconds from the schedule's start to the last send so far (`None`: nothing sent).
+    pub last_send_s: Option<f64>,
 }
 
 /// The running generator threads.
@@ -282,6 +286,11 @@ impl Engine {
             s.consumed += g.consumed.load(Ordering::Relaxed);
             s.dropped += g.dropped.load(Ordering::Relaxed);
             s.cancelled += g.cancelled.load(Ordering::Relaxed);
+            let last = g.last_send_ns.load(Ordering::Relaxed);
+            if last > 0 {
+                let t = (last - 1) as f64 / 1e9;
+                s.last_send_s = Some(s.last_send_s.map_or(t, |x| x.max(t)));
+            }
         }
         s
     }
@@ -321,6 +330,11 @@ struct Local {
     consumed: Cell<u64>,
     dropped: Cell<u64>,
     cancelled: Cell<u64>,
+    /// Time zero of the schedule.
+    t0: Instant,
+    /// End of the schedule: sends from here on are a catch-up (counted as such).
+    schedule_end: Instant,
+    last_send: Cell<Option<Instant>>,
     sched: RefCell<Option<Sched>>,
     idle: RefCell<Vec<Rc<Slot>>>,
     /// The dispatcher, when it waits for a connection to go idle.
@@ -341,6 +355,14 @@ impl Local {
             consumed: Cell::new(0),
             dropped: Cell::new(0),
             cancelled: Cell::new(0),
+            t0: plan.t0,
+            schedule_end: match &plan.load {
+                PlanLoad::Open { profile, .. } => {
+                    plan.t0 + Duration::from_secs_f64(profile.duration())
+                }
+                PlanLoad::Closed { deadline, .. } => *deadline,
+            },
+            last_send: Cell::new(None),
             sched: RefCell::new(None),
             idle: RefCell::new(Vec::new()),
             dispatcher: Cell::new(None),
@@ -374,13 +396,18 @@ impl Local {
 
     /// Sends one request intended at `intended` on `conn` and records it; returns its end.
     /// `None` (closed loop: a user sends when it is ready) means intended = sent, so corrected
-    /// latency is exactly the service time. Two clock reads per request: the send and the end.
-    async fn exchange(&self, conn: &mut Conn, intended: Option<Instant>) -> Instant {
+    /// latency is exactly the service time. `waited`: the arrival fell due while every
+    /// connection was busy (a connection took it as it finished). Two clock reads per request:
+    /// the send and the end.
+    async fn exchange(&self, conn: &mut Conn, intended: Option<Instant>, waited: bool) -> Instant {
         let sent = Instant::now();
         let intended = intended.unwrap_or(sent);
-        self.rec
-            .borrow_mut()
-            .sent(sent.saturating_duration_since(intended));
+        self.last_send.set(Some(sent));
+        self.rec.borrow_mut().sent(
+            sent.saturating_duration_since(intended),
+            sent >= self.schedule_end,
+            waited,
+        );
         self.in_flight.set(self.in_flight.get() + 1);
         let a = conn.send(&self.wire, self.timeout, sent, false).await;
         let end = Instant::now();
@@ -400,6 +427,10 @@ impl Local {
         gs.consumed.store(self.consumed.get(), Ordering::Relaxed);
         gs.dropped.store(self.dropped.get(), Ordering::Relaxed);
         gs.cancelled.store(self.cancelled.get(), Ordering::Relaxed);
+        if let Some(t) = self.last_send.get() {
+            let ns = t.saturating_duration_since(self.t0).as_nanos() as u64;
+            gs.last_send_ns.store(ns + 1, Ordering::Relaxed);
+        }
         let backlog = match (now, self.sched.borrow().as_ref()) {
             (Some(now), Some(s)) if !self.done.get() => s.due(now),
             _ => 0,
@@ -580,12 +611,13 @@ async fn open_connection(l: Rc<Local>, slot: Rc<Slot>) {
     let _ = conn.warm().await;
     let mut last_end: Option<Instant> = None;
     loop {
-        let intended = match last_end.and_then(|end| l.take_due(end)) {
-            Some(t) => t,
+        // An arrival taken as the last answer ends fell due while this connection was busy.
+        let (intended, waited) = match last_end.and_then(|end| l.take_due(end)) {
+            Some(t) => (t, true),
             None => {
                 l.go_idle(&slot);
                 match wait_slot(&l, &slot).await {
-                    Some(t) => t,
+                    Some(t) => (t, false),
                     None => break,
                 }
             }
@@ -594,7 +626,7 @@ async fn open_connection(l: Rc<Local>, slot: Rc<Slot>) {
             l.cancelled.set(l.cancelled.get() + 1);
             break;
         }
-        let end = l.exchange(&mut conn, Some(intended)).await;
+        let end = l.exchange(&mut conn, Some(intended), waited).await;
         if l.control.stopped() {
             break;
         }
@@ -800,7 +832,7 @@ async fn closed_user(l: Rc<Local>, mut user: User, mut stop: watch::Receiver<u8>
             break;
         }
         l.consumed.set(l.consumed.get() + 1);
-        l.exchange(&mut conn, None).await;
+        l.exchange(&mut conn, None, false).await;
     }
 }
 

@@ -126,6 +126,11 @@ pub struct Counts {
     pub errors: u64,
     /// Sends more than 1 ms after their intended time.
     pub late_sends: u64,
+    /// Of those, the ones whose arrival fell due while every connection was busy (it waited
+    /// for a connection, not for the generator).
+    pub late_waited: u64,
+    /// Sends made after the schedule's end (a catch-up of arrivals due before it).
+    pub after_end: u64,
     /// Response body bytes received.
     pub bytes_in: u64,
     /// Errors by kind.
@@ -144,6 +149,8 @@ impl Counts {
         self.ok += other.ok;
         self.errors += other.errors;
         self.late_sends += other.late_sends;
+        self.late_waited += other.late_waited;
+        self.after_end += other.after_end;
         self.bytes_in += other.bytes_in;
         self.dispatcher_gaps.add(&other.dispatcher_gaps);
         for (k, v) in &other.by_kind {
@@ -202,11 +209,14 @@ pub struct Window {
 }
 
 impl Window {
-    /// Counts a send, with its lag behind the intended time.
-    pub fn sent(&mut self, lag: Duration) {
+    /// Counts a send, with its lag behind the intended time; `after_end`: made after the
+    /// schedule's end; `waited`: its arrival fell due while every connection was busy.
+    pub fn sent(&mut self, lag: Duration, after_end: bool, waited: bool) {
         self.counts.sent += 1;
+        self.counts.after_end += u64::from(after_end);
         if lag > Duration::from_millis(1) {
             self.counts.late_sends += 1;
+            self.counts.late_waited += u64::from(waited);
         }
         let _ = self.hists.lag.record(us(lag));
     }
@@ -339,8 +349,8 @@ mod tests {
     #[test]
     fn handover_counts_outcomes_by_kind_and_status() {
         let mut local = Window::default();
-        local.sent(Duration::from_micros(10));
-        local.sent(Duration::from_millis(3));
+        local.sent(Duration::from_micros(10), false, false);
+        local.sent(Duration::from_millis(3), true, true);
         let d = Duration::from_millis(2);
         local.finished(d, d, Outcome::Ok { status: 200 }, 10);
         local.finished(d, d, Outcome::Status { status: 400 }, 5);
@@ -352,6 +362,8 @@ mod tests {
         s.drain_into(&mut w);
         assert_eq!(w.counts.sent, 2);
         assert_eq!(w.counts.late_sends, 1);
+        assert_eq!(w.counts.late_waited, 1);
+        assert_eq!(w.counts.after_end, 1);
         assert_eq!(w.counts.completed, 3);
         assert_eq!(w.counts.ok, 1);
         assert_eq!(w.counts.errors, 2);

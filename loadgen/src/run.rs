@@ -108,6 +108,7 @@ async fn prepare(cfg: &Config) -> Result<Prepared> {
         } => {
             let body = match body_file {
                 Some(p) => Bytes::from(std::fs::read(p).map_err(|source| Error::File {
+                    flag: "--body-file",
                     path: p.clone(),
                     source,
                 })?),
@@ -194,8 +195,32 @@ struct Running {
     duration_s: f64,
 }
 
+/// Input files must be readable before the target is contacted (the flag is named if not).
+fn check_inputs(cfg: &Config) -> Result<()> {
+    let file = match &cfg.target {
+        Target::Kserve {
+            input: InputData::File(p),
+            ..
+        } => Some(("--input", p)),
+        Target::Http {
+            body_file: Some(p), ..
+        } => Some(("--body-file", p)),
+        _ => None,
+    };
+    if let Some((flag, path)) = file {
+        std::fs::File::open(path).map_err(|source| Error::File {
+            flag,
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 async fn run_async(cfg: Config) -> Result<Report> {
     cfg.check()?;
+    check_inputs(&cfg)?;
+    report::finish::check_outputs(&cfg.outputs)?;
     let running = start(&cfg).await?;
     let collected = collect(&cfg, running).await?;
     report::finish(collected)
@@ -347,6 +372,7 @@ fn progress_bar(quiet: bool, duration_s: f64) -> ProgressBar {
 
 fn file_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::File {
+        flag: "--hdr-log",
         path: path.to_path_buf(),
         source,
     }
@@ -446,6 +472,7 @@ async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
         },
         started_unix_s: started_unix,
         elapsed_s: elapsed,
+        last_send_s: col.totals.last_send_s.unwrap_or(0.0),
         duration_s,
         interrupted,
         hists: col.total_hists,
@@ -523,7 +550,7 @@ fn describe_load(cfg: &Config, profile: Option<&Profile>) -> String {
         ) => format!(
             "{} {:.1}..{:.1} req/s (mean {:.1}) over {:.0} s, {} arrivals",
             shape.pattern(),
-            p.rate(0.0),
+            p.low_rate(),
             p.peak_rate(),
             p.mean_rate(),
             p.duration(),

@@ -90,14 +90,19 @@ fn line(fields: &[String]) -> String {
     s
 }
 
-fn path_with(prefix: &Path, suffix: &str) -> PathBuf {
+/// `prefix` with `suffix` appended to its file name.
+pub fn path_with(prefix: &Path, suffix: &str) -> PathBuf {
     let mut s = prefix.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
 }
 
 fn write(path: PathBuf, text: String) -> Result<()> {
-    std::fs::write(&path, text).map_err(|source| Error::File { path, source })
+    std::fs::write(&path, text).map_err(|source| Error::File {
+        flag: "--csv",
+        path,
+        source,
+    })
 }
 
 /// Writes the three CSV files for `prefix`; `method` and `name` label the request row.

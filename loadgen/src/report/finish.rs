@@ -37,6 +37,8 @@ pub struct Collected {
     pub started_unix_s: f64,
     /// Seconds from the start of the schedule to the end of the drain.
     pub elapsed_s: f64,
+    /// Seconds from the start of the schedule to the last send (0: nothing sent).
+    pub last_send_s: f64,
     /// Length of the schedule, seconds.
     pub duration_s: f64,
     /// Whether a signal stopped the run early.
@@ -75,17 +77,15 @@ impl Report {
         }
         let elapsed = c.elapsed_s.max(1e-9);
         let n = &c.counts;
-        let span = elapsed.min(c.duration_s.max(1e-9));
-        let rates = Rates {
-            intended_total: c.intended_total,
-            intended_rps: c.intended_total / span,
-            achieved_rps: n.sent as f64 / span,
-            achieved_ratio: if c.intended_total > 0.0 {
-                n.sent as f64 / c.intended_total
-            } else {
-                0.0
-            },
-        };
+        let rates = Rates::of(
+            c.intended_total,
+            c.scheduled,
+            n.sent,
+            n.after_end,
+            c.last_send_s,
+            c.duration_s,
+            elapsed,
+        );
         Report {
             tool: format!("kis-loadgen {}", env!("CARGO_PKG_VERSION")),
             config: c.config,
@@ -177,6 +177,48 @@ pub fn write_outputs(
     first_err.map_or(Ok(()), Err)
 }
 
+/// Checks every output file `outputs` names before the first request, so that a typo does not
+/// cost the run: its directory exists and is writable, the file itself (if it exists) is a
+/// writable file, and a plot has a `.png` or `.svg` name and a font to draw with.
+pub fn check_outputs(outputs: &Outputs) -> Result<()> {
+    for (flag, path) in output_files(outputs) {
+        let bad = |why: String| Error::Usage(format!("{flag} {}: {why}", path.display()));
+        // --csv is a prefix: its files are PREFIX_stats.csv etc., in the prefix's directory.
+        let file = if flag == "--csv" {
+            csv::path_with(&path, "_stats.csv")
+        } else {
+            path.clone()
+        };
+        let dir = match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.is_dir() {
+            return Err(bad(format!("directory {} does not exist", dir.display())));
+        }
+        // A file made and removed again: permission bits alone do not tell (root, read-only
+        // or virtual file systems).
+        if let Err(e) = tempfile::NamedTempFile::new_in(&dir) {
+            return Err(bad(format!(
+                "directory {} is not writable ({e})",
+                dir.display()
+            )));
+        }
+        if file.is_dir() {
+            return Err(bad("is a directory".into()));
+        }
+        if file.exists()
+            && let Err(e) = std::fs::OpenOptions::new().append(true).open(&file)
+        {
+            return Err(bad(format!("is not writable ({e})")));
+        }
+        if flag == "--plot" {
+            plot::check(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// The flag and path of every output file `outputs` names (for checks before the run).
 pub fn output_files(outputs: &Outputs) -> Vec<(&'static str, PathBuf)> {
     let mut v = Vec::new();
@@ -193,4 +235,55 @@ pub fn output_files(outputs: &Outputs) -> Vec<(&'static str, PathBuf)> {
         v.push(("--plot", p.clone()));
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Target;
+    use kis_traffic::{ArrivalKind, ShapeSpec};
+
+    fn collected(interrupted: bool, elapsed_s: f64) -> Collected {
+        let config = Config::open_loop(
+            Target::http("http://127.0.0.1:9/", "GET").unwrap(),
+            ShapeSpec::Constant {
+                rate: 10.0,
+                duration: 60.0,
+            },
+            ArrivalKind::Uniform,
+        );
+        Collected {
+            config,
+            request: Request {
+                target: "constant 10.0..10.0 req/s".into(),
+                ..Request::default()
+            },
+            started_unix_s: 0.0,
+            elapsed_s,
+            last_send_s: elapsed_s - 0.1,
+            duration_s: 60.0,
+            interrupted,
+            hists: Hists::default(),
+            counts: Counts::default(),
+            scheduled: 25,
+            dropped: 0,
+            cancelled: 0,
+            intended_total: 25.0,
+            windows: Windows::in_memory(),
+            cpu_seconds: 0.1,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_interrupted_title_says_how_long_it_ran() {
+        let r = Report::from_collected(collected(true, 2.5));
+        assert_eq!(
+            r.title(),
+            "constant 10.0..10.0 req/s for 2.5 s (interrupted after 2.5 s of the 60.0 s schedule)"
+        );
+        let r = Report::from_collected(collected(false, 60.2));
+        assert_eq!(r.title(), "constant 10.0..10.0 req/s for 60.2 s");
+        assert!(r.summary().starts_with("kis-loadgen: constant"));
+    }
 }

@@ -84,6 +84,71 @@ fn unreachable_target() {
 }
 
 #[test]
+fn unreadable_input_names_its_flag() {
+    let srv = start(Behavior::Kserve);
+    assert_one_line(
+        &[
+            "--url",
+            &srv.url(),
+            "--model",
+            "m",
+            "--input",
+            "/nonexistent",
+        ],
+        "--input /nonexistent: No such file",
+    );
+    assert_one_line(
+        &[
+            "--url",
+            &format!("{}/", srv.url()),
+            "--body-file",
+            "/nonexistent",
+        ],
+        "--body-file /nonexistent: No such file",
+    );
+}
+
+/// A typo in an output path fails before any request is sent, naming the flag and the problem.
+#[test]
+fn bad_output_paths_fail_before_any_request() {
+    let srv = start(Behavior::Fast);
+    let dir = tempdir("badout");
+    let missing = dir.join("missing").join("x.json");
+    let cases: [(&str, String, &str); 5] = [
+        (
+            "--plot",
+            dir.join("out.gif").display().to_string(),
+            ".png or .svg",
+        ),
+        ("--json", missing.display().to_string(), "does not exist"),
+        (
+            "--csv",
+            dir.join("nodir").join("p").display().to_string(),
+            "does not exist",
+        ),
+        ("--hdr-log", dir.display().to_string(), "is a directory"),
+        ("--json", "/proc/x.json".to_string(), "not writable"),
+    ];
+    for (flag, path, why) in &cases {
+        let flags = constant_get(&srv.url(), "50", "10s");
+        let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        args.extend([*flag, path.as_str()]);
+        let started = Instant::now();
+        assert_one_line(&args, why);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{flag} {path}: failed only after {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        srv.requests.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no request before the outputs were checked"
+    );
+}
+
+#[test]
 fn unknown_model() {
     let srv = start(Behavior::Kserve);
     assert_one_line(
@@ -144,7 +209,8 @@ fn sigint_flushes_every_output() {
         "drain took {:?}",
         sent_at.elapsed()
     );
-    assert!(status.success(), "{status:?}");
+    // A run cut short exits 130 (documented), not 0: scripts can tell it from a full run.
+    assert_eq!(status.code(), Some(130), "{status:?}");
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(doc["interrupted"], true);

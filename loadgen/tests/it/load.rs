@@ -213,3 +213,33 @@ fn a_generator_that_cannot_keep_up_keeps_memory_bounded() {
     let warnings = r["generator"]["warnings"].to_string();
     assert!(warnings.contains("generator saturated"), "{warnings}");
 }
+
+/// A generator that falls behind does not get credit for its catch-up: two connections to a
+/// 20 ms server carry about 100 req/s, so of 200 arrivals in 1 s about half go out on time and
+/// the rest in a catch-up of about a second after the schedule's end. The report says so.
+#[test]
+fn an_overrun_is_reported_not_credited() {
+    let srv = start(Behavior::Slow { ms: 20 });
+    let r = run_get(
+        &srv.url(),
+        "200",
+        "1s",
+        &["--connections", "2", "--grace", "20s"],
+    );
+    assert_eq!(r.totals.requests, 200, "{:?}", r.totals);
+    let rt = &r.rates;
+    assert!(rt.on_time_ratio < 0.8, "{rt:?}");
+    assert!(rt.achieved_ratio < 0.8, "{rt:?}");
+    assert!(rt.achieved_rps < 160.0, "{rt:?}");
+    assert_eq!(rt.on_time_sends + rt.overrun_sends, 200, "{rt:?}");
+    assert!(rt.overrun_sends >= 40, "{rt:?}");
+    // The real wall time: the last send about 2 s in, the overrun measured from the 1 s end.
+    assert!(rt.send_wall_s > 1.4, "{rt:?}");
+    assert!((rt.send_wall_s - rt.overrun_s - 1.0).abs() < 1e-6, "{rt:?}");
+    let summary = r.summary();
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("overrun "))
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(line.contains("the 1.0 s schedule took"), "{line}");
+}

@@ -150,6 +150,11 @@ fn json_report_follows_the_schema_and_hdr_log_and_plots_are_written() {
     assert!(doc["generator"]["cpu_seconds"].as_f64().unwrap() > 0.0);
     assert!(doc["windows"].as_array().unwrap().len() >= 3);
     assert!((r.rates.achieved_ratio - 1.0).abs() < 0.01, "{:?}", r.rates);
+    // Everything went out by the schedule's end: no overrun, every send on time.
+    assert_eq!(doc["rates"]["overrun_sends"], 0);
+    assert_eq!(doc["rates"]["on_time_ratio"], 1.0);
+    assert_eq!(doc["rates"]["schedule_s"], 3.0);
+    assert!(doc["rates"]["send_wall_s"].as_f64().unwrap() < 3.0);
     // HDR interval log: a header and three tagged lines per window.
     let log = std::fs::read_to_string(&hdr).unwrap();
     assert!(

@@ -600,6 +600,8 @@ mod tests {
         assert!(close(p.rate(25.0), 100.0)); // crest a quarter period (100 s / 4) in
         assert!(close(p.rate(75.0), 10.0)); // trough at three quarters
         assert!(close(p.rate(100.0), 55.0));
+        // The range a label shows: trough to crest, not start to crest.
+        assert!(close(p.low_rate(), 10.0) && close(p.peak_rate(), 100.0));
         assert!(close(p.cumulative(300.0), 55.0 * 300.0));
         // Half a cycle: mid * 50 + amp * 2 / omega.
         let omega = 2.0 * std::f64::consts::PI / 100.0;
