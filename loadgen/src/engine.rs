@@ -40,6 +40,9 @@ const SPARSE_GAP: Duration = Duration::from_micros(200);
 const COALESCE: Duration = Duration::from_micros(40);
 /// Most the dispatcher wakes before a sparse arrival.
 const MAX_EARLY: Duration = Duration::from_micros(200);
+/// Most arrivals the dispatcher hands out (or drops) before it yields to the thread's other
+/// tasks and looks for a stop.
+const DISPATCH_BATCH: u32 = 4096;
 /// Margin added to the observed wake-up latency.
 const EARLY_MARGIN: Duration = Duration::from_micros(15);
 
@@ -727,8 +730,17 @@ async fn dispatcher(
             continue;
         }
         last = Some(next);
-        // Every due arrival goes to an idle connection, in order.
+        // Every due arrival goes to an idle connection, in order; at most a batch at a time,
+        // so that a rate far beyond what can be sent (or dropped) still lets a stop, the
+        // window hand-over and the connections in between.
+        let mut handed = 0;
+        let mut cut = false;
         while let Some(t) = l.next_arrival().filter(|t| *t <= now) {
+            if handed == DISPATCH_BATCH {
+                cut = true;
+                break;
+            }
+            handed += 1;
             let slot = l.idle.borrow_mut().pop();
             match slot {
                 Some(slot) => {
@@ -747,6 +759,10 @@ async fn dispatcher(
                 }
                 None => break,
             }
+        }
+        if cut {
+            tokio::task::yield_now().await;
+            continue;
         }
         // Still due: every connection is busy. The first to finish takes the next due arrival
         // itself; this waits until one finds none due and goes idle.
