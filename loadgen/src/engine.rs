@@ -787,13 +787,15 @@ async fn dispatcher(
     }
 }
 
+/// How many of `users` users are active `t` seconds into the run: the shape's value, rounded.
+pub fn active_at(p: &Profile, t: f64, users: u32) -> usize {
+    (p.rate(t.min(p.duration())).round().max(0.0) as usize).min(users as usize)
+}
+
 /// How many users are active at `now`: the shape's value, rounded, at most `users`.
 fn active_users(p: &Profile, t0: Instant, users: u32) -> impl Fn(Instant) -> usize + use<> {
     let p = p.clone();
-    move |now: Instant| {
-        let t = now.saturating_duration_since(t0).as_secs_f64();
-        (p.rate(t.min(p.duration())).round().max(0.0) as usize).min(users as usize)
-    }
+    move |now: Instant| active_at(&p, now.saturating_duration_since(t0).as_secs_f64(), users)
 }
 
 /// One closed-loop user.

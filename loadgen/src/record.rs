@@ -142,6 +142,22 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// The errors as Locust's failure rows: one per non-2xx status (`HTTP 500`) and one per
+    /// other kind (`timeout`, `connect`, ...), with their counts.
+    pub fn failures(&self) -> Vec<(String, u64)> {
+        let statuses = self
+            .by_status
+            .iter()
+            .filter(|(k, n)| !(200..300).contains(*k) && **n > 0)
+            .map(|(k, n)| (format!("HTTP {k}"), *n));
+        let kinds = self
+            .by_kind
+            .iter()
+            .filter(|(k, n)| **k != ErrorKind::Status && **n > 0)
+            .map(|(k, n)| (k.as_str().to_string(), *n));
+        statuses.chain(kinds).collect()
+    }
+
     /// Adds `other` into `self`.
     pub fn add(&mut self, other: &Counts) {
         self.sent += other.sent;

@@ -2,6 +2,7 @@
 //! collect a window a second (metrics, live line, HDR log), stop on schedule end or signal,
 //! drain within `--grace`, and write every output.
 
+use std::collections::BTreeMap;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -181,12 +182,16 @@ struct Collector {
     warned_saturated: bool,
     last_backlog: u64,
     totals: Snapshot,
+    /// Unix seconds each failure label was first and last seen (window start, window end).
+    failures_seen: BTreeMap<String, (f64, f64)>,
 }
 
 /// The run once started: what the collection loop works with.
 struct Running {
     /// The open loop's rate shape.
     profile: Option<Profile>,
+    /// The closed loop's active-user shape.
+    users_profile: Option<Profile>,
     prepared: Prepared,
     engine: Engine,
     metrics: Arc<Metrics>,
@@ -336,7 +341,7 @@ async fn start(cfg: &Config) -> Result<Running> {
     };
     // Warm-up: open every connection before time zero so the first sends are not charged for it.
     let t0 = Instant::now() + WARM_UP;
-    let load = plan_load(cfg, profile.as_ref(), users_profile, t0)?;
+    let load = plan_load(cfg, profile.as_ref(), users_profile.clone(), t0)?;
     let authority = prepared
         .template
         .headers
@@ -356,6 +361,7 @@ async fn start(cfg: &Config) -> Result<Running> {
     .map_err(|e| Error::Usage(format!("cannot start the generator threads: {e}")))?;
     Ok(Running {
         profile,
+        users_profile,
         prepared,
         engine,
         metrics,
@@ -440,11 +446,13 @@ async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
         warned_saturated: false,
         last_backlog: 0,
         totals: Snapshot::default(),
+        failures_seen: BTreeMap::new(),
     };
     let ctx = WindowCtx {
         engine: &run.engine,
         metrics: &run.metrics,
         profile: run.profile.as_ref(),
+        users_profile: run.users_profile.as_ref(),
         prepared: &run.prepared,
         cfg,
         bar: &bar,
@@ -495,6 +503,7 @@ async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
         windows: col.rows,
         cpu_seconds: cpu,
         warnings: col.warnings,
+        failures_seen: col.failures_seen,
     })
 }
 
@@ -593,6 +602,7 @@ struct WindowCtx<'a> {
     engine: &'a Engine,
     metrics: &'a Metrics,
     profile: Option<&'a Profile>,
+    users_profile: Option<&'a Profile>,
     prepared: &'a Prepared,
     cfg: &'a Config,
     bar: &'a ProgressBar,
@@ -667,6 +677,12 @@ async fn collect_window<W: Write>(
         intended_rps: per_s(intended),
         achieved_rps: per_s(win.counts.sent as f64),
         in_flight: snap.in_flight,
+        users: match &ctx.cfg.load {
+            Load::Closed { users, .. } => Some(ctx.users_profile.map_or(u64::from(*users), |p| {
+                crate::engine::active_at(p, t_b, *users) as u64
+            })),
+            Load::Open { .. } => None,
+        },
         backlog: snap.backlog,
         corrected: Percentiles::of(&win.hists.corrected),
         service: Percentiles::of(&win.hists.service),
@@ -677,6 +693,13 @@ async fn collect_window<W: Write>(
         server_success: ss,
     };
     ctx.metrics.observe(&row, &win.counts);
+    let window_start = row.unix_s - dt;
+    for (label, _) in win.counts.failures() {
+        col.failures_seen
+            .entry(label)
+            .or_insert((window_start, row.unix_s))
+            .1 = row.unix_s;
+    }
     warn_about(col, ctx.cfg, &row, dt);
     if let Some(log) = hdr {
         let (start, d) = (secs(t_a), secs(dt));

@@ -5,9 +5,12 @@
 //! runs (sharded load) adds theirs up and calls the same [`finish`], so the report, the summary
 //! and every file are written by one piece of code.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{Generator, LOCUST_PERCENTILES, Latency, Rates, Report, Totals, Windows, csv, plot};
+use super::{
+    Failure, Generator, LOCUST_PERCENTILES, Latency, Rates, Report, Totals, Windows, csv, plot,
+};
 use crate::config::{Config, Outputs};
 use crate::diag;
 use crate::error::{Error, Result};
@@ -61,6 +64,9 @@ pub struct Collected {
     pub cpu_seconds: f64,
     /// Warnings given during the run.
     pub warnings: Vec<String>,
+    /// Unix seconds of the first window start and last window end each failure label of
+    /// [`Counts::failures`] was seen in.
+    pub failures_seen: BTreeMap<String, (f64, f64)>,
 }
 
 impl Report {
@@ -86,7 +92,21 @@ impl Report {
             c.duration_s,
             elapsed,
         );
+        let failures = n
+            .failures()
+            .into_iter()
+            .map(|(error, occurrences)| {
+                let (first, last) = c.failures_seen.get(&error).copied().unwrap_or_default();
+                Failure {
+                    error,
+                    occurrences,
+                    first_seen_unix_s: first,
+                    last_seen_unix_s: last,
+                }
+            })
+            .collect();
         Report {
+            failures,
             tool: format!("kis-loadgen {}", env!("CARGO_PKG_VERSION")),
             config: c.config,
             started_unix_s: c.started_unix_s,
@@ -272,6 +292,7 @@ mod tests {
             windows: Windows::in_memory(),
             cpu_seconds: 0.1,
             warnings: Vec::new(),
+            failures_seen: BTreeMap::new(),
         }
     }
 

@@ -60,6 +60,9 @@ pub struct WindowRow {
     pub achieved_rps: f64,
     /// Requests in flight at the window end.
     pub in_flight: u64,
+    /// Closed loop: users active at the window end (Locust's user count); open loop: `None`.
+    #[serde(default)]
+    pub users: Option<u64>,
     /// Due arrivals waiting for a free connection at the window's end (open loop; the
     /// schedule is not consumed while every connection is busy, so this costs no memory).
     pub backlog: u64,
@@ -241,6 +244,19 @@ pub struct Generator {
     pub warnings: Vec<String>,
 }
 
+/// One kind of failure over the run (a row of the Locust failures CSV).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Failure {
+    /// `HTTP 500`, `timeout`, `connect`, ...
+    pub error: String,
+    /// How many.
+    pub occurrences: u64,
+    /// Unix seconds of the start of the first window it occurred in.
+    pub first_seen_unix_s: f64,
+    /// Unix seconds of the end of the last window it occurred in.
+    pub last_seen_unix_s: f64,
+}
+
 /// The whole report (`--json`).
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -268,6 +284,10 @@ pub struct Report {
     pub request_bytes: u64,
     /// Human description of the target.
     pub target: String,
+    /// The failures with the windows they were first and last seen in (for the Locust CSV;
+    /// the JSON has them by kind and status in `totals` and per window).
+    #[serde(skip)]
+    pub failures: Vec<Failure>,
 }
 
 /// The summary's `--busy-poll` line: how long the dispatcher went unrun in gaps of ≥ 1 ms,

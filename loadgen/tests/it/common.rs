@@ -25,6 +25,8 @@ pub enum Behavior {
     Stall { at: Duration, len: Duration },
     /// A tiny KServe-v2 server with one model `m` (input `INPUT0` FP32 [-1], max batch 8).
     Kserve,
+    /// 200 with a small body, except every `n`-th request: 500.
+    FailEvery { n: u64 },
 }
 
 /// A running test server; it stops with the test process.
@@ -63,14 +65,19 @@ pub fn start(behavior: Behavior) -> Server {
                         let (counter, first) = (counter.clone(), first.clone());
                         async move {
                             let arrived = Instant::now();
-                            counter.fetch_add(1, Ordering::Relaxed);
+                            let seq = counter.fetch_add(1, Ordering::Relaxed) + 1;
                             let (parts, body) = req.into_parts();
                             let body = body
                                 .collect()
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
-                            let resp = answer(behavior, &parts, body, arrived, &first).await;
+                            let resp = match behavior {
+                                Behavior::FailEvery { n } if seq % n == 0 => {
+                                    reply(StatusCode::INTERNAL_SERVER_ERROR, "hello")
+                                }
+                                _ => answer(behavior, &parts, body, arrived, &first).await,
+                            };
                             Ok::<_, std::convert::Infallible>(resp)
                         }
                     });
@@ -99,7 +106,7 @@ async fn answer(
     first: &std::sync::OnceLock<Instant>,
 ) -> Response<Full<Bytes>> {
     match behavior {
-        Behavior::Fast => reply(StatusCode::OK, "hello"),
+        Behavior::Fast | Behavior::FailEvery { .. } => reply(StatusCode::OK, "hello"),
         Behavior::Slow { ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             reply(StatusCode::OK, "slow")
