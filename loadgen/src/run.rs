@@ -700,7 +700,7 @@ async fn collect_window<W: Write>(
             .or_insert((window_start, row.unix_s))
             .1 = row.unix_s;
     }
-    warn_about(col, ctx.cfg, &row, dt);
+    warn_about(col, ctx.cfg, &row, win, dt);
     if let Some(log) = hdr {
         let (start, d) = (secs(t_a), secs(dt));
         let _ = log.write_histogram(&win.hists.corrected, start, d, Tag::new("corrected"));
@@ -746,16 +746,37 @@ async fn collect_window<W: Write>(
 
 /// Self-diagnosis of one window, each kind of warning given once (then it is in every window
 /// row anyway).
-fn warn_about(col: &mut Collector, cfg: &Config, row: &WindowRow, dt: f64) {
-    for w in diag::window_warnings(
-        row.t_s,
-        row.sent,
-        row.late_sends,
+fn warn_about(col: &mut Collector, cfg: &Config, row: &WindowRow, win: &Window, dt: f64) {
+    let floor = &col.total_hists.service;
+    let ev = diag::Evidence {
+        t_s: row.t_s,
+        dt_s: dt,
+        sent: row.sent,
+        late: row.late_sends,
+        late_waited: win.counts.late_waited,
+        lag_p99_ms: row.send_lag.p99_ms,
+        in_flight: row.in_flight,
+        connections: match &cfg.load {
+            Load::Open { max_in_flight, .. } => (*max_in_flight).min(cfg.connections) as u64,
+            Load::Closed { users, .. } => u64::from(*users),
+        },
+        backlog_before: col.last_backlog,
+        backlog: row.backlog,
+        service_p50_ms: row.service.p50_ms,
+        service_floor_ms: if floor.is_empty() {
+            0.0
+        } else {
+            crate::record::ms(floor.min())
+        },
+        server_queue_ms: row.server_queue_ms,
+        server_compute_ms: row.server_compute_ms,
         // The drain's last sliver of a window divides set-up and shutdown CPU by a few ms.
-        row.cpu_ratio.filter(|_| dt >= 0.5),
-        cfg.threads,
-        cfg.load.busy_poll(),
-    ) {
+        cpu: row.cpu_ratio.filter(|_| dt >= 0.5),
+        threads: cfg.threads,
+        busy_poll: cfg.load.busy_poll(),
+        gaps_us: row.dispatcher_gaps.total_us,
+    };
+    for w in diag::window_warnings(&ev) {
         let late = w.contains("lagged");
         let warned = if late {
             &mut col.warned_late
@@ -769,15 +790,8 @@ fn warn_about(col: &mut Collector, cfg: &Config, row: &WindowRow, dt: f64) {
         }
     }
     if !col.warned_saturated
-        && let Load::Open { max_in_flight, .. } = &cfg.load
-        && let Some(w) = diag::saturation_warning(
-            row.t_s,
-            col.last_backlog,
-            row.backlog,
-            row.send_lag.p99_ms,
-            row.in_flight,
-            (*max_in_flight).min(cfg.connections) as u64,
-        )
+        && matches!(cfg.load, Load::Open { .. })
+        && let Some(w) = diag::saturation_warning(&ev)
     {
         col.warned_saturated = true;
         tracing::warn!("{w}");

@@ -243,3 +243,32 @@ fn an_overrun_is_reported_not_credited() {
         .unwrap_or_else(|| panic!("{summary}"));
     assert!(line.contains("the 1.0 s schedule took"), "{line}");
 }
+
+/// The saturation warning blames the side that limits. A server with one worker and 20 ms per
+/// request (50 req/s) under 100 req/s on 8 connections queues every request: "the server is
+/// saturated", and no advice to add connections. A fast server behind one connection at a
+/// rate no connection can carry: the generator's side ("generator saturated").
+#[test]
+fn the_saturation_warning_names_the_side_that_limits() {
+    let slow = start(Behavior::Serial { ms: 20 });
+    let r = run_get(
+        &slow.url(),
+        "100",
+        "3s",
+        &["--connections", "8", "--grace", "1s"],
+    );
+    let w = r.generator.warnings.join("\n");
+    assert!(w.contains("the server is saturated"), "{w}");
+    assert!(!w.contains("generator saturated"), "{w}");
+    assert!(!w.contains("raise --connections"), "{w}");
+    let fast = start(Behavior::Fast);
+    let r = run_get(
+        &fast.url(),
+        "1000000",
+        "2s",
+        &["--connections", "1", "--grace", "1s"],
+    );
+    let w = r.generator.warnings.join("\n");
+    assert!(w.contains("generator saturated"), "{w}");
+    assert!(!w.contains("the server is saturated"), "{w}");
+}
