@@ -125,7 +125,8 @@ pub struct Cli {
     /// Write the JSON report here.
     #[arg(long, help_heading = "Outputs")]
     pub json: Option<PathBuf>,
-    /// Write Locust-compatible PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv.
+    /// Write Locust-compatible PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv,
+    /// PREFIX_exceptions.csv.
     #[arg(long, value_name = "PREFIX", help_heading = "Outputs")]
     pub csv: Option<PathBuf>,
     /// Write an HdrHistogram interval log (1 s intervals; tags corrected, service, lag).

@@ -425,14 +425,8 @@ fn parse_shape_override(s: &str) -> Result<(String, Vec<i64>)> {
     Ok((name.to_string(), dims))
 }
 
-/// The shape from --pattern and its parameter flags; a flag that does not apply is an error.
-fn shape(cli: &Cli) -> Result<ShapeSpec> {
-    let name = cli.pattern.as_deref().unwrap_or("ramp");
-    let pattern = Pattern::from_str(name).map_err(|_| {
-        usage(format!(
-            "unknown pattern {name:?} (expected constant, ramp, periodic, random, spike or trace)"
-        ))
-    })?;
+/// A shape flag that does not apply to `pattern` is an error naming it and those that do.
+fn check_shape_flags(cli: &Cli, pattern: Pattern) -> Result<()> {
     let given: [(&str, bool); 11] = [
         ("--rate", cli.rate.is_some()),
         ("--min", cli.min.is_some()),
@@ -465,6 +459,18 @@ fn shape(cli: &Cli) -> Result<ShapeSpec> {
             allowed.join(", ")
         )));
     }
+    Ok(())
+}
+
+/// The shape from --pattern and its parameter flags; a flag that does not apply is an error.
+fn shape(cli: &Cli) -> Result<ShapeSpec> {
+    let name = cli.pattern.as_deref().unwrap_or("ramp");
+    let pattern = Pattern::from_str(name).map_err(|_| {
+        usage(format!(
+            "unknown pattern {name:?} (expected constant, ramp, periodic, random, spike or trace)"
+        ))
+    })?;
+    check_shape_flags(cli, pattern)?;
     let mut spec = ShapeSpec::default_for(pattern);
     let lo = |v: &mut f64| {
         if let Some(x) = cli.min {
@@ -833,7 +839,7 @@ mod tests {
             panic!()
         };
         let p = shape.build(1).unwrap();
-        // 2 s of wall time play 20 s of trace, 10 times faster: 100 req/s.
+        // 2 s of wall time play 20 s of the trace, ten times faster (its rates unchanged).
         assert!((p.duration() - 2.0).abs() < 1e-9, "{}", p.duration());
         assert!((p.mean_rate() - 10.0).abs() < 1e-9, "{}", p.mean_rate());
         let _ = std::fs::remove_dir_all(&dir);

@@ -390,6 +390,33 @@ impl Local {
         self.sched.borrow().as_ref().and_then(Sched::peek)
     }
 
+    /// Gives every arrival due at `now` to an idle connection, in order (or drops it, with
+    /// `Overflow::Drop`, when none is idle); at most a batch at a time, so that a rate far
+    /// beyond what can be sent (or dropped) still lets a stop, the window hand-over and the
+    /// connections in between. Returns true when the batch ran out with arrivals still due.
+    fn hand_out(&self, now: Instant, overflow: Overflow) -> bool {
+        for _ in 0..DISPATCH_BATCH {
+            let Some(t) = self.next_arrival().filter(|t| *t <= now) else {
+                return false;
+            };
+            let slot = self.idle.borrow_mut().pop();
+            match slot {
+                None if overflow == Overflow::Queue => return false,
+                _ => {
+                    if let Some(s) = self.sched.borrow_mut().as_mut() {
+                        s.advance();
+                    }
+                    self.consumed.set(self.consumed.get() + 1);
+                    match slot {
+                        Some(slot) => slot.give(t),
+                        None => self.dropped.set(self.dropped.get() + 1),
+                    }
+                }
+            }
+        }
+        self.next_arrival().is_some_and(|t| t <= now)
+    }
+
     fn go_idle(&self, slot: &Rc<Slot>) {
         self.idle.borrow_mut().push(slot.clone());
         if let Some(w) = self.dispatcher.take() {
@@ -525,17 +552,8 @@ async fn run_generator(
             seed,
         } => {
             let active = shape.as_ref().map(|p| {
-                let count = active_users(p, plan.t0, *users);
-                let (tx, rx) = watch::channel(count(Instant::now()));
-                shaper = Some(tokio::task::spawn_local(async move {
-                    // Locust-like: the user count is re-read from the shape every 10 ms.
-                    let mut tick = tokio::time::interval(Duration::from_millis(10));
-                    loop {
-                        tick.tick().await;
-                        let n = count(Instant::now());
-                        tx.send_if_modified(|v| std::mem::replace(v, n) != n);
-                    }
-                }));
+                let (rx, task) = follow_shape(p, plan.t0, *users);
+                shaper = Some(task);
                 rx
             });
             for u in (index..*users as usize).step_by(threads) {
@@ -730,37 +748,7 @@ async fn dispatcher(
             continue;
         }
         last = Some(next);
-        // Every due arrival goes to an idle connection, in order; at most a batch at a time,
-        // so that a rate far beyond what can be sent (or dropped) still lets a stop, the
-        // window hand-over and the connections in between.
-        let mut handed = 0;
-        let mut cut = false;
-        while let Some(t) = l.next_arrival().filter(|t| *t <= now) {
-            if handed == DISPATCH_BATCH {
-                cut = true;
-                break;
-            }
-            handed += 1;
-            let slot = l.idle.borrow_mut().pop();
-            match slot {
-                Some(slot) => {
-                    if let Some(s) = l.sched.borrow_mut().as_mut() {
-                        s.advance();
-                    }
-                    l.consumed.set(l.consumed.get() + 1);
-                    slot.give(t);
-                }
-                None if overflow == Overflow::Drop => {
-                    if let Some(s) = l.sched.borrow_mut().as_mut() {
-                        s.advance();
-                    }
-                    l.consumed.set(l.consumed.get() + 1);
-                    l.dropped.set(l.dropped.get() + 1);
-                }
-                None => break,
-            }
-        }
-        if cut {
+        if l.hand_out(now, overflow) {
             tokio::task::yield_now().await;
             continue;
         }
@@ -796,6 +784,26 @@ pub fn active_at(p: &Profile, t: f64, users: u32) -> usize {
 fn active_users(p: &Profile, t0: Instant, users: u32) -> impl Fn(Instant) -> usize + use<> {
     let p = p.clone();
     move |now: Instant| active_at(&p, now.saturating_duration_since(t0).as_secs_f64(), users)
+}
+
+/// The number of active users over time, re-read from the shape every 10 ms (as Locust does)
+/// by a task of the thread: its receiver, and the task to abort at the end.
+fn follow_shape(
+    p: &Profile,
+    t0: Instant,
+    users: u32,
+) -> (watch::Receiver<usize>, tokio::task::JoinHandle<()>) {
+    let count = active_users(p, t0, users);
+    let (tx, rx) = watch::channel(count(Instant::now()));
+    let task = tokio::task::spawn_local(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            tick.tick().await;
+            let n = count(Instant::now());
+            tx.send_if_modified(|v| std::mem::replace(v, n) != n);
+        }
+    });
+    (rx, task)
 }
 
 /// One closed-loop user.

@@ -272,3 +272,34 @@ fn the_saturation_warning_names_the_side_that_limits() {
     assert!(w.contains("generator saturated"), "{w}");
     assert!(!w.contains("the server is saturated"), "{w}");
 }
+
+/// `--duration` is wall-clock time for a trace too: 1 s at `--trace-speedup 10` plays 10 s of
+/// trace (5 s at 10 req/s, then 30 req/s) in 1 s of wall time: 5 + 15 = 20 requests (counted in
+/// trace seconds it was 0.1 s and 1 request). The label shows the trace's min..max rate.
+#[test]
+fn trace_duration_is_wall_time() {
+    let srv = start(Behavior::Fast);
+    let dir = tempdir("trace-wall");
+    let trace = dir.join("t.csv");
+    let rows: String = (0..100)
+        .map(|t| format!("{t},{}\n", if t < 5 { 10 } else { 30 }))
+        .collect();
+    std::fs::write(&trace, format!("t_seconds,rate_rps\n{rows}")).unwrap();
+    let r = run(&[
+        "--url",
+        &format!("{}/", srv.url()),
+        "--method",
+        "GET",
+        "--pattern",
+        "trace",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--trace-speedup",
+        "10",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(r.totals.requests, 20, "{:?}", r.totals);
+    assert!((r.rates.schedule_s - 1.0).abs() < 1e-9, "{:?}", r.rates);
+    assert!(r.target.contains("trace 10.0..30.0 req/s"), "{}", r.target);
+}
