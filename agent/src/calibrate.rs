@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::Parser;
 use kis_sim::{BatchPoint, Device, Dist, Histogram, PROFILE_SCHEMA, RatePoint, ServiceProfile};
 use kis_traffic::{ArrivalKind, ShapeSpec};
 use serde::Serialize;
@@ -408,37 +407,21 @@ fn drive(
     seconds: f64,
     seed: u64,
 ) -> Result<kis_loadgen::Report> {
-    let mut argv = vec![
-        "kis-loadgen".to_string(),
-        "--url".into(),
-        server.url().into(),
-        "--model".into(),
-        server.model().into(),
-        "--duration".into(),
-        format!("{}ms", (seconds * 1e3).round() as u64),
-        "--seed".into(),
-        seed.to_string(),
-        "--quiet".into(),
-    ];
-    match open_rate {
-        Some(r) => argv.extend([
-            "--pattern".into(),
-            "constant".into(),
-            "--rate".into(),
-            r.to_string(),
-            "--arrivals".into(),
-            "poisson".into(),
-        ]),
-        None => argv.extend([
-            "--users".into(),
-            users.to_string(),
-            "--wait".into(),
-            "0s".into(),
-        ]),
+    use kis_loadgen::config::{Target, Wait};
+    let target = Target::kserve(server.url(), server.model())?;
+    let cfg = match open_rate {
+        Some(rate) => kis_loadgen::Config::open_loop(
+            target,
+            ShapeSpec::Constant {
+                rate,
+                duration: seconds,
+            },
+            ArrivalKind::Poisson,
+        ),
+        None => kis_loadgen::Config::closed_loop(target, users, Wait::NONE, seconds),
     }
-    let cli = kis_loadgen::cli::Cli::try_parse_from(argv)
-        .map_err(|e| anyhow!("kis-loadgen flags: {e}"))?;
-    let cfg = kis_loadgen::Config::try_from(cli)?;
+    .with_seed(seed)
+    .quiet();
     Ok(kis_loadgen::run(cfg)?)
 }
 

@@ -7,11 +7,11 @@
 //! measures from arrival) and throughput, with the relative error against a tolerance.
 
 use std::io::Write;
+use std::str::FromStr;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::Parser;
 use kis_sim::{PoolConfig, Pools, ServiceProfile, SimConfig, Simulation, Summary, Workload};
-use kis_traffic::{ArrivalKind, ShapeSpec};
+use kis_traffic::{ArrivalKind, Pattern, ShapeSpec};
 use serde::Serialize;
 
 use crate::calibrate::{ModelConfig, Server, now_utc, parse_seconds};
@@ -98,44 +98,23 @@ impl Row {
     }
 }
 
-/// The shape kis-loadgen builds from `--pattern --min --max --duration` (so both sides share it).
-fn loadgen_config(
-    server: &Server,
-    shape: &str,
-    min: f64,
-    max: f64,
-    seconds: f64,
-    seed: u64,
-) -> Result<kis_loadgen::Config> {
-    let mut argv: Vec<String> = vec![
-        "kis-loadgen".into(),
-        "--url".into(),
-        server.url().into(),
-        "--model".into(),
-        server.model().into(),
-        "--pattern".into(),
-        shape.into(),
-        "--duration".into(),
-        format!("{}ms", (seconds * 1e3).round() as u64),
-        "--arrivals".into(),
-        "poisson".into(),
-        "--seed".into(),
-        seed.to_string(),
-        "--quiet".into(),
-    ];
-    if shape == "constant" {
-        argv.extend(["--rate".into(), max.to_string()]);
-    } else {
-        argv.extend([
-            "--min".into(),
-            min.to_string(),
-            "--max".into(),
-            max.to_string(),
-        ]);
-    }
-    let cli =
-        kis_loadgen::cli::Cli::try_parse_from(argv).map_err(|e| anyhow!("shape {shape:?}: {e}"))?;
-    Ok(kis_loadgen::Config::try_from(cli)?)
+/// The shape of one fidelity row: `pattern` between `min` and `max` req/s (a constant runs at
+/// `max`) for `seconds`, the same value for kis-loadgen and kis-sim.
+pub fn shape_spec(pattern: &str, min: f64, max: f64, seconds: f64) -> Result<ShapeSpec> {
+    let p = Pattern::from_str(pattern).map_err(|e| anyhow!("shape {pattern:?}: {e}"))?;
+    Ok(ShapeSpec::default_for(p)
+        .with_rates(min, max)
+        .with_duration(seconds))
+}
+
+/// kis-loadgen's configuration of one shape: open loop, Poisson arrivals, against the model.
+fn loadgen_config(server: &Server, spec: ShapeSpec, seed: u64) -> Result<kis_loadgen::Config> {
+    let target = kis_loadgen::config::Target::kserve(server.url(), server.model())?;
+    Ok(
+        kis_loadgen::Config::open_loop(target, spec, ArrivalKind::Poisson)
+            .with_seed(seed)
+            .quiet(),
+    )
 }
 
 /// Runs one shape on both sides.
@@ -147,13 +126,9 @@ pub fn compare_shape(
     a: &FidelityArgs,
     seconds: f64,
 ) -> Result<Row> {
-    let cfg = loadgen_config(server, shape, a.min, a.max, seconds, a.seed)?;
-    let (spec, arrivals) = match &cfg.load {
-        kis_loadgen::config::Load::Open {
-            shape, arrivals, ..
-        } => (shape.clone(), *arrivals),
-        kis_loadgen::config::Load::Closed { .. } => bail!("shape {shape:?}: not an open loop"),
-    };
+    let spec = shape_spec(shape, a.min, a.max, seconds)?;
+    let arrivals = ArrivalKind::Poisson;
+    let cfg = loadgen_config(server, spec.clone(), a.seed)?;
     // Built once from the shared seed: the random shape's levels are the real run's, and only the
     // arrival and service draws change between simulation seeds.
     let rates = spec.build(a.seed)?;

@@ -81,7 +81,8 @@ pub struct Cli {
     /// Trace: start this many trace seconds in.
     #[arg(long, help_heading = "Load")]
     pub trace_offset: Option<f64>,
-    /// Run length (stretches the shape; e.g. `60s`, `5m`). Shape default otherwise (300 s).
+    /// Run length in wall-clock time (stretches the shape; e.g. `60s`, `5m`); a trace plays
+    /// duration x --trace-speedup of trace time. Shape default otherwise (300 s).
     #[arg(long, value_parser = parse_duration, help_heading = "Load")]
     pub duration: Option<f64>,
     /// Inter-arrival times: uniform (constant spacing) or poisson.
@@ -124,7 +125,8 @@ pub struct Cli {
     /// Write the JSON report here.
     #[arg(long, help_heading = "Outputs")]
     pub json: Option<PathBuf>,
-    /// Write Locust-compatible PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv.
+    /// Write Locust-compatible PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv,
+    /// PREFIX_exceptions.csv.
     #[arg(long, value_name = "PREFIX", help_heading = "Outputs")]
     pub csv: Option<PathBuf>,
     /// Write an HdrHistogram interval log (1 s intervals; tags corrected, service, lag).

@@ -204,6 +204,176 @@ pub struct Config {
 /// Longest `--timeout`: latencies are recorded up to [`crate::record::MAX_US`] (1 h).
 pub const MAX_TIMEOUT_S: f64 = 3600.0;
 
+/// Defaults of a [`Config`] built by [`Config::open_loop`] or [`Config::closed_loop`]: the
+/// flags' defaults (`--connections`, `--threads`, `--timeout`, `--grace`, `--ready-timeout`,
+/// `--seed`; a unit test keeps the two equal).
+pub mod defaults {
+    /// `--connections`.
+    pub const CONNECTIONS: usize = 64;
+    /// `--threads`.
+    pub const THREADS: usize = 1;
+    /// `--timeout`, seconds.
+    pub const TIMEOUT_S: f64 = 60.0;
+    /// `--grace`, seconds.
+    pub const GRACE_S: f64 = 5.0;
+    /// `--ready-timeout`, seconds.
+    pub const READY_TIMEOUT_S: f64 = 10.0;
+    /// `--seed`.
+    pub const SEED: u64 = 1;
+}
+
+impl Target {
+    /// A KServe-v2 model at the server base URL `url`: binary tensors, seeded random input, the
+    /// model's own shapes (variable dims become 1).
+    pub fn kserve(url: &str, model: &str) -> Result<Target> {
+        Ok(Target::Kserve {
+            endpoint: Endpoint::parse(url)?,
+            model: model.to_string(),
+            version: None,
+            binary: true,
+            input: InputData::Random,
+            shapes: Vec::new(),
+        })
+    }
+
+    /// Plain HTTP `method` requests to the full URL `url`, without a body.
+    pub fn http(url: &str, method: &str) -> Result<Target> {
+        hyper::Method::from_bytes(method.as_bytes())
+            .map_err(|_| usage(format!("--method {method:?} is not an HTTP method")))?;
+        Ok(Target::Http {
+            endpoint: Endpoint::parse(url)?,
+            method: method.to_string(),
+            body_file: None,
+        })
+    }
+}
+
+impl Wait {
+    /// No think time: a closed-loop user sends again as soon as its answer is in.
+    pub const NONE: Wait = Wait {
+        min_s: 0.0,
+        max_s: 0.0,
+    };
+}
+
+impl Config {
+    /// An open loop: arrivals follow `shape` (requests/s) with `arrivals` spacing, on the
+    /// default connections (all of them usable, due arrivals queue for a free one).
+    pub fn open_loop(target: Target, shape: ShapeSpec, arrivals: ArrivalKind) -> Config {
+        Config::with_load(
+            target,
+            Load::Open {
+                shape,
+                arrivals,
+                max_in_flight: defaults::CONNECTIONS,
+                overflow: Overflow::Queue,
+                busy_poll: false,
+            },
+        )
+    }
+
+    /// A closed loop of `users` users, each sending, waiting for its answer, then thinking for
+    /// `wait`, for `duration_s` seconds.
+    pub fn closed_loop(target: Target, users: u32, wait: Wait, duration_s: f64) -> Config {
+        Config::with_load(
+            target,
+            Load::Closed {
+                users,
+                shape: None,
+                wait,
+                duration_s,
+            },
+        )
+    }
+
+    fn with_load(target: Target, load: Load) -> Config {
+        Config {
+            target,
+            headers: Vec::new(),
+            load,
+            seed: defaults::SEED,
+            connections: defaults::CONNECTIONS,
+            threads: defaults::THREADS,
+            timeout_s: defaults::TIMEOUT_S,
+            grace_s: defaults::GRACE_S,
+            ready_timeout_s: defaults::READY_TIMEOUT_S,
+            outputs: Outputs::default(),
+        }
+    }
+
+    /// The same configuration with `seed` for everything random.
+    pub fn with_seed(mut self, seed: u64) -> Config {
+        self.seed = seed;
+        self
+    }
+
+    /// The same configuration without the live line and the summary table.
+    pub fn quiet(mut self) -> Config {
+        self.outputs.quiet = true;
+        self
+    }
+
+    /// Checks the values that do not depend on how the configuration was built (flags or the
+    /// constructors); [`crate::run`] checks again before it starts.
+    pub fn check(&self) -> Result<()> {
+        if self.connections == 0 {
+            return Err(usage("--connections must be at least 1"));
+        }
+        if self.threads == 0 || self.threads > 64 {
+            return Err(usage(format!(
+                "--threads must be in 1..=64, got {}",
+                self.threads
+            )));
+        }
+        let t = positive("--timeout", self.timeout_s)?;
+        if t > MAX_TIMEOUT_S {
+            return Err(usage(format!(
+                "--timeout {t} s is over 1 h, the top of the latency histograms"
+            )));
+        }
+        for (name, v) in [
+            ("--grace", self.grace_s),
+            ("--ready-timeout", self.ready_timeout_s),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(usage(format!("{name} must be >= 0, got {v}")));
+            }
+        }
+        match &self.load {
+            Load::Open { max_in_flight, .. } => {
+                if *max_in_flight == 0 {
+                    return Err(usage("--max-in-flight must be at least 1"));
+                }
+                if *max_in_flight > self.connections {
+                    return Err(usage(format!(
+                        "--max-in-flight {max_in_flight} exceeds --connections {} (HTTP/1.1: one request per connection)",
+                        self.connections
+                    )));
+                }
+            }
+            Load::Closed {
+                users,
+                wait,
+                duration_s,
+                ..
+            } => {
+                if *users == 0 {
+                    return Err(usage("--users must be at least 1"));
+                }
+                positive("--duration", *duration_s)?;
+                let ordered = wait.min_s >= 0.0 && wait.min_s <= wait.max_s;
+                if !(ordered && wait.max_s.is_finite()) {
+                    return Err(usage(format!(
+                        "--wait {}..{} s: need 0 <= lower <= upper",
+                        wait.min_s, wait.max_s
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn usage(msg: impl Into<String>) -> Error {
     Error::Usage(msg.into())
 }
@@ -255,14 +425,8 @@ fn parse_shape_override(s: &str) -> Result<(String, Vec<i64>)> {
     Ok((name.to_string(), dims))
 }
 
-/// The shape from --pattern and its parameter flags; a flag that does not apply is an error.
-fn shape(cli: &Cli) -> Result<ShapeSpec> {
-    let name = cli.pattern.as_deref().unwrap_or("ramp");
-    let pattern = Pattern::from_str(name).map_err(|_| {
-        usage(format!(
-            "unknown pattern {name:?} (expected constant, ramp, periodic, random, spike or trace)"
-        ))
-    })?;
+/// A shape flag that does not apply to `pattern` is an error naming it and those that do.
+fn check_shape_flags(cli: &Cli, pattern: Pattern) -> Result<()> {
     let given: [(&str, bool); 11] = [
         ("--rate", cli.rate.is_some()),
         ("--min", cli.min.is_some()),
@@ -295,10 +459,19 @@ fn shape(cli: &Cli) -> Result<ShapeSpec> {
             allowed.join(", ")
         )));
     }
+    Ok(())
+}
+
+/// The shape from --pattern and its parameter flags; a flag that does not apply is an error.
+fn shape(cli: &Cli) -> Result<ShapeSpec> {
+    let name = cli.pattern.as_deref().unwrap_or("ramp");
+    let pattern = Pattern::from_str(name).map_err(|_| {
+        usage(format!(
+            "unknown pattern {name:?} (expected constant, ramp, periodic, random, spike or trace)"
+        ))
+    })?;
+    check_shape_flags(cli, pattern)?;
     let mut spec = ShapeSpec::default_for(pattern);
-    if let Some(d) = cli.duration {
-        spec = spec.with_duration(positive("--duration", d)?);
-    }
     let lo = |v: &mut f64| {
         if let Some(x) = cli.min {
             *v = x;
@@ -382,6 +555,11 @@ fn shape(cli: &Cli) -> Result<ShapeSpec> {
         #[allow(unreachable_patterns)]
         _ => {}
     }
+    // Last, once a trace's speedup is known: --duration is wall-clock time for every pattern
+    // (a trace then plays duration x speedup seconds of trace time).
+    if let Some(d) = cli.duration {
+        spec = spec.with_duration(positive("--duration", d)?);
+    }
     Ok(spec)
 }
 
@@ -400,175 +578,164 @@ fn parse_header(h: &str) -> Result<(String, String)> {
     Ok((n.to_string(), v.to_string()))
 }
 
-impl TryFrom<Cli> for Config {
-    type Error = Error;
-
-    fn try_from(cli: Cli) -> Result<Config> {
-        let plain = cli.method.is_some() || cli.body_file.is_some();
-        let kserve = cli.model.is_some() || (cli.url.is_none() && !plain);
-        if cli.model.is_some() && plain {
-            return Err(usage(
-                "--model (KServe mode) cannot be combined with --method/--body-file (plain HTTP)",
-            ));
-        }
-        let url = cli.url.as_deref().unwrap_or("http://127.0.0.1:8000");
-        let endpoint = Endpoint::parse(url)?;
-        let target = if kserve {
-            let input = match cli.input.as_str() {
+/// The target from the target flags: KServe when `--model` is given or neither `--url` nor a
+/// plain-HTTP flag is.
+fn target(cli: &Cli) -> Result<Target> {
+    let plain = cli.method.is_some() || cli.body_file.is_some();
+    let kserve = cli.model.is_some() || (cli.url.is_none() && !plain);
+    if cli.model.is_some() && plain {
+        return Err(usage(
+            "--model (KServe mode) cannot be combined with --method/--body-file (plain HTTP)",
+        ));
+    }
+    let url = cli.url.as_deref().unwrap_or("http://127.0.0.1:8000");
+    if kserve {
+        let mut target = Target::kserve(url, cli.model.as_deref().unwrap_or("image"))?;
+        if let Target::Kserve {
+            version,
+            binary,
+            input,
+            shapes,
+            ..
+        } = &mut target
+        {
+            *version = cli.model_version.clone();
+            *binary = !cli.json_body;
+            *input = match cli.input.as_str() {
                 "random" => InputData::Random,
                 "zero" => InputData::Zero,
                 f => InputData::File(PathBuf::from(f)),
             };
-            Target::Kserve {
-                endpoint,
-                model: cli.model.clone().unwrap_or_else(|| "image".to_string()),
-                version: cli.model_version.clone(),
-                binary: !cli.json_body,
-                input,
-                shapes: cli
-                    .shape
-                    .iter()
-                    .map(|s| parse_shape_override(s))
-                    .collect::<Result<_>>()?,
-            }
-        } else {
-            if cli.json_body || !cli.shape.is_empty() || cli.input != "random" {
-                return Err(usage(
-                    "--json-body/--shape/--input need a KServe model (--model); plain HTTP uses --body-file",
-                ));
-            }
-            let method = cli.method.clone().unwrap_or_else(|| {
-                if cli.body_file.is_some() {
-                    "POST"
-                } else {
-                    "GET"
-                }
-                .to_string()
-            });
-            hyper::Method::from_bytes(method.as_bytes())
-                .map_err(|_| usage(format!("--method {method:?} is not an HTTP method")))?;
-            Target::Http {
-                endpoint,
-                method,
-                body_file: cli.body_file.clone(),
-            }
-        };
-        if cli.connections == 0 {
-            return Err(usage("--connections must be at least 1"));
-        }
-        if cli.threads == 0 || cli.threads > 64 {
-            return Err(usage(format!(
-                "--threads must be in 1..=64, got {}",
-                cli.threads
-            )));
-        }
-        let load = match cli.users {
-            Some(0) => return Err(usage("--users must be at least 1")),
-            Some(users) => {
-                let shaped = cli.pattern.is_some();
-                let shape_flag = [
-                    cli.rate.is_some(),
-                    cli.min.is_some(),
-                    cli.max.is_some(),
-                    cli.steps.is_some(),
-                    cli.cycles.is_some(),
-                    cli.interval.is_some(),
-                    cli.spike_start.is_some(),
-                    cli.spike_length.is_some(),
-                    cli.trace.is_some(),
-                ]
-                .contains(&true);
-                if !shaped && shape_flag {
-                    return Err(usage(
-                        "shape flags with --users need --pattern (the number of active users follows it)",
-                    ));
-                }
-                if cli.max_in_flight.is_some() {
-                    return Err(usage(
-                        "--max-in-flight applies to the open loop; with --users the users are the limit",
-                    ));
-                }
-                if cli.busy_poll {
-                    return Err(usage(
-                        "--busy-poll applies to the open loop; with --users each user waits for its answer",
-                    ));
-                }
-                let shape = if shaped { Some(shape(&cli)?) } else { None };
-                let duration_s = match &shape {
-                    Some(s) => s.build(cli.seed)?.duration(),
-                    None => positive("--duration", cli.duration.unwrap_or(60.0))?,
-                };
-                Load::Closed {
-                    users,
-                    wait: parse_wait(&cli.wait)?,
-                    duration_s,
-                    shape,
-                }
-            }
-            None => {
-                let max_in_flight = cli.max_in_flight.unwrap_or(cli.connections);
-                if max_in_flight == 0 {
-                    return Err(usage("--max-in-flight must be at least 1"));
-                }
-                if max_in_flight > cli.connections {
-                    return Err(usage(format!(
-                        "--max-in-flight {max_in_flight} exceeds --connections {} (HTTP/1.1: one request per connection)",
-                        cli.connections
-                    )));
-                }
-                let overflow = match cli.overflow.as_str() {
-                    "queue" => Overflow::Queue,
-                    "drop" => Overflow::Drop,
-                    o => {
-                        return Err(usage(format!("--overflow {o:?}: expected queue or drop")));
-                    }
-                };
-                let arrivals = ArrivalKind::from_str(&cli.arrivals).map_err(|_| {
-                    usage(format!(
-                        "--arrivals {:?}: expected uniform or poisson",
-                        cli.arrivals
-                    ))
-                })?;
-                Load::Open {
-                    shape: shape(&cli)?,
-                    arrivals,
-                    max_in_flight,
-                    overflow,
-                    busy_poll: cli.busy_poll,
-                }
-            }
-        };
-        Ok(Config {
-            target,
-            headers: cli
-                .header
+            *shapes = cli
+                .shape
                 .iter()
-                .map(|h| parse_header(h))
-                .collect::<Result<_>>()?,
-            load,
-            seed: cli.seed,
-            connections: cli.connections,
-            threads: cli.threads,
-            timeout_s: {
-                let t = positive("--timeout", cli.timeout)?;
-                if t > MAX_TIMEOUT_S {
-                    return Err(usage(format!(
-                        "--timeout {t} s is over 1 h, the top of the latency histograms"
-                    )));
-                }
-                t
-            },
-            grace_s: cli.grace,
-            ready_timeout_s: cli.ready_timeout,
-            outputs: Outputs {
-                json: cli.json,
-                csv: cli.csv,
-                hdr_log: cli.hdr_log,
-                plot: cli.plot,
-                metrics_addr: cli.metrics_addr,
-                quiet: cli.quiet,
-            },
-        })
+                .map(|s| parse_shape_override(s))
+                .collect::<Result<_>>()?;
+        }
+        return Ok(target);
+    }
+    if cli.json_body || !cli.shape.is_empty() || cli.input != "random" {
+        return Err(usage(
+            "--json-body/--shape/--input need a KServe model (--model); plain HTTP uses --body-file",
+        ));
+    }
+    let method = cli.method.as_deref().unwrap_or(if cli.body_file.is_some() {
+        "POST"
+    } else {
+        "GET"
+    });
+    let mut target = Target::http(url, method)?;
+    if let Target::Http { body_file, .. } = &mut target {
+        body_file.clone_from(&cli.body_file);
+    }
+    Ok(target)
+}
+
+/// The closed loop from `--users` and its flags.
+fn closed_loop(cli: &Cli, target: Target, users: u32) -> Result<Config> {
+    let shaped = cli.pattern.is_some();
+    let shape_flag = [
+        cli.rate.is_some(),
+        cli.min.is_some(),
+        cli.max.is_some(),
+        cli.steps.is_some(),
+        cli.cycles.is_some(),
+        cli.interval.is_some(),
+        cli.spike_start.is_some(),
+        cli.spike_length.is_some(),
+        cli.trace.is_some(),
+    ]
+    .contains(&true);
+    if !shaped && shape_flag {
+        return Err(usage(
+            "shape flags with --users need --pattern (the number of active users follows it)",
+        ));
+    }
+    if cli.max_in_flight.is_some() {
+        return Err(usage(
+            "--max-in-flight applies to the open loop; with --users the users are the limit",
+        ));
+    }
+    if cli.busy_poll {
+        return Err(usage(
+            "--busy-poll applies to the open loop; with --users each user waits for its answer",
+        ));
+    }
+    if users == 0 {
+        return Err(usage("--users must be at least 1"));
+    }
+    let shape = if shaped { Some(shape(cli)?) } else { None };
+    let duration_s = match &shape {
+        Some(s) => s.build(cli.seed)?.duration(),
+        None => positive("--duration", cli.duration.unwrap_or(60.0))?,
+    };
+    let mut cfg = Config::closed_loop(target, users, parse_wait(&cli.wait)?, duration_s);
+    if let Load::Closed { shape: s, .. } = &mut cfg.load {
+        *s = shape;
+    }
+    Ok(cfg)
+}
+
+/// The open loop from `--pattern` and its flags.
+fn open_loop(cli: &Cli, target: Target) -> Result<Config> {
+    let overflow = match cli.overflow.as_str() {
+        "queue" => Overflow::Queue,
+        "drop" => Overflow::Drop,
+        o => {
+            return Err(usage(format!("--overflow {o:?}: expected queue or drop")));
+        }
+    };
+    let arrivals = ArrivalKind::from_str(&cli.arrivals).map_err(|_| {
+        usage(format!(
+            "--arrivals {:?}: expected uniform or poisson",
+            cli.arrivals
+        ))
+    })?;
+    let mut cfg = Config::open_loop(target, shape(cli)?, arrivals);
+    if let Load::Open {
+        max_in_flight,
+        overflow: o,
+        busy_poll,
+        ..
+    } = &mut cfg.load
+    {
+        *max_in_flight = cli.max_in_flight.unwrap_or(cli.connections);
+        *o = overflow;
+        *busy_poll = cli.busy_poll;
+    }
+    Ok(cfg)
+}
+
+impl TryFrom<Cli> for Config {
+    type Error = Error;
+
+    fn try_from(cli: Cli) -> Result<Config> {
+        let target = target(&cli)?;
+        let mut cfg = match cli.users {
+            Some(users) => closed_loop(&cli, target, users)?,
+            None => open_loop(&cli, target)?,
+        };
+        cfg.headers = cli
+            .header
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<Result<_>>()?;
+        cfg.seed = cli.seed;
+        cfg.connections = cli.connections;
+        cfg.threads = cli.threads;
+        cfg.timeout_s = cli.timeout;
+        cfg.grace_s = cli.grace;
+        cfg.ready_timeout_s = cli.ready_timeout;
+        cfg.outputs = Outputs {
+            json: cli.json,
+            csv: cli.csv,
+            hdr_log: cli.hdr_log,
+            plot: cli.plot,
+            metrics_addr: cli.metrics_addr,
+            quiet: cli.quiet,
+        };
+        cfg.check()?;
+        Ok(cfg)
     }
 }
 
@@ -650,6 +817,35 @@ mod tests {
     }
 
     #[test]
+    fn trace_duration_is_wall_time_whatever_the_speedup() {
+        let dir = std::env::temp_dir().join(format!("kis-loadgen-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let trace = dir.join("t.csv");
+        // 100 s of trace at 10 req/s.
+        let rows: String = (0..100).map(|t| format!("{t},10\n")).collect();
+        std::fs::write(&trace, format!("t_seconds,rate_rps\n{rows}")).unwrap();
+        let c = cfg(&[
+            "--pattern",
+            "trace",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--trace-speedup",
+            "10",
+            "--duration",
+            "2s",
+        ])
+        .unwrap();
+        let Load::Open { shape, .. } = c.load else {
+            panic!()
+        };
+        let p = shape.build(1).unwrap();
+        // 2 s of wall time play 20 s of the trace, ten times faster (its rates unchanged).
+        assert!((p.duration() - 2.0).abs() < 1e-9, "{}", p.duration());
+        assert!((p.mean_rate() - 10.0).abs() < 1e-9, "{}", p.mean_rate());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn wait_forms() {
         assert_eq!(
             parse_wait("1s..2s").unwrap(),
@@ -680,6 +876,40 @@ mod tests {
         assert!(matches!(c.load, Load::Closed { shape: None, .. }));
         let e = cfg(&["--users", "5", "--max", "10"]).unwrap_err();
         assert!(e.to_string().contains("--pattern"), "{e}");
+    }
+
+    #[test]
+    fn constructor_defaults_are_the_flags_defaults() {
+        let flags = cfg(&["--url", "http://127.0.0.1:9/", "--method", "GET"]).unwrap();
+        let built = Config::open_loop(
+            Target::http("http://127.0.0.1:9/", "GET").unwrap(),
+            ShapeSpec::default_for(Pattern::Ramp),
+            ArrivalKind::Uniform,
+        );
+        assert_eq!(
+            serde_json::to_value(&flags).unwrap(),
+            serde_json::to_value(&built).unwrap()
+        );
+        let flags = cfg(&["--model", "m", "--users", "3", "--wait", "0s"]).unwrap();
+        let built = Config::closed_loop(
+            Target::kserve("http://127.0.0.1:8000", "m").unwrap(),
+            3,
+            Wait::NONE,
+            60.0,
+        );
+        assert_eq!(
+            serde_json::to_value(&flags).unwrap(),
+            serde_json::to_value(&built).unwrap()
+        );
+        // The constructors' values are checked like the flags'.
+        let mut bad = built.clone();
+        bad.connections = 0;
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .to_string()
+                .contains("--connections")
+        );
     }
 
     #[test]

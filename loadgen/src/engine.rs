@@ -10,7 +10,7 @@
 //! far behind the generator falls, and each arrival is still charged from its intended time
 //! when it is finally sent. Closed-loop users are connection tasks with think timers.
 //!
-//! Each thread records into its own [`Window`] and hands it over through its [`Shard`] when the
+//! Each thread records into its own [`Window`] and hands it over through its [`Handover`] when the
 //! collector asks (once a second): one cross-thread wake per thread per second.
 
 use std::cell::{Cell, RefCell};
@@ -22,14 +22,15 @@ use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kis_traffic::{ArrivalKind, Arrivals, Profile};
+use kis_traffic::{ArrivalKind, Profile};
 use rand::{RngExt, SeedableRng};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{Overflow, Wait};
 use crate::http::{Conn, Wire};
-use crate::record::{ErrorKind, Shard, Window};
+use crate::record::{ErrorKind, Handover, Window};
+use crate::schedule::Sched;
 use crate::timer::{Timer, tighten_timer_slack};
 
 /// Gap between arrivals from which the dispatcher wakes early and polls for the last stretch
@@ -39,11 +40,11 @@ const SPARSE_GAP: Duration = Duration::from_micros(200);
 const COALESCE: Duration = Duration::from_micros(40);
 /// Most the dispatcher wakes before a sparse arrival.
 const MAX_EARLY: Duration = Duration::from_micros(200);
+/// Most arrivals the dispatcher hands out (or drops) before it yields to the thread's other
+/// tasks and looks for a stop.
+const DISPATCH_BATCH: u32 = 4096;
 /// Margin added to the observed wake-up latency.
 const EARLY_MARGIN: Duration = Duration::from_micros(15);
-
-/// Most due arrivals counted when reporting the backlog (counting walks the schedule).
-pub const BACKLOG_CAP: u64 = 1_000_000;
 
 /// What the generator threads run.
 #[derive(Clone, Debug)]
@@ -133,67 +134,6 @@ pub enum PlanLoad {
     },
 }
 
-/// One thread's slice of the arrival schedule, consumed lazily.
-#[derive(Clone, Debug)]
-pub struct Sched {
-    iter: Arrivals,
-    t0: Instant,
-    stride: usize,
-    next: Option<Instant>,
-}
-
-impl Sched {
-    /// Arrivals `index`, `index + stride`, … of `profile`'s schedule, as instants from `t0`.
-    pub fn new(
-        profile: &Profile,
-        kind: ArrivalKind,
-        seed: u64,
-        t0: Instant,
-        index: usize,
-        stride: usize,
-    ) -> Sched {
-        let mut iter = profile.arrivals(kind, seed);
-        for _ in 0..index {
-            iter.next();
-        }
-        let next = iter.next().map(|t| t0 + Duration::from_secs_f64(t));
-        Sched {
-            iter,
-            t0,
-            stride: stride.max(1),
-            next,
-        }
-    }
-
-    /// The next arrival's intended time, `None` when the schedule is over.
-    pub fn peek(&self) -> Option<Instant> {
-        self.next
-    }
-
-    /// Consumes the next arrival.
-    pub fn advance(&mut self) {
-        for _ in 1..self.stride {
-            self.iter.next();
-        }
-        let t0 = self.t0;
-        self.next = self.iter.next().map(|t| t0 + Duration::from_secs_f64(t));
-    }
-
-    /// How many arrivals are due at `now` and not consumed (at most `cap`).
-    pub fn due(&self, now: Instant, cap: u64) -> u64 {
-        if self.next.is_none_or(|t| t > now) {
-            return 0;
-        }
-        let mut rest = self.clone();
-        let mut n = 0;
-        while n < cap && rest.next.is_some_and(|t| t <= now) {
-            n += 1;
-            rest.advance();
-        }
-        n
-    }
-}
-
 /// Run-wide control: stop (finish what is on the wire, send nothing new) and abort (drop it).
 struct Control {
     stop: AtomicBool,
@@ -222,7 +162,7 @@ impl Control {
 /// What one generator thread shares with the collector.
 #[derive(Default)]
 struct Gen {
-    shard: Shard,
+    handover: Handover,
     flush_req: Notify,
     flush_ack: Notify,
     in_flight: AtomicU64,
@@ -230,6 +170,8 @@ struct Gen {
     consumed: AtomicU64,
     dropped: AtomicU64,
     cancelled: AtomicU64,
+    /// Nanoseconds from the schedule's start to this thread's last send, plus one (0: none).
+    last_send_ns: AtomicU64,
     finished: AtomicBool,
 }
 
@@ -240,8 +182,8 @@ pub struct Snapshot {
     pub window: Window,
     /// Requests on the wire.
     pub in_flight: u64,
-    /// Due arrivals not sent yet because every connection is busy (at most [`BACKLOG_CAP`] per
-    /// thread are counted).
+    /// Due arrivals not sent yet because every connection is busy (counted in closed form beyond
+    /// a few thousand, see [`Sched::due`]).
     pub backlog: u64,
     /// Arrivals taken from the schedule so far (sent, dropped or cancelled); closed loop: sends.
     pub consumed: u64,
@@ -249,6 +191,8 @@ pub struct Snapshot {
     pub dropped: u64,
     /// Due arrivals never sent because of a stop, so far.
     pub cancelled: u64,
+    /// Seconds from the schedule's start to the last send so far (`None`: nothing sent).
+    pub last_send_s: Option<f64>,
 }
 
 /// The running generator threads.
@@ -339,12 +283,17 @@ impl Engine {
         }
         let mut s = Snapshot::default();
         for g in &self.gens {
-            g.shard.drain_into(&mut s.window);
+            g.handover.drain_into(&mut s.window);
             s.in_flight += g.in_flight.load(Ordering::Relaxed);
             s.backlog += g.backlog.load(Ordering::Relaxed);
             s.consumed += g.consumed.load(Ordering::Relaxed);
             s.dropped += g.dropped.load(Ordering::Relaxed);
             s.cancelled += g.cancelled.load(Ordering::Relaxed);
+            let last = g.last_send_ns.load(Ordering::Relaxed);
+            if last > 0 {
+                let t = (last - 1) as f64 / 1e9;
+                s.last_send_s = Some(s.last_send_s.map_or(t, |x| x.max(t)));
+            }
         }
         s
     }
@@ -384,6 +333,11 @@ struct Local {
     consumed: Cell<u64>,
     dropped: Cell<u64>,
     cancelled: Cell<u64>,
+    /// Time zero of the schedule.
+    t0: Instant,
+    /// End of the schedule: sends from here on are a catch-up (counted as such).
+    schedule_end: Instant,
+    last_send: Cell<Option<Instant>>,
     sched: RefCell<Option<Sched>>,
     idle: RefCell<Vec<Rc<Slot>>>,
     /// The dispatcher, when it waits for a connection to go idle.
@@ -404,6 +358,14 @@ impl Local {
             consumed: Cell::new(0),
             dropped: Cell::new(0),
             cancelled: Cell::new(0),
+            t0: plan.t0,
+            schedule_end: match &plan.load {
+                PlanLoad::Open { profile, .. } => {
+                    plan.t0 + Duration::from_secs_f64(profile.duration())
+                }
+                PlanLoad::Closed { deadline, .. } => *deadline,
+            },
+            last_send: Cell::new(None),
             sched: RefCell::new(None),
             idle: RefCell::new(Vec::new()),
             dispatcher: Cell::new(None),
@@ -428,6 +390,33 @@ impl Local {
         self.sched.borrow().as_ref().and_then(Sched::peek)
     }
 
+    /// Gives every arrival due at `now` to an idle connection, in order (or drops it, with
+    /// `Overflow::Drop`, when none is idle); at most a batch at a time, so that a rate far
+    /// beyond what can be sent (or dropped) still lets a stop, the window hand-over and the
+    /// connections in between. Returns true when the batch ran out with arrivals still due.
+    fn hand_out(&self, now: Instant, overflow: Overflow) -> bool {
+        for _ in 0..DISPATCH_BATCH {
+            let Some(t) = self.next_arrival().filter(|t| *t <= now) else {
+                return false;
+            };
+            let slot = self.idle.borrow_mut().pop();
+            match slot {
+                None if overflow == Overflow::Queue => return false,
+                _ => {
+                    if let Some(s) = self.sched.borrow_mut().as_mut() {
+                        s.advance();
+                    }
+                    self.consumed.set(self.consumed.get() + 1);
+                    match slot {
+                        Some(slot) => slot.give(t),
+                        None => self.dropped.set(self.dropped.get() + 1),
+                    }
+                }
+            }
+        }
+        self.next_arrival().is_some_and(|t| t <= now)
+    }
+
     fn go_idle(&self, slot: &Rc<Slot>) {
         self.idle.borrow_mut().push(slot.clone());
         if let Some(w) = self.dispatcher.take() {
@@ -437,13 +426,18 @@ impl Local {
 
     /// Sends one request intended at `intended` on `conn` and records it; returns its end.
     /// `None` (closed loop: a user sends when it is ready) means intended = sent, so corrected
-    /// latency is exactly the service time. Two clock reads per request: the send and the end.
-    async fn exchange(&self, conn: &mut Conn, intended: Option<Instant>) -> Instant {
+    /// latency is exactly the service time. `waited`: the arrival fell due while every
+    /// connection was busy (a connection took it as it finished). Two clock reads per request:
+    /// the send and the end.
+    async fn exchange(&self, conn: &mut Conn, intended: Option<Instant>, waited: bool) -> Instant {
         let sent = Instant::now();
         let intended = intended.unwrap_or(sent);
-        self.rec
-            .borrow_mut()
-            .sent(sent.saturating_duration_since(intended));
+        self.last_send.set(Some(sent));
+        self.rec.borrow_mut().sent(
+            sent.saturating_duration_since(intended),
+            sent >= self.schedule_end,
+            waited,
+        );
         self.in_flight.set(self.in_flight.get() + 1);
         let a = conn.send(&self.wire, self.timeout, sent, false).await;
         let end = Instant::now();
@@ -458,13 +452,17 @@ impl Local {
     }
 
     fn publish(&self, gs: &Gen, now: Option<Instant>) {
-        gs.shard.publish(&mut self.rec.borrow_mut());
+        gs.handover.publish(&mut self.rec.borrow_mut());
         gs.in_flight.store(self.in_flight.get(), Ordering::Relaxed);
         gs.consumed.store(self.consumed.get(), Ordering::Relaxed);
         gs.dropped.store(self.dropped.get(), Ordering::Relaxed);
         gs.cancelled.store(self.cancelled.get(), Ordering::Relaxed);
+        if let Some(t) = self.last_send.get() {
+            let ns = t.saturating_duration_since(self.t0).as_nanos() as u64;
+            gs.last_send_ns.store(ns + 1, Ordering::Relaxed);
+        }
         let backlog = match (now, self.sched.borrow().as_ref()) {
-            (Some(now), Some(s)) if !self.done.get() => s.due(now, BACKLOG_CAP),
+            (Some(now), Some(s)) if !self.done.get() => s.due(now),
             _ => 0,
         };
         gs.backlog.store(backlog, Ordering::Relaxed);
@@ -554,17 +552,8 @@ async fn run_generator(
             seed,
         } => {
             let active = shape.as_ref().map(|p| {
-                let count = active_users(p, plan.t0, *users);
-                let (tx, rx) = watch::channel(count(Instant::now()));
-                shaper = Some(tokio::task::spawn_local(async move {
-                    // Locust-like: the user count is re-read from the shape every 10 ms.
-                    let mut tick = tokio::time::interval(Duration::from_millis(10));
-                    loop {
-                        tick.tick().await;
-                        let n = count(Instant::now());
-                        tx.send_if_modified(|v| std::mem::replace(v, n) != n);
-                    }
-                }));
+                let (rx, task) = follow_shape(p, plan.t0, *users);
+                shaper = Some(task);
                 rx
             });
             for u in (index..*users as usize).step_by(threads) {
@@ -611,7 +600,7 @@ async fn run_generator(
         .sched
         .borrow()
         .as_ref()
-        .map_or(0, |s| s.due(Instant::now(), u64::MAX));
+        .map_or(0, |s| s.due(Instant::now()));
     l.cancelled.set(l.cancelled.get() + left);
     l.in_flight.set(0);
     l.done.set(true);
@@ -643,12 +632,13 @@ async fn open_connection(l: Rc<Local>, slot: Rc<Slot>) {
     let _ = conn.warm().await;
     let mut last_end: Option<Instant> = None;
     loop {
-        let intended = match last_end.and_then(|end| l.take_due(end)) {
-            Some(t) => t,
+        // An arrival taken as the last answer ends fell due while this connection was busy.
+        let (intended, waited) = match last_end.and_then(|end| l.take_due(end)) {
+            Some(t) => (t, true),
             None => {
                 l.go_idle(&slot);
                 match wait_slot(&l, &slot).await {
-                    Some(t) => t,
+                    Some(t) => (t, false),
                     None => break,
                 }
             }
@@ -657,7 +647,7 @@ async fn open_connection(l: Rc<Local>, slot: Rc<Slot>) {
             l.cancelled.set(l.cancelled.get() + 1);
             break;
         }
-        let end = l.exchange(&mut conn, Some(intended)).await;
+        let end = l.exchange(&mut conn, Some(intended), waited).await;
         if l.control.stopped() {
             break;
         }
@@ -758,26 +748,9 @@ async fn dispatcher(
             continue;
         }
         last = Some(next);
-        // Every due arrival goes to an idle connection, in order.
-        while let Some(t) = l.next_arrival().filter(|t| *t <= now) {
-            let slot = l.idle.borrow_mut().pop();
-            match slot {
-                Some(slot) => {
-                    if let Some(s) = l.sched.borrow_mut().as_mut() {
-                        s.advance();
-                    }
-                    l.consumed.set(l.consumed.get() + 1);
-                    slot.give(t);
-                }
-                None if overflow == Overflow::Drop => {
-                    if let Some(s) = l.sched.borrow_mut().as_mut() {
-                        s.advance();
-                    }
-                    l.consumed.set(l.consumed.get() + 1);
-                    l.dropped.set(l.dropped.get() + 1);
-                }
-                None => break,
-            }
+        if l.hand_out(now, overflow) {
+            tokio::task::yield_now().await;
+            continue;
         }
         // Still due: every connection is busy. The first to finish takes the next due arrival
         // itself; this waits until one finds none due and goes idle.
@@ -802,13 +775,35 @@ async fn dispatcher(
     }
 }
 
+/// How many of `users` users are active `t` seconds into the run: the shape's value, rounded.
+pub fn active_at(p: &Profile, t: f64, users: u32) -> usize {
+    (p.rate(t.min(p.duration())).round().max(0.0) as usize).min(users as usize)
+}
+
 /// How many users are active at `now`: the shape's value, rounded, at most `users`.
 fn active_users(p: &Profile, t0: Instant, users: u32) -> impl Fn(Instant) -> usize + use<> {
     let p = p.clone();
-    move |now: Instant| {
-        let t = now.saturating_duration_since(t0).as_secs_f64();
-        (p.rate(t.min(p.duration())).round().max(0.0) as usize).min(users as usize)
-    }
+    move |now: Instant| active_at(&p, now.saturating_duration_since(t0).as_secs_f64(), users)
+}
+
+/// The number of active users over time, re-read from the shape every 10 ms (as Locust does)
+/// by a task of the thread: its receiver, and the task to abort at the end.
+fn follow_shape(
+    p: &Profile,
+    t0: Instant,
+    users: u32,
+) -> (watch::Receiver<usize>, tokio::task::JoinHandle<()>) {
+    let count = active_users(p, t0, users);
+    let (tx, rx) = watch::channel(count(Instant::now()));
+    let task = tokio::task::spawn_local(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            tick.tick().await;
+            let n = count(Instant::now());
+            tx.send_if_modified(|v| std::mem::replace(v, n) != n);
+        }
+    });
+    (rx, task)
 }
 
 /// One closed-loop user.
@@ -863,7 +858,7 @@ async fn closed_user(l: Rc<Local>, mut user: User, mut stop: watch::Receiver<u8>
             break;
         }
         l.consumed.set(l.consumed.get() + 1);
-        l.exchange(&mut conn, None).await;
+        l.exchange(&mut conn, None, false).await;
     }
 }
 
@@ -924,46 +919,6 @@ mod tests {
 
     fn profile(rate: f64, duration: f64) -> Profile {
         ShapeSpec::Constant { rate, duration }.build(1).unwrap()
-    }
-
-    #[test]
-    fn threads_split_the_schedule_without_gaps_or_overlap() {
-        let p = profile(1000.0, 1.0);
-        let t0 = Instant::now();
-        let all: Vec<Instant> = p
-            .arrivals(ArrivalKind::Poisson, 3)
-            .map(|t| t0 + Duration::from_secs_f64(t))
-            .collect();
-        let mut merged = Vec::new();
-        for i in 0..3 {
-            let mut s = Sched::new(&p, ArrivalKind::Poisson, 3, t0, i, 3);
-            while let Some(t) = s.peek() {
-                merged.push(t);
-                s.advance();
-            }
-        }
-        merged.sort();
-        assert_eq!(merged, all);
-    }
-
-    #[test]
-    fn the_backlog_is_counted_not_stored() {
-        // 1 M arrivals/s for 100 s: a generator that fell 50 s behind has 50 M due arrivals.
-        // Counting them walks the iterator (capped); nothing is materialised.
-        let p = profile(1e6, 100.0);
-        let t0 = Instant::now() - Duration::from_secs(50);
-        let mut s = Sched::new(&p, ArrivalKind::Uniform, 1, t0, 0, 1);
-        let now = Instant::now();
-        assert_eq!(s.due(now, 1000), 1000);
-        let small = profile(100.0, 100.0);
-        let s2 = Sched::new(&small, ArrivalKind::Uniform, 1, t0, 0, 1);
-        // 100/s for 50 s: 5000 due (±1 for the clock read).
-        let d = s2.due(Instant::now(), u64::MAX);
-        assert!((5000..=5001).contains(&d), "{d}");
-        // Consuming one lowers the backlog by one; the Sched stays a few words.
-        s.advance();
-        assert!(std::mem::size_of::<Sched>() < 512);
-        assert_eq!(s.due(now, 10), 10);
     }
 
     fn plan(profile: Profile, connections: usize, overflow: Overflow) -> Plan {

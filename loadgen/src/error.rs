@@ -1,4 +1,6 @@
-//! The library's error type: every variant prints as one line that names the problem.
+//! The library's error type: every variant prints as one line that names the problem. A variant
+//! with a cause (`#[source]`) names only its own context; callers print the chain
+//! (`anyhow`'s `{:#}`: "context: cause"), so the cause is never repeated.
 
 use std::path::PathBuf;
 
@@ -9,8 +11,8 @@ pub enum Error {
     /// A flag value or combination that cannot work.
     #[error("{0}")]
     Usage(String),
-    /// The traffic shape was rejected by kis-traffic.
-    #[error("traffic shape: {0}")]
+    /// The traffic shape was rejected by kis-traffic (its message names the field or file).
+    #[error(transparent)]
     Shape(#[from] kis_traffic::Error),
     /// The target never answered (connection refused, DNS, timeout).
     #[error("cannot reach {url}: {reason}")]
@@ -51,8 +53,10 @@ pub enum Error {
         reason: String,
     },
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{flag} {}", path.display())]
     File {
+        /// The flag that named the file (`--input`, `--json`, ...).
+        flag: &'static str,
         /// The file.
         path: PathBuf,
         /// The cause.
@@ -76,5 +80,37 @@ impl Error {
     /// True for errors in how the tool was invoked (exit status 2), false for runtime ones (1).
     pub fn is_usage(&self) -> bool {
         matches!(self, Error::Usage(_) | Error::Shape(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A variant with a source names only its context; the chain shows the cause once.
+    #[test]
+    fn displays_do_not_repeat_their_source() {
+        let e = Error::File {
+            flag: "--input",
+            path: "/nonexistent".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        let own = e.to_string();
+        let cause = std::error::Error::source(&e).unwrap().to_string();
+        assert_eq!(own, "--input /nonexistent");
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(e)),
+            format!("{own}: {cause}")
+        );
+        // A kis-traffic error is shown as it is, once.
+        let shape = kis_traffic::ShapeSpec::Constant {
+            rate: -1.0,
+            duration: 1.0,
+        }
+        .build(1)
+        .unwrap_err();
+        let text = shape.to_string();
+        let e = Error::from(shape);
+        assert_eq!(format!("{:#}", anyhow::Error::from(e)), text);
     }
 }

@@ -204,6 +204,7 @@ fn make_tensors(
     }
     let file = match input {
         InputData::File(p) => Some(std::fs::read(p).map_err(|source| Error::File {
+            flag: "--input",
             path: p.clone(),
             source,
         })?),

@@ -12,10 +12,24 @@
 //! - [`record`] keeps HDR histograms of corrected latency (end − intended start), service time
 //!   (end − actual send) and send lag per generator thread, handed over once a second; no
 //!   sample is ever stored.
-//! - [`report`] writes the JSON report (checked against `report/schema.json`), Locust CSVs and
-//!   the plot; [`metrics`] serves Prometheus `/metrics`.
+//! - [`schedule`] is one thread's lazy slice of the arrival schedule (backlogs counted in closed
+//!   form). [`report`] writes the JSON report (checked against `report/schema.json`), Locust
+//!   CSVs and the plot, from a [`report::Collected`] ([`report::finish`]); [`diag`] says which
+//!   side limits; [`metrics`] serves Prometheus `/metrics`.
 //!
 //! # Example
+//! Typed (a shape value from kis-traffic, no flags):
+//! ```no_run
+//! use kis_loadgen::config::Target;
+//! use kis_traffic::{ArrivalKind, ShapeSpec};
+//! let shape = ShapeSpec::Constant { rate: 50.0, duration: 10.0 };
+//! let cfg = kis_loadgen::Config::open_loop(Target::kserve("http://127.0.0.1:8000", "identity")?,
+//!     shape, ArrivalKind::Poisson).with_seed(7).quiet();
+//! let report = kis_loadgen::run(cfg)?;
+//! println!("{:.1} % on time", 100.0 * report.rates.on_time_ratio);
+//! # Ok::<(), kis_loadgen::Error>(())
+//! ```
+//! From flags, as the binary does:
 //! ```no_run
 //! use clap::Parser;
 //! let cli = kis_loadgen::cli::Cli::parse_from(["kis-loadgen", "--pattern", "constant", "--rate", "50",
@@ -37,6 +51,7 @@ pub mod metrics;
 pub mod record;
 pub mod report;
 mod run;
+pub mod schedule;
 pub mod timer;
 
 pub use config::Config;

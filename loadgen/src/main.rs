@@ -1,5 +1,6 @@
 //! The `kis-loadgen` binary: parse flags, check them, run, exit 2 on usage errors and 1 on
-//! runtime errors, always with one line naming the problem.
+//! runtime errors, always with one line naming the problem, and 130 when a signal (SIGINT or
+//! SIGTERM) cut the run short (its outputs are written all the same).
 
 use std::process::ExitCode;
 
@@ -7,6 +8,9 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use kis_loadgen::cli::Cli;
 use kis_loadgen::{Config, run};
+
+/// Exit status of a run a signal cut short (128 + SIGINT, as a shell reports Ctrl-C).
+const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -33,15 +37,18 @@ fn main() -> ExitCode {
     let cfg = match Config::try_from(cli) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("kis-loadgen: {e}");
+            eprintln!("kis-loadgen: {:#}", anyhow::Error::from(e));
             return ExitCode::from(2);
         }
     };
     match run(cfg) {
+        Ok(r) if r.interrupted => ExitCode::from(INTERRUPTED),
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kis-loadgen: {e}");
-            ExitCode::from(if e.is_usage() { 2 } else { 1 })
+            let code = if e.is_usage() { 2 } else { 1 };
+            // The error and its causes on one line ("context: cause").
+            eprintln!("kis-loadgen: {:#}", anyhow::Error::from(e));
+            ExitCode::from(code)
         }
     }
 }

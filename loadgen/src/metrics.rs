@@ -16,6 +16,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::record::{Counts, ErrorKind};
+use crate::report::WindowRow;
+
 /// Outcome labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -153,6 +156,62 @@ impl Metrics {
             m.server_compute.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// Updates every metric from a closed window: its row and its counts.
+    pub fn observe(&self, row: &WindowRow, counts: &Counts) {
+        for (k, v) in &counts.by_status {
+            let outcome = if (200..300).contains(k) {
+                "ok"
+            } else {
+                "status"
+            };
+            self.requests
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.into(),
+                    code: k.to_string(),
+                })
+                .inc_by(*v);
+        }
+        for (k, v) in &counts.by_kind {
+            if *k != ErrorKind::Status {
+                self.requests
+                    .get_or_create(&OutcomeLabels {
+                        outcome: k.as_str().into(),
+                        code: String::new(),
+                    })
+                    .inc_by(*v);
+            }
+        }
+        for (kind, p) in [
+            ("corrected", &row.corrected),
+            ("service", &row.service),
+            ("send_lag", &row.send_lag),
+        ] {
+            for (q, v) in [("0.5", p.p50_ms), ("0.95", p.p95_ms), ("0.99", p.p99_ms)] {
+                self.latency
+                    .get_or_create(&QuantileLabels { kind, quantile: q })
+                    .set(v / 1000.0);
+            }
+        }
+        self.in_flight.set(row.in_flight as i64);
+        self.queued.set(row.backlog as i64);
+        self.intended_rate.set(row.intended_rps);
+        self.achieved_rate.set(row.achieved_rps);
+        self.dropped.inc_by(row.dropped);
+        self.late_sends.inc_by(row.late_sends);
+        self.dispatcher_gaps.inc_by(row.dispatcher_gaps.count);
+        self.dispatcher_gap_seconds
+            .inc_by(row.dispatcher_gaps.total_us as f64 / 1e6);
+        if let Some(c) = row.cpu_ratio {
+            self.cpu_ratio.set(c);
+        }
+        if let Some(q) = row.server_queue_ms {
+            self.server_queue.set(q / 1000.0);
+        }
+        if let Some(c) = row.server_compute_ms {
+            self.server_compute.set(c / 1000.0);
+        }
     }
 
     /// The text exposition.

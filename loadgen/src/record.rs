@@ -1,7 +1,7 @@
 //! Recording of request outcomes into HDR histograms, merged once per window.
 //!
 //! No sample is ever stored: each generator thread records into its own [`Window`] (no lock, no
-//! shared atomic per request) and hands it over through its [`Shard`] when the collector asks,
+//! shared atomic per request) and hands it over through its [`Handover`] when the collector asks,
 //! once a second.
 
 use std::collections::BTreeMap;
@@ -126,6 +126,11 @@ pub struct Counts {
     pub errors: u64,
     /// Sends more than 1 ms after their intended time.
     pub late_sends: u64,
+    /// Of those, the ones whose arrival fell due while every connection was busy (it waited
+    /// for a connection, not for the generator).
+    pub late_waited: u64,
+    /// Sends made after the schedule's end (a catch-up of arrivals due before it).
+    pub after_end: u64,
     /// Response body bytes received.
     pub bytes_in: u64,
     /// Errors by kind.
@@ -137,6 +142,22 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// The errors as Locust's failure rows: one per non-2xx status (`HTTP 500`) and one per
+    /// other kind (`timeout`, `connect`, ...), with their counts.
+    pub fn failures(&self) -> Vec<(String, u64)> {
+        let statuses = self
+            .by_status
+            .iter()
+            .filter(|(k, n)| !(200..300).contains(*k) && **n > 0)
+            .map(|(k, n)| (format!("HTTP {k}"), *n));
+        let kinds = self
+            .by_kind
+            .iter()
+            .filter(|(k, n)| **k != ErrorKind::Status && **n > 0)
+            .map(|(k, n)| (k.as_str().to_string(), *n));
+        statuses.chain(kinds).collect()
+    }
+
     /// Adds `other` into `self`.
     pub fn add(&mut self, other: &Counts) {
         self.sent += other.sent;
@@ -144,6 +165,8 @@ impl Counts {
         self.ok += other.ok;
         self.errors += other.errors;
         self.late_sends += other.late_sends;
+        self.late_waited += other.late_waited;
+        self.after_end += other.after_end;
         self.bytes_in += other.bytes_in;
         self.dispatcher_gaps.add(&other.dispatcher_gaps);
         for (k, v) in &other.by_kind {
@@ -192,7 +215,7 @@ impl Hists {
     }
 }
 
-/// What one shard collected since the last swap.
+/// What one generator thread collected since the last swap.
 #[derive(Debug, Default)]
 pub struct Window {
     /// Latencies.
@@ -202,11 +225,14 @@ pub struct Window {
 }
 
 impl Window {
-    /// Counts a send, with its lag behind the intended time.
-    pub fn sent(&mut self, lag: Duration) {
+    /// Counts a send, with its lag behind the intended time; `after_end`: made after the
+    /// schedule's end; `waited`: its arrival fell due while every connection was busy.
+    pub fn sent(&mut self, lag: Duration, after_end: bool, waited: bool) {
         self.counts.sent += 1;
+        self.counts.after_end += u64::from(after_end);
         if lag > Duration::from_millis(1) {
             self.counts.late_sends += 1;
+            self.counts.late_waited += u64::from(waited);
         }
         let _ = self.hists.lag.record(us(lag));
     }
@@ -266,18 +292,18 @@ impl Window {
 /// collector to take once a second. Requests never touch it (they record into the thread's own
 /// window); only the once-a-second hand-over locks it, so it is never contended per request.
 #[derive(Debug, Default)]
-pub struct Shard {
+pub struct Handover {
     inner: Mutex<Window>,
 }
 
-impl Shard {
-    /// Adds `w` into the shard and empties `w`.
+impl Handover {
+    /// Adds `w` into the hand-over and empties `w`.
     pub fn publish(&self, w: &mut Window) {
         let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         w.drain_into(&mut s);
     }
 
-    /// Moves the shard's window into `into` (adding) and starts a new one.
+    /// Moves the handed-over window into `into` (adding) and starts a new one.
     pub fn drain_into(&self, into: &mut Window) {
         let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         s.drain_into(into);
@@ -337,21 +363,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shard_counts_outcomes_by_kind_and_status() {
+    fn handover_counts_outcomes_by_kind_and_status() {
         let mut local = Window::default();
-        local.sent(Duration::from_micros(10));
-        local.sent(Duration::from_millis(3));
+        local.sent(Duration::from_micros(10), false, false);
+        local.sent(Duration::from_millis(3), true, true);
         let d = Duration::from_millis(2);
         local.finished(d, d, Outcome::Ok { status: 200 }, 10);
         local.finished(d, d, Outcome::Status { status: 400 }, 5);
         local.finished(d, d, Outcome::Failed(ErrorKind::Timeout), 0);
-        let s = Shard::default();
+        let s = Handover::default();
         s.publish(&mut local);
         assert_eq!(local.counts, Counts::default(), "published and emptied");
         let mut w = Window::default();
         s.drain_into(&mut w);
         assert_eq!(w.counts.sent, 2);
         assert_eq!(w.counts.late_sends, 1);
+        assert_eq!(w.counts.late_waited, 1);
+        assert_eq!(w.counts.after_end, 1);
         assert_eq!(w.counts.completed, 3);
         assert_eq!(w.counts.ok, 1);
         assert_eq!(w.counts.errors, 2);
@@ -359,7 +387,7 @@ mod tests {
         assert_eq!(w.counts.by_status[&400], 1);
         assert_eq!(w.counts.by_kind[&ErrorKind::Timeout], 1);
         assert_eq!(w.hists.corrected.len(), 3);
-        // The swap left the shard empty.
+        // The swap left the hand-over empty.
         let mut again = Window::default();
         s.drain_into(&mut again);
         assert_eq!(again.counts, Counts::default());
@@ -379,7 +407,7 @@ mod tests {
         a.dispatcher_ran_after(Duration::from_micros(4_500));
         let mut b = Window::default();
         b.dispatcher_ran_after(Duration::from_millis(2));
-        let s = Shard::default();
+        let s = Handover::default();
         s.publish(&mut a);
         s.publish(&mut b);
         let mut w = Window::default();

@@ -2,6 +2,7 @@
 //! collect a window a second (metrics, live line, HDR log), stop on schedule end or signal,
 //! drain within `--grace`, and write every output.
 
+use std::collections::BTreeMap;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,9 +20,9 @@ use crate::engine::{Engine, Plan, PlanLoad, Snapshot};
 use crate::error::{Error, Result};
 use crate::http::Template;
 use crate::kserve::{self, ServerStats};
-use crate::metrics::{Metrics, OutcomeLabels, QuantileLabels};
-use crate::record::{Counts, Hists, Percentiles, Window, ms};
-use crate::report::{self, Generator, History, Latency, Rates, Report, Totals, WindowRow, Windows};
+use crate::metrics::Metrics;
+use crate::record::{Counts, Hists, Percentiles, Window};
+use crate::report::{self, Collected, History, Report, WindowRow, Windows};
 
 /// Runs `cfg` and returns the report (outputs already written). The calling thread runs the
 /// collector (set-up calls, windows, /metrics, signals); `cfg.threads` generator threads of
@@ -108,6 +109,7 @@ async fn prepare(cfg: &Config) -> Result<Prepared> {
         } => {
             let body = match body_file {
                 Some(p) => Bytes::from(std::fs::read(p).map_err(|source| Error::File {
+                    flag: "--body-file",
                     path: p.clone(),
                     source,
                 })?),
@@ -179,16 +181,82 @@ struct Collector {
     warned_cpu: bool,
     warned_saturated: bool,
     last_backlog: u64,
+    totals: Snapshot,
+    /// Unix seconds each failure label was first and last seen (window start, window end).
+    failures_seen: BTreeMap<String, (f64, f64)>,
+}
+
+/// The run once started: what the collection loop works with.
+struct Running {
+    /// The open loop's rate shape.
+    profile: Option<Profile>,
+    /// The closed loop's active-user shape.
+    users_profile: Option<Profile>,
+    prepared: Prepared,
+    engine: Engine,
+    metrics: Arc<Metrics>,
+    background: JoinSet<()>,
+    t0: Instant,
+    duration_s: f64,
+}
+
+/// Input files must be readable before the target is contacted (the flag is named if not).
+fn check_inputs(cfg: &Config) -> Result<()> {
+    let file = match &cfg.target {
+        Target::Kserve {
+            input: InputData::File(p),
+            ..
+        } => Some(("--input", p)),
+        Target::Http {
+            body_file: Some(p), ..
+        } => Some(("--body-file", p)),
+        _ => None,
+    };
+    if let Some((flag, path)) = file {
+        std::fs::File::open(path).map_err(|source| Error::File {
+            flag,
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 async fn run_async(cfg: Config) -> Result<Report> {
-    // The shape is checked before the target is contacted: bad input fails fast and offline.
-    let profile: Option<Profile> = match &cfg.load {
-        Load::Open { shape, .. } => Some(shape.build(cfg.seed)?),
-        Load::Closed { .. } => None,
-    };
-    // Closed loop with a shape: the shape counts active users.
-    let users_profile: Option<Profile> = match &cfg.load {
+    cfg.check()?;
+    check_inputs(&cfg)?;
+    report::finish::check_outputs(&cfg.outputs)?;
+    let running = start(&cfg).await?;
+    let collected = collect(&cfg, running).await?;
+    report::finish(collected)
+}
+
+/// Highest rate an open loop accepts, req/s: send times are nanoseconds, so arrivals closer
+/// than 1 ns cannot be told apart. (Far below it the generator falls behind, which the report
+/// shows; at any rate the schedule is walked lazily and counted in closed form.)
+pub const MAX_RATE: f64 = 1e9;
+
+/// The open loop's rate profile and the closed loop's active-user profile, checked before the
+/// target is contacted so that bad input fails fast and offline.
+fn profiles(cfg: &Config) -> Result<(Option<Profile>, Option<Profile>)> {
+    match &cfg.load {
+        Load::Open { shape, .. } => {
+            let p = shape.build(cfg.seed)?;
+            if p.peak_rate() > MAX_RATE {
+                return Err(Error::Usage(format!(
+                    "the shape peaks at {:e} req/s, above the {MAX_RATE:e} req/s that can be scheduled (arrivals 1 ns apart, the clock's resolution)",
+                    p.peak_rate()
+                )));
+            }
+            if p.total() < 0.5 {
+                return Err(Error::Usage(format!(
+                    "the shape schedules no requests (mean rate {:.3}/s over {:.1} s)",
+                    p.mean_rate(),
+                    p.duration()
+                )));
+            }
+            Ok((Some(p), None))
+        }
         Load::Closed {
             shape: Some(s),
             users,
@@ -202,38 +270,20 @@ async fn run_async(cfg: Config) -> Result<Report> {
                     p.peak_rate()
                 )));
             }
-            Some(p)
+            Ok((None, Some(p)))
         }
-        _ => None,
-    };
-    let prepared = prepare(&cfg).await?;
-    let metrics = Arc::new(Metrics::new());
-    let mut background = JoinSet::new();
-    if let Some(addr) = &cfg.outputs.metrics_addr {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::Usage(format!("--metrics-addr {addr}: cannot listen ({e})")))?;
-        background.spawn(crate::metrics::serve(listener, metrics.clone()));
+        Load::Closed { shape: None, .. } => Ok((None, None)),
     }
-    let duration_s = match (&cfg.load, &profile) {
-        (Load::Closed { duration_s, .. }, _) => *duration_s,
-        (_, Some(p)) => p.duration(),
-        _ => 0.0,
-    };
-    if let Some(p) = &profile
-        && p.total() < 0.5
-    {
-        return Err(Error::Usage(format!(
-            "the shape schedules no requests (mean rate {:.3}/s over {:.1} s)",
-            p.mean_rate(),
-            p.duration()
-        )));
-    }
+}
 
-    // Warm-up: open every connection before time zero so the first sends are not charged for it.
-    let warm = Duration::from_millis(200);
-    let t0 = Instant::now() + warm;
-    let load = match (&cfg.load, &profile) {
+/// What the generator threads run, starting at `t0`.
+fn plan_load(
+    cfg: &Config,
+    profile: Option<&Profile>,
+    users_profile: Option<Profile>,
+    t0: Instant,
+) -> Result<PlanLoad> {
+    Ok(match (&cfg.load, profile) {
         (
             Load::Open {
                 arrivals,
@@ -261,7 +311,7 @@ async fn run_async(cfg: Config) -> Result<Report> {
             _,
         ) => PlanLoad::Closed {
             users: *users,
-            shape: users_profile.clone(),
+            shape: users_profile,
             wait: *wait,
             deadline: t0 + Duration::from_secs_f64(*duration_s),
             seed: cfg.seed,
@@ -269,7 +319,29 @@ async fn run_async(cfg: Config) -> Result<Report> {
         (Load::Open { .. }, None) => {
             return Err(Error::Usage("open loop without a shape".into()));
         }
+    })
+}
+
+/// Checks the shape, prepares the target, serves /metrics and starts the generator threads.
+async fn start(cfg: &Config) -> Result<Running> {
+    let (profile, users_profile) = profiles(cfg)?;
+    let prepared = prepare(cfg).await?;
+    let metrics = Arc::new(Metrics::new());
+    let mut background = JoinSet::new();
+    if let Some(addr) = &cfg.outputs.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Usage(format!("--metrics-addr {addr}: cannot listen ({e})")))?;
+        background.spawn(crate::metrics::serve(listener, metrics.clone()));
+    }
+    let duration_s = match (&cfg.load, &profile) {
+        (Load::Closed { duration_s, .. }, _) => *duration_s,
+        (_, Some(p)) => p.duration(),
+        _ => 0.0,
     };
+    // Warm-up: open every connection before time zero so the first sends are not charged for it.
+    let t0 = Instant::now() + WARM_UP;
+    let load = plan_load(cfg, profile.as_ref(), users_profile.clone(), t0)?;
     let authority = prepared
         .template
         .headers
@@ -287,31 +359,57 @@ async fn run_async(cfg: Config) -> Result<Report> {
         load,
     })
     .map_err(|e| Error::Usage(format!("cannot start the generator threads: {e}")))?;
+    Ok(Running {
+        profile,
+        users_profile,
+        prepared,
+        engine,
+        metrics,
+        background,
+        t0,
+        duration_s,
+    })
+}
 
-    let started_unix = unix_now() + warm.as_secs_f64();
-    let bar = if !cfg.outputs.quiet && std::io::stderr().is_terminal() {
-        let b = ProgressBar::new((duration_s * 1000.0) as u64);
-        b.set_style(
-            ProgressStyle::with_template("{bar:30} {elapsed_precise}/{duration_precise} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+/// Time between start-up and the schedule's time zero, for the connections to open.
+const WARM_UP: Duration = Duration::from_millis(200);
 
+/// The live status line: on a terminal and not `--quiet`.
+fn progress_bar(quiet: bool, duration_s: f64) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new((duration_s * 1000.0) as u64);
+    b.set_style(
+        ProgressStyle::with_template("{bar:30} {elapsed_precise}/{duration_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b
+}
+
+fn file_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::File {
+        flag: "--hdr-log",
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Collects a window a second until the schedule ends (or a signal), drains within `--grace`,
+/// and hands over what the run collected.
+async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
+    let (t0, duration_s) = (run.t0, run.duration_s);
+    let started_unix = unix_now() + WARM_UP.as_secs_f64();
+    let bar = progress_bar(cfg.outputs.quiet, duration_s);
     // HDR interval log, written as windows close.
     let mut hdr_file = match &cfg.outputs.hdr_log {
-        Some(p) => Some(BufWriter::new(std::fs::File::create(p).map_err(
-            |source| Error::File {
-                path: p.clone(),
-                source,
-            },
-        )?)),
+        Some(p) => Some(BufWriter::new(
+            std::fs::File::create(p).map_err(file_err(p))?,
+        )),
         None => None,
     };
     let mut ser = V2DeflateSerializer::new();
-    let start_sys = SystemTime::now() + warm;
+    let start_sys = SystemTime::now() + WARM_UP;
     let mut hdr = match hdr_file.as_mut() {
         Some(f) => Some(
             IntervalLogWriterBuilder::new()
@@ -327,8 +425,7 @@ async fn run_async(cfg: Config) -> Result<Report> {
         ),
         None => None,
     };
-
-    let server0 = match &prepared.stats {
+    let server0 = match &run.prepared.stats {
         Some((ep, m, v)) => ServerStats::fetch(ep, m, v.as_deref()).await,
         None => None,
     };
@@ -348,32 +445,108 @@ async fn run_async(cfg: Config) -> Result<Report> {
         warned_cpu: false,
         warned_saturated: false,
         last_backlog: 0,
+        totals: Snapshot::default(),
+        failures_seen: BTreeMap::new(),
     };
+    let ctx = WindowCtx {
+        engine: &run.engine,
+        metrics: &run.metrics,
+        profile: run.profile.as_ref(),
+        users_profile: run.users_profile.as_ref(),
+        prepared: &run.prepared,
+        cfg,
+        bar: &bar,
+    };
+    let interrupted = collect_until_done(&mut col, &ctx, &mut hdr, t0 + secs(duration_s)).await;
+    collect_window(&mut col, &ctx, hdr.as_mut()).await;
+    run.engine.join();
+    bar.finish_and_clear();
+    drop(hdr);
+    if let (Some(mut f), Some(p)) = (hdr_file, &cfg.outputs.hdr_log) {
+        f.flush().map_err(file_err(p))?;
+    }
+    run.background.abort_all();
+    let elapsed = col.last.saturating_duration_since(t0).as_secs_f64();
+    let cpu = match (cpu0, diag::cpu_seconds()) {
+        (Some(a), Some(b)) => b - a,
+        _ => 0.0,
+    };
+    // Arrivals taken from the schedule plus the due ones a stop left unsent.
+    let scheduled = col.totals.consumed + col.totals.cancelled;
+    let intended_total = match &run.profile {
+        Some(p) => p.cumulative(elapsed.max(1e-9).min(p.duration())),
+        None => scheduled as f64,
+    };
+    Ok(Collected {
+        config: cfg.clone(),
+        request: report::Request {
+            method: run.prepared.method.clone(),
+            name: run.prepared.name.clone(),
+            bytes: run.prepared.template.body.len() as u64,
+            target: format!(
+                "{} → {}",
+                describe_load(cfg, run.profile.as_ref()),
+                run.prepared.describe
+            ),
+        },
+        started_unix_s: started_unix,
+        elapsed_s: elapsed,
+        last_send_s: col.totals.last_send_s.unwrap_or(0.0),
+        duration_s,
+        interrupted,
+        hists: col.total_hists,
+        counts: col.total_counts,
+        scheduled,
+        dropped: col.totals.dropped,
+        cancelled: col.totals.cancelled,
+        intended_total,
+        windows: col.rows,
+        cpu_seconds: cpu,
+        warnings: col.warnings,
+        failures_seen: col.failures_seen,
+    })
+}
 
-    let schedule_end = t0 + Duration::from_secs_f64(duration_s);
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+type HdrLog<'a, 'b, W> =
+    hdrhistogram::serialization::interval_log::IntervalLogWriter<'a, 'b, W, V2DeflateSerializer>;
+
+/// Collects windows once a second until the generator threads are done: at the schedule's end
+/// (or a signal) they get `--grace` to drain, then what is still on the wire is aborted.
+/// Returns whether a signal stopped the run.
+async fn collect_until_done<W: Write>(
+    col: &mut Collector,
+    ctx: &WindowCtx<'_>,
+    hdr: &mut Option<HdrLog<'_, '_, W>>,
+    schedule_end: Instant,
+) -> bool {
+    let engine = ctx.engine;
+    let grace = secs(ctx.cfg.grace_s);
     let mut drain_deadline: Option<Instant> = None;
     let mut interrupted = false;
-    let mut snap_totals = Snapshot::default();
-    let mut tick =
-        tokio::time::interval_at((t0 + Duration::from_secs(1)).into(), Duration::from_secs(1));
+    let mut tick = tokio::time::interval_at(
+        (col.t0 + Duration::from_secs(1)).into(),
+        Duration::from_secs(1),
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
         if drain_deadline.is_none() && Instant::now() >= schedule_end {
             // Whatever is on the wire, or due and waiting for a connection, gets --grace.
-            drain_deadline = Some(Instant::now() + Duration::from_secs_f64(cfg.grace_s));
+            drain_deadline = Some(Instant::now() + grace);
         }
         let dd = drain_deadline.unwrap_or(schedule_end);
         tokio::select! {
-            _ = tick.tick() => {
-                collect_window(&mut col, &engine, &mut snap_totals, &metrics, profile.as_ref(), &prepared, &cfg, hdr.as_mut(), &bar).await;
-            }
+            _ = tick.tick() => collect_window(col, ctx, hdr.as_mut()).await,
             _ = engine.wait_finished() => break,
             _ = &mut signal, if !interrupted => {
                 interrupted = true;
                 engine.stop();
-                drain_deadline = Some(Instant::now() + Duration::from_secs_f64(cfg.grace_s));
+                drain_deadline = Some(Instant::now() + grace);
             }
             _ = tokio::time::sleep_until(dd.into()), if drain_deadline.is_some() => {
                 // Drain bound reached: whatever is still on the wire is aborted and counted.
@@ -384,134 +557,7 @@ async fn run_async(cfg: Config) -> Result<Report> {
             _ = tokio::time::sleep_until(schedule_end.into()), if drain_deadline.is_none() => {}
         }
     }
-    collect_window(
-        &mut col,
-        &engine,
-        &mut snap_totals,
-        &metrics,
-        profile.as_ref(),
-        &prepared,
-        &cfg,
-        hdr.as_mut(),
-        &bar,
-    )
-    .await;
-    engine.join();
-    bar.finish_and_clear();
-    drop(hdr);
-    if let Some(mut f) = hdr_file {
-        f.flush().map_err(|source| Error::File {
-            path: cfg.outputs.hdr_log.clone().unwrap_or_default(),
-            source,
-        })?;
-    }
-    background.abort_all();
-
-    let elapsed = col
-        .last
-        .saturating_duration_since(t0)
-        .as_secs_f64()
-        .max(1e-9);
-    let cpu = match (cpu0, diag::cpu_seconds()) {
-        (Some(a), Some(b)) => b - a,
-        _ => 0.0,
-    };
-    // Arrivals taken from the schedule plus the due ones a stop left unsent.
-    let scheduled = snap_totals.consumed + snap_totals.cancelled;
-    let intended_total = match &profile {
-        Some(p) => p.cumulative(elapsed.min(p.duration())),
-        None => scheduled as f64,
-    };
-    if let Some(w) = diag::run_warning(
-        col.total_counts.sent,
-        col.total_counts.late_sends,
-        &col.total_counts.dispatcher_gaps,
-    ) {
-        tracing::warn!("{w}");
-        col.warnings.push(w);
-    }
-    let c = &col.total_counts;
-    let rates = Rates {
-        intended_total,
-        intended_rps: intended_total / elapsed.min(duration_s.max(1e-9)),
-        achieved_rps: c.sent as f64 / elapsed.min(duration_s.max(1e-9)),
-        achieved_ratio: if intended_total > 0.0 {
-            c.sent as f64 / intended_total
-        } else {
-            0.0
-        },
-    };
-    let locust: Vec<f64> = report::LOCUST_PERCENTILES
-        .iter()
-        .map(|q| {
-            if col.total_hists.corrected.is_empty() {
-                0.0
-            } else {
-                ms(col.total_hists.corrected.value_at_quantile(*q))
-            }
-        })
-        .collect();
-    let report = Report {
-        tool: format!("kis-loadgen {}", env!("CARGO_PKG_VERSION")),
-        config: cfg.clone(),
-        started_unix_s: started_unix,
-        elapsed_s: elapsed,
-        interrupted,
-        totals: Totals::from_counts(c, scheduled, snap_totals.dropped, snap_totals.cancelled),
-        rates,
-        latency: Latency {
-            corrected: Percentiles::of(&col.total_hists.corrected),
-            service: Percentiles::of(&col.total_hists.service),
-            send_lag: Percentiles::of(&col.total_hists.lag),
-        },
-        windows: std::mem::replace(&mut col.rows, Windows::in_memory()),
-        generator: Generator {
-            cpu_seconds: cpu,
-            requests_per_cpu_second: if cpu > 0.0 {
-                c.completed as f64 / cpu
-            } else {
-                0.0
-            },
-            warnings: std::mem::take(&mut col.warnings),
-        },
-        request_bytes: prepared.template.body.len() as u64,
-        target: format!(
-            "{} → {}",
-            describe_load(&cfg, profile.as_ref()),
-            prepared.describe
-        ),
-    };
-    // Every output is attempted; the first failure is reported after the others were written.
-    let mut first_err: Option<Error> = None;
-    let mut keep = |r: Result<()>| {
-        if let Err(e) = r
-            && first_err.is_none()
-        {
-            first_err = Some(e);
-        }
-    };
-    if let Some(p) = &cfg.outputs.json {
-        keep(report.write_json(p));
-    }
-    if let Some(p) = &cfg.outputs.csv {
-        keep(report::csv::write_all(
-            &report,
-            p,
-            &prepared.method,
-            &prepared.name,
-            &locust,
-        ));
-    }
-    if let Some(p) = &cfg.outputs.plot {
-        keep(report::plot::write(&report, p));
-    }
-    if !cfg.outputs.quiet {
-        print!("{}", report.summary());
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(report),
-    }
+    interrupted
 }
 
 fn describe_load(cfg: &Config, profile: Option<&Profile>) -> String {
@@ -524,7 +570,7 @@ fn describe_load(cfg: &Config, profile: Option<&Profile>) -> String {
         ) => format!(
             "{} {:.1}..{:.1} req/s (mean {:.1}) over {:.0} s, {} arrivals",
             shape.pattern(),
-            p.rate(0.0),
+            p.low_rate(),
             p.peak_rate(),
             p.mean_rate(),
             p.duration(),
@@ -551,53 +597,24 @@ fn describe_load(cfg: &Config, profile: Option<&Profile>) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn collect_window<W: Write>(
-    col: &mut Collector,
-    engine: &Engine,
-    totals: &mut Snapshot,
-    metrics: &Metrics,
-    profile: Option<&Profile>,
-    prepared: &Prepared,
-    cfg: &Config,
-    hdr: Option<
-        &mut hdrhistogram::serialization::interval_log::IntervalLogWriter<
-            '_,
-            '_,
-            W,
-            V2DeflateSerializer,
-        >,
-    >,
-    bar: &ProgressBar,
-) {
-    let now = Instant::now();
-    let snap = engine.collect().await;
-    let win: Window = snap.window;
-    let dt = now.saturating_duration_since(col.last).as_secs_f64();
-    let (t_a, t_b) = (
-        col.last.saturating_duration_since(col.t0).as_secs_f64(),
-        now.saturating_duration_since(col.t0).as_secs_f64(),
-    );
-    let scheduled = snap.consumed;
-    let dropped = snap.dropped;
-    totals.consumed = snap.consumed;
-    totals.dropped = snap.dropped;
-    totals.cancelled = snap.cancelled;
-    totals.backlog = snap.backlog;
-    let intended = match profile {
-        Some(p) => p.cumulative(t_b) - p.cumulative(t_a),
-        None => (scheduled - col.last_scheduled) as f64,
-    };
-    let cpu_now = diag::cpu_seconds();
-    let cpu_ratio = match (col.last_cpu, cpu_now) {
-        (Some(a), Some(b)) if dt > 0.0 => Some((b - a) / dt),
-        _ => None,
-    };
-    let server = match &prepared.stats {
-        Some((ep, m, v)) => ServerStats::fetch(ep, m, v.as_deref()).await,
-        None => None,
-    };
-    let (sq, sc, ss) = match (col.last_server, server) {
+/// What every window's collection reads.
+struct WindowCtx<'a> {
+    engine: &'a Engine,
+    metrics: &'a Metrics,
+    profile: Option<&'a Profile>,
+    users_profile: Option<&'a Profile>,
+    prepared: &'a Prepared,
+    cfg: &'a Config,
+    bar: &'a ProgressBar,
+}
+
+/// Mean server-side queue and compute time per request (ms) and successes between two readings
+/// of Triton's statistics.
+fn server_delta(
+    a: Option<ServerStats>,
+    b: Option<ServerStats>,
+) -> (Option<f64>, Option<f64>, Option<u64>) {
+    match (a, b) {
         (Some(a), Some(b)) if b.success >= a.success => {
             let n = b.success - a.success;
             let per =
@@ -609,34 +626,65 @@ async fn collect_window<W: Write>(
             )
         }
         _ => (None, None, None),
+    }
+}
+
+/// Takes a window from the generator threads, adds it to the run, and updates /metrics, the
+/// warnings, the HDR log, the live line and the window rows.
+async fn collect_window<W: Write>(
+    col: &mut Collector,
+    ctx: &WindowCtx<'_>,
+    hdr: Option<&mut HdrLog<'_, '_, W>>,
+) {
+    let now = Instant::now();
+    let snap = ctx.engine.collect().await;
+    let win: &Window = &snap.window;
+    let dt = now.saturating_duration_since(col.last).as_secs_f64();
+    let (t_a, t_b) = (
+        col.last.saturating_duration_since(col.t0).as_secs_f64(),
+        now.saturating_duration_since(col.t0).as_secs_f64(),
+    );
+    let intended = match ctx.profile {
+        Some(p) => p.cumulative(t_b) - p.cumulative(t_a),
+        None => (snap.consumed - col.last_scheduled) as f64,
     };
+    let cpu_now = diag::cpu_seconds();
+    let cpu_ratio = match (col.last_cpu, cpu_now) {
+        (Some(a), Some(b)) if dt > 0.0 => Some((b - a) / dt),
+        _ => None,
+    };
+    let server = match &ctx.prepared.stats {
+        Some((ep, m, v)) => ServerStats::fetch(ep, m, v.as_deref()).await,
+        None => None,
+    };
+    let (sq, sc, ss) = server_delta(col.last_server, server);
     col.total_hists.add(&win.hists);
     col.total_counts.add(&win.counts);
-    let in_flight = snap.in_flight;
-    let backlog = snap.backlog;
-    let corrected = Percentiles::of(&win.hists.corrected);
+    let per_s = |n: f64| if dt > 0.0 { n / dt } else { 0.0 };
     let row = WindowRow {
         t_s: t_b,
         dt_s: dt,
         unix_s: unix_now(),
         intended,
-        scheduled: scheduled - col.last_scheduled,
+        scheduled: snap.consumed - col.last_scheduled,
         sent: win.counts.sent,
         completed: win.counts.completed,
         ok: win.counts.ok,
         errors: win.counts.errors,
-        dropped: dropped - col.last_dropped,
+        dropped: snap.dropped - col.last_dropped,
         late_sends: win.counts.late_sends,
         dispatcher_gaps: win.counts.dispatcher_gaps.clone(),
-        intended_rps: if dt > 0.0 { intended / dt } else { 0.0 },
-        achieved_rps: if dt > 0.0 {
-            win.counts.sent as f64 / dt
-        } else {
-            0.0
+        intended_rps: per_s(intended),
+        achieved_rps: per_s(win.counts.sent as f64),
+        in_flight: snap.in_flight,
+        users: match &ctx.cfg.load {
+            Load::Closed { users, .. } => Some(ctx.users_profile.map_or(u64::from(*users), |p| {
+                crate::engine::active_at(p, t_b, *users) as u64
+            })),
+            Load::Open { .. } => None,
         },
-        in_flight,
-        backlog,
-        corrected,
+        backlog: snap.backlog,
+        corrected: Percentiles::of(&win.hists.corrected),
         service: Percentiles::of(&win.hists.service),
         send_lag: Percentiles::of(&win.hists.lag),
         cpu_ratio,
@@ -644,122 +692,35 @@ async fn collect_window<W: Write>(
         server_compute_ms: sc,
         server_success: ss,
     };
-    // Metrics.
-    for (k, v) in &win.counts.by_status {
-        let outcome = if (200..300).contains(k) {
-            "ok"
-        } else {
-            "status"
-        };
-        metrics
-            .requests
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.into(),
-                code: k.to_string(),
-            })
-            .inc_by(*v);
+    ctx.metrics.observe(&row, &win.counts);
+    let window_start = row.unix_s - dt;
+    for (label, _) in win.counts.failures() {
+        col.failures_seen
+            .entry(label)
+            .or_insert((window_start, row.unix_s))
+            .1 = row.unix_s;
     }
-    for (k, v) in &win.counts.by_kind {
-        if *k != crate::record::ErrorKind::Status {
-            metrics
-                .requests
-                .get_or_create(&OutcomeLabels {
-                    outcome: k.as_str().into(),
-                    code: String::new(),
-                })
-                .inc_by(*v);
-        }
-    }
-    for (kind, p) in [
-        ("corrected", &row.corrected),
-        ("service", &row.service),
-        ("send_lag", &row.send_lag),
-    ] {
-        for (q, v) in [("0.5", p.p50_ms), ("0.95", p.p95_ms), ("0.99", p.p99_ms)] {
-            metrics
-                .latency
-                .get_or_create(&QuantileLabels { kind, quantile: q })
-                .set(v / 1000.0);
-        }
-    }
-    metrics.in_flight.set(in_flight as i64);
-    metrics.queued.set(backlog as i64);
-    metrics.intended_rate.set(row.intended_rps);
-    metrics.achieved_rate.set(row.achieved_rps);
-    metrics.dropped.inc_by(row.dropped);
-    metrics.late_sends.inc_by(row.late_sends);
-    metrics.dispatcher_gaps.inc_by(row.dispatcher_gaps.count);
-    metrics
-        .dispatcher_gap_seconds
-        .inc_by(row.dispatcher_gaps.total_us as f64 / 1e6);
-    if let Some(c) = cpu_ratio {
-        metrics.cpu_ratio.set(c);
-    }
-    if let Some(q) = sq {
-        metrics.server_queue.set(q / 1000.0);
-    }
-    if let Some(c) = sc {
-        metrics.server_compute.set(c / 1000.0);
-    }
-    // Self-diagnosis, each kind reported once (then it is in every window row anyway).
-    let busy_poll = cfg.load.busy_poll();
-    for w in diag::window_warnings(
-        t_b,
-        row.sent,
-        row.late_sends,
-        // The drain's last sliver of a window divides set-up and shutdown CPU by a few ms.
-        cpu_ratio.filter(|_| dt >= 0.5),
-        cfg.threads,
-        busy_poll,
-    ) {
-        let late = w.contains("lagged");
-        if (late && !col.warned_late) || (!late && !col.warned_cpu) {
-            if late {
-                col.warned_late = true;
-            } else {
-                col.warned_cpu = true;
-            }
-            tracing::warn!("{w}");
-            col.warnings.push(w);
-        }
-    }
-    if !col.warned_saturated
-        && let Load::Open { max_in_flight, .. } = &cfg.load
-        && let Some(w) = diag::saturation_warning(
-            t_b,
-            col.last_backlog,
-            backlog,
-            row.send_lag.p99_ms,
-            in_flight,
-            (*max_in_flight).min(cfg.connections) as u64,
-        )
-    {
-        col.warned_saturated = true;
-        tracing::warn!("{w}");
-        col.warnings.push(w);
-    }
-    col.last_backlog = backlog;
+    warn_about(col, ctx.cfg, &row, win, dt);
     if let Some(log) = hdr {
-        let start = Duration::from_secs_f64(t_a);
-        let d = Duration::from_secs_f64(dt);
+        let (start, d) = (secs(t_a), secs(dt));
         let _ = log.write_histogram(&win.hists.corrected, start, d, Tag::new("corrected"));
         let _ = log.write_histogram(&win.hists.service, start, d, Tag::new("service"));
         let _ = log.write_histogram(&win.hists.lag, start, d, Tag::new("lag"));
     }
-    bar.set_position((t_b * 1000.0) as u64);
-    bar.set_message(format!(
+    ctx.bar.set_position((t_b * 1000.0) as u64);
+    ctx.bar.set_message(format!(
         "intended {:.0}/s achieved {:.0}/s p50 {:.2} ms p99 {:.2} ms errors {} in flight {}",
         row.intended_rps,
         row.achieved_rps,
         row.corrected.p50_ms,
         row.corrected.p99_ms,
         col.total_counts.errors,
-        in_flight
+        row.in_flight
     ));
     col.last = now;
     col.last_cpu = cpu_now;
-    col.last_scheduled = scheduled;
-    col.last_dropped = dropped;
+    col.last_scheduled = snap.consumed;
+    col.last_dropped = snap.dropped;
     if server.is_some() {
         col.last_server = server;
     }
@@ -767,10 +728,7 @@ async fn collect_window<W: Write>(
         locust: if win.hists.corrected.is_empty() {
             Vec::new()
         } else {
-            report::LOCUST_PERCENTILES
-                .iter()
-                .map(|q| ms(win.hists.corrected.value_at_quantile(*q)))
-                .collect()
+            report::finish::locust_percentiles(&win.hists.corrected)
         },
         total: Percentiles::of(&col.total_hists.corrected),
         total_counts: (
@@ -780,4 +738,64 @@ async fn collect_window<W: Write>(
         ),
     };
     col.rows.push(&row, &history);
+    col.totals = Snapshot {
+        window: Window::default(),
+        ..snap
+    };
+}
+
+/// Self-diagnosis of one window, each kind of warning given once (then it is in every window
+/// row anyway).
+fn warn_about(col: &mut Collector, cfg: &Config, row: &WindowRow, win: &Window, dt: f64) {
+    let floor = &col.total_hists.service;
+    let ev = diag::Evidence {
+        t_s: row.t_s,
+        dt_s: dt,
+        sent: row.sent,
+        late: row.late_sends,
+        late_waited: win.counts.late_waited,
+        lag_p99_ms: row.send_lag.p99_ms,
+        in_flight: row.in_flight,
+        connections: match &cfg.load {
+            Load::Open { max_in_flight, .. } => (*max_in_flight).min(cfg.connections) as u64,
+            Load::Closed { users, .. } => u64::from(*users),
+        },
+        backlog_before: col.last_backlog,
+        backlog: row.backlog,
+        service_p50_ms: row.service.p50_ms,
+        service_floor_ms: if floor.is_empty() {
+            0.0
+        } else {
+            crate::record::ms(floor.min())
+        },
+        server_queue_ms: row.server_queue_ms,
+        server_compute_ms: row.server_compute_ms,
+        // The drain's last sliver of a window divides set-up and shutdown CPU by a few ms.
+        cpu: row.cpu_ratio.filter(|_| dt >= 0.5),
+        threads: cfg.threads,
+        busy_poll: cfg.load.busy_poll(),
+        gaps_us: row.dispatcher_gaps.total_us,
+    };
+    for w in diag::window_warnings(&ev) {
+        let late = w.contains("lagged");
+        let warned = if late {
+            &mut col.warned_late
+        } else {
+            &mut col.warned_cpu
+        };
+        if !*warned {
+            *warned = true;
+            tracing::warn!("{w}");
+            col.warnings.push(w);
+        }
+    }
+    if !col.warned_saturated
+        && matches!(cfg.load, Load::Open { .. })
+        && let Some(w) = diag::saturation_warning(&ev)
+    {
+        col.warned_saturated = true;
+        tracing::warn!("{w}");
+        col.warnings.push(w);
+    }
+    col.last_backlog = row.backlog;
 }

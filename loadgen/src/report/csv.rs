@@ -1,8 +1,9 @@
 //! Locust-compatible CSV files (`PREFIX_stats.csv`, `PREFIX_stats_history.csv`,
-//! `PREFIX_failures.csv`), with Locust's column names and order so existing analysis keeps
-//! working. Times are milliseconds of corrected latency; history rows are 1 s windows.
+//! `PREFIX_failures.csv`, `PREFIX_exceptions.csv`), with Locust 2.x's column names and order,
+//! value kinds and CRLF line endings, so existing analysis keeps working (a golden test compares
+//! them with a real Locust run's files). Times are milliseconds of corrected latency; history
+//! rows are 1 s windows.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{LOCUST_PERCENTILES, Report};
@@ -80,27 +81,49 @@ fn quote(s: &str) -> String {
     }
 }
 
+/// One CSV record, CRLF-terminated as Python's `csv` module (and so Locust) writes them.
 fn line(fields: &[String]) -> String {
     let mut s = fields
         .iter()
         .map(|f| quote(f))
         .collect::<Vec<_>>()
         .join(",");
-    s.push('\n');
+    s.push_str("\r\n");
     s
 }
 
-fn path_with(prefix: &Path, suffix: &str) -> PathBuf {
+/// `prefix` with `suffix` appended to its file name.
+pub fn path_with(prefix: &Path, suffix: &str) -> PathBuf {
     let mut s = prefix.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
 }
 
 fn write(path: PathBuf, text: String) -> Result<()> {
-    std::fs::write(&path, text).map_err(|source| Error::File { path, source })
+    std::fs::write(&path, text).map_err(|source| Error::File {
+        flag: "--csv",
+        path,
+        source,
+    })
 }
 
-/// Writes the three CSV files for `prefix`; `method` and `name` label the request row.
+/// Unix seconds as Locust's `First Seen`/`Last Seen` (`2026-12-03T11:52:02Z`).
+pub fn iso_utc(unix_s: f64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_s.max(0.0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Mean of `total` over `n`, as Locust writes it (a float; 0 without samples).
+fn mean(total: u64, n: u64) -> String {
+    if n == 0 {
+        "0.0".into()
+    } else {
+        format!("{:.3}", total as f64 / n as f64)
+    }
+}
+
+/// Writes the four CSV files for `prefix` (`_stats`, `_stats_history`, `_failures`,
+/// `_exceptions`); `method` and `name` label the request row.
 pub fn write_all(
     report: &Report,
     prefix: &Path,
@@ -108,10 +131,49 @@ pub fn write_all(
     name: &str,
     locust: &[f64],
 ) -> Result<()> {
+    write(
+        path_with(prefix, "_stats.csv"),
+        stats(report, method, name, locust),
+    )?;
+    write(path_with(prefix, "_stats_history.csv"), history(report)?)?;
+    let mut fails = line(&failures_header());
+    for f in &report.failures {
+        fails.push_str(&line(&[
+            method.to_string(),
+            name.to_string(),
+            f.error.clone(),
+            f.occurrences.to_string(),
+            iso_utc(f.first_seen_unix_s),
+            iso_utc(f.last_seen_unix_s),
+        ]));
+    }
+    write(path_with(prefix, "_failures.csv"), fails)?;
+    // Locust lists exceptions raised in its users' Python code here; kis-loadgen runs no user
+    // code, so the file has Locust's header and no rows (errors are in _failures.csv).
+    write(
+        path_with(prefix, "_exceptions.csv"),
+        line(&["Count", "Message", "Traceback", "Nodes"].map(String::from)),
+    )
+}
+
+/// `_failures.csv` header (Locust 2.x).
+pub fn failures_header() -> Vec<String> {
+    [
+        "Method",
+        "Name",
+        "Error",
+        "Occurrences",
+        "First Seen",
+        "Last Seen",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn stats(report: &Report, method: &str, name: &str, locust: &[f64]) -> String {
     let t = &report.totals;
     let c = &report.latency.corrected;
     let secs = report.elapsed_s.max(1e-9);
-    let avg_size = t.bytes_in.checked_div(t.completed).unwrap_or(0);
     let row = |typ: &str, nm: &str| {
         let mut f = vec![
             typ.to_string(),
@@ -122,7 +184,7 @@ pub fn write_all(
             format!("{:.3}", c.mean_ms),
             format!("{:.3}", c.min_ms),
             format!("{:.3}", c.max_ms),
-            avg_size.to_string(),
+            mean(t.bytes_in, t.completed),
             format!("{:.3}", t.requests as f64 / secs),
             format!("{:.3}", t.errors as f64 / secs),
         ];
@@ -132,8 +194,10 @@ pub fn write_all(
     let mut stats = line(&stats_header());
     stats.push_str(&row(method, name));
     stats.push_str(&row("", "Aggregated"));
-    write(path_with(prefix, "_stats.csv"), stats)?;
+    stats
+}
 
+fn history(report: &Report) -> Result<String> {
     let mut hist = line(&history_header());
     for r in report.windows.try_iter() {
         let (w, h) = r.map_err(|e| Error::Output {
@@ -142,7 +206,8 @@ pub fn write_all(
         })?;
         let mut f = vec![
             format!("{}", w.unix_s as u64),
-            w.in_flight.to_string(),
+            // Locust's user count; an open loop has no users, so its requests in flight.
+            w.users.unwrap_or(w.in_flight).to_string(),
             String::new(),
             "Aggregated".to_string(),
             format!("{:.6}", w.completed as f64 / w.dt_s.max(1e-9)),
@@ -161,32 +226,11 @@ pub fn write_all(
             format!("{:.3}", h.total.mean_ms),
             format!("{:.3}", h.total.min_ms),
             format!("{:.3}", h.total.max_ms),
-            bytes.checked_div(n).unwrap_or(0).to_string(),
+            mean(bytes, n),
         ]);
         hist.push_str(&line(&f));
     }
-    write(path_with(prefix, "_stats_history.csv"), hist)?;
-
-    let mut fails = line(&["Method", "Name", "Error", "Occurrences"].map(String::from));
-    for (kind, n) in &t.errors_by_kind {
-        let what = if kind == "status" {
-            let codes: Vec<String> = t
-                .by_status
-                .iter()
-                .filter(|(k, _)| !k.starts_with('2'))
-                .map(|(k, v)| format!("HTTP {k} x{v}"))
-                .collect();
-            format!("status: {}", codes.join(" "))
-        } else {
-            kind.clone()
-        };
-        let _ = write!(
-            fails,
-            "{}",
-            line(&[method.to_string(), name.to_string(), what, n.to_string()])
-        );
-    }
-    write(path_with(prefix, "_failures.csv"), fails)
+    Ok(hist)
 }
 
 #[cfg(test)]

@@ -47,22 +47,32 @@ fn err(e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Writes the plot; the format follows the extension (`.png` or `.svg`).
-pub fn write(report: &Report, path: &Path) -> Result<()> {
-    let ext = path
-        .extension()
+fn extension(path: &Path) -> String {
+    path.extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    ensure_font()?;
-    let size = (1200, 800);
-    match ext.as_str() {
-        "png" => draw(BitMapBackend::new(path, size).into_drawing_area(), report),
-        "svg" => draw(SVGBackend::new(path, size).into_drawing_area(), report),
-        _ => Err(err(format!(
-            "{}: extension must be .png or .svg",
+        .unwrap_or_default()
+}
+
+/// Checks before a run that `path` can be drawn: a `.png` or `.svg` name and a font.
+pub fn check(path: &Path) -> Result<()> {
+    match extension(path).as_str() {
+        "png" | "svg" => ensure_font(),
+        _ => Err(Error::Usage(format!(
+            "--plot {}: the extension must be .png or .svg",
             path.display()
         ))),
+    }
+}
+
+/// Writes the plot; the format follows the extension (`.png` or `.svg`).
+pub fn write(report: &Report, path: &Path) -> Result<()> {
+    check(path)?;
+    let size = (1200, 800);
+    if extension(path) == "svg" {
+        draw(SVGBackend::new(path, size).into_drawing_area(), report)
+    } else {
+        draw(BitMapBackend::new(path, size).into_drawing_area(), report)
     }
 }
 
@@ -84,7 +94,7 @@ where
         .fold(1.0_f64, f64::max)
         * 1.1;
     let mut c = ChartBuilder::on(&top)
-        .caption(&r.target, ("sans-serif", 14))
+        .caption(r.title(), ("sans-serif", 14))
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(60)

@@ -84,6 +84,71 @@ fn unreachable_target() {
 }
 
 #[test]
+fn unreadable_input_names_its_flag() {
+    let srv = start(Behavior::Kserve);
+    assert_one_line(
+        &[
+            "--url",
+            &srv.url(),
+            "--model",
+            "m",
+            "--input",
+            "/nonexistent",
+        ],
+        "--input /nonexistent: No such file",
+    );
+    assert_one_line(
+        &[
+            "--url",
+            &format!("{}/", srv.url()),
+            "--body-file",
+            "/nonexistent",
+        ],
+        "--body-file /nonexistent: No such file",
+    );
+}
+
+/// A typo in an output path fails before any request is sent, naming the flag and the problem.
+#[test]
+fn bad_output_paths_fail_before_any_request() {
+    let srv = start(Behavior::Fast);
+    let dir = tempdir("badout");
+    let missing = dir.join("missing").join("x.json");
+    let cases: [(&str, String, &str); 5] = [
+        (
+            "--plot",
+            dir.join("out.gif").display().to_string(),
+            ".png or .svg",
+        ),
+        ("--json", missing.display().to_string(), "does not exist"),
+        (
+            "--csv",
+            dir.join("nodir").join("p").display().to_string(),
+            "does not exist",
+        ),
+        ("--hdr-log", dir.display().to_string(), "is a directory"),
+        ("--json", "/proc/x.json".to_string(), "not writable"),
+    ];
+    for (flag, path, why) in &cases {
+        let flags = constant_get(&srv.url(), "50", "10s");
+        let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        args.extend([*flag, path.as_str()]);
+        let started = Instant::now();
+        assert_one_line(&args, why);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{flag} {path}: failed only after {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        srv.requests.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no request before the outputs were checked"
+    );
+}
+
+#[test]
 fn unknown_model() {
     let srv = start(Behavior::Kserve);
     assert_one_line(
@@ -144,7 +209,8 @@ fn sigint_flushes_every_output() {
         "drain took {:?}",
         sent_at.elapsed()
     );
-    assert!(status.success(), "{status:?}");
+    // A run cut short exits 130 (documented), not 0: scripts can tell it from a full run.
+    assert_eq!(status.code(), Some(130), "{status:?}");
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(doc["interrupted"], true);
@@ -215,4 +281,81 @@ fn busy_poll_reports_a_stopped_generator_as_a_dispatcher_gap() {
             .contains("dispatcher itself did not run")),
         "{warnings:?}"
     );
+}
+
+/// An unschedulable rate is refused at once, naming the limit.
+#[test]
+fn an_absurd_rate_is_refused_with_the_limit() {
+    let started = Instant::now();
+    assert_one_line(
+        &[
+            "--url",
+            "http://127.0.0.1:1/",
+            "--method",
+            "GET",
+            "--pattern",
+            "constant",
+            "--rate",
+            "1e12",
+            "--duration",
+            "2s",
+        ],
+        "1e9 req/s that can be scheduled",
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A rate far beyond what the generator can send (1e8 req/s on two connections) keeps every
+/// loop interruptible: SIGINT ends the run within about a second (here: 2.5 s, for a busy
+/// machine), with every output written and the never-sent arrivals counted (in closed form,
+/// not one by one), both when due arrivals queue and when they are dropped.
+#[test]
+fn a_huge_rate_honours_sigint_and_counts_what_it_never_sent() {
+    let srv = start(Behavior::Fast);
+    for overflow in ["queue", "drop"] {
+        let dir = tempdir(&format!("huge-{overflow}"));
+        let json = dir.join("r.json");
+        let mut child = bin()
+            .args(constant_get(&srv.url(), "1e8", "60s"))
+            .args([
+                "--quiet",
+                "--connections",
+                "2",
+                "--overflow",
+                overflow,
+                "--json",
+                json.to_str().unwrap(),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(2000));
+        let sent_at = Instant::now();
+        let kill = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = child.wait().unwrap();
+        let took = sent_at.elapsed();
+        assert!(
+            took < Duration::from_millis(2500),
+            "{overflow}: exit took {took:?}"
+        );
+        assert_eq!(status.code(), Some(130), "{overflow}: {status:?}");
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let t = &doc["totals"];
+        let n = |k: &str| t[k].as_u64().unwrap();
+        assert_eq!(
+            n("scheduled"),
+            n("requests") + n("dropped") + n("cancelled"),
+            "{overflow}: {t}"
+        );
+        // About 1.8 s of schedule at 1e8/s ran before the signal.
+        assert!(
+            n("dropped") + n("cancelled") > 50_000_000,
+            "{overflow}: {t}"
+        );
+    }
 }

@@ -25,6 +25,11 @@ pub enum Behavior {
     Stall { at: Duration, len: Duration },
     /// A tiny KServe-v2 server with one model `m` (input `INPUT0` FP32 [-1], max batch 8).
     Kserve,
+    /// One request at a time, each taking `ms` milliseconds (a server with one worker: the
+    /// others queue, as in Triton with one model instance).
+    Serial { ms: u64 },
+    /// 200 with a small body, except every `n`-th request: 500.
+    FailEvery { n: u64 },
 }
 
 /// A running test server; it stops with the test process.
@@ -54,23 +59,35 @@ pub fn start(behavior: Behavior) -> Server {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
             let first: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+            let worker: Arc<tokio::sync::Mutex<()>> = Arc::default();
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 let _ = stream.set_nodelay(true);
-                let (counter, first) = (counter.clone(), first.clone());
+                let (counter, first, worker) = (counter.clone(), first.clone(), worker.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (counter, first) = (counter.clone(), first.clone());
+                        let (counter, first, worker) =
+                            (counter.clone(), first.clone(), worker.clone());
                         async move {
                             let arrived = Instant::now();
-                            counter.fetch_add(1, Ordering::Relaxed);
+                            let seq = counter.fetch_add(1, Ordering::Relaxed) + 1;
                             let (parts, body) = req.into_parts();
                             let body = body
                                 .collect()
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
-                            let resp = answer(behavior, &parts, body, arrived, &first).await;
+                            let resp = match behavior {
+                                Behavior::FailEvery { n } if seq % n == 0 => {
+                                    reply(StatusCode::INTERNAL_SERVER_ERROR, "hello")
+                                }
+                                Behavior::Serial { ms } => {
+                                    let _busy = worker.lock().await;
+                                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                                    reply(StatusCode::OK, "serial")
+                                }
+                                _ => answer(behavior, &parts, body, arrived, &first).await,
+                            };
                             Ok::<_, std::convert::Infallible>(resp)
                         }
                     });
@@ -99,7 +116,7 @@ async fn answer(
     first: &std::sync::OnceLock<Instant>,
 ) -> Response<Full<Bytes>> {
     match behavior {
-        Behavior::Fast => reply(StatusCode::OK, "hello"),
+        Behavior::Fast | Behavior::FailEvery { .. } => reply(StatusCode::OK, "hello"),
         Behavior::Slow { ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             reply(StatusCode::OK, "slow")
@@ -113,6 +130,7 @@ async fn answer(
             reply(StatusCode::OK, "ok")
         }
         Behavior::Kserve => kserve(parts, body),
+        Behavior::Serial { .. } => unreachable!("answered by the server loop"),
     }
 }
 

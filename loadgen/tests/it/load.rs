@@ -213,3 +213,93 @@ fn a_generator_that_cannot_keep_up_keeps_memory_bounded() {
     let warnings = r["generator"]["warnings"].to_string();
     assert!(warnings.contains("generator saturated"), "{warnings}");
 }
+
+/// A generator that falls behind does not get credit for its catch-up: two connections to a
+/// 20 ms server carry about 100 req/s, so of 200 arrivals in 1 s about half go out on time and
+/// the rest in a catch-up of about a second after the schedule's end. The report says so.
+#[test]
+fn an_overrun_is_reported_not_credited() {
+    let srv = start(Behavior::Slow { ms: 20 });
+    let r = run_get(
+        &srv.url(),
+        "200",
+        "1s",
+        &["--connections", "2", "--grace", "20s"],
+    );
+    assert_eq!(r.totals.requests, 200, "{:?}", r.totals);
+    let rt = &r.rates;
+    assert!(rt.on_time_ratio < 0.8, "{rt:?}");
+    assert!(rt.achieved_ratio < 0.8, "{rt:?}");
+    assert!(rt.achieved_rps < 160.0, "{rt:?}");
+    assert_eq!(rt.on_time_sends + rt.overrun_sends, 200, "{rt:?}");
+    assert!(rt.overrun_sends >= 40, "{rt:?}");
+    // The real wall time: the last send about 2 s in, the overrun measured from the 1 s end.
+    assert!(rt.send_wall_s > 1.4, "{rt:?}");
+    assert!((rt.send_wall_s - rt.overrun_s - 1.0).abs() < 1e-6, "{rt:?}");
+    let summary = r.summary();
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("overrun "))
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(line.contains("the 1.0 s schedule took"), "{line}");
+}
+
+/// The saturation warning blames the side that limits. A server with one worker and 20 ms per
+/// request (50 req/s) under 100 req/s on 8 connections queues every request: "the server is
+/// saturated", and no advice to add connections. A fast server behind one connection at a
+/// rate no connection can carry: the generator's side ("generator saturated").
+#[test]
+fn the_saturation_warning_names_the_side_that_limits() {
+    let slow = start(Behavior::Serial { ms: 20 });
+    let r = run_get(
+        &slow.url(),
+        "100",
+        "3s",
+        &["--connections", "8", "--grace", "1s"],
+    );
+    let w = r.generator.warnings.join("\n");
+    assert!(w.contains("the server is saturated"), "{w}");
+    assert!(!w.contains("generator saturated"), "{w}");
+    assert!(!w.contains("raise --connections"), "{w}");
+    let fast = start(Behavior::Fast);
+    let r = run_get(
+        &fast.url(),
+        "1000000",
+        "2s",
+        &["--connections", "1", "--grace", "1s"],
+    );
+    let w = r.generator.warnings.join("\n");
+    assert!(w.contains("generator saturated"), "{w}");
+    assert!(!w.contains("the server is saturated"), "{w}");
+}
+
+/// `--duration` is wall-clock time for a trace too: 1 s at `--trace-speedup 10` plays 10 s of
+/// trace (5 s at 10 req/s, then 30 req/s) in 1 s of wall time: 5 + 15 = 20 requests (counted in
+/// trace seconds it was 0.1 s and 1 request). The label shows the trace's min..max rate.
+#[test]
+fn trace_duration_is_wall_time() {
+    let srv = start(Behavior::Fast);
+    let dir = tempdir("trace-wall");
+    let trace = dir.join("t.csv");
+    let rows: String = (0..100)
+        .map(|t| format!("{t},{}\n", if t < 5 { 10 } else { 30 }))
+        .collect();
+    std::fs::write(&trace, format!("t_seconds,rate_rps\n{rows}")).unwrap();
+    let r = run(&[
+        "--url",
+        &format!("{}/", srv.url()),
+        "--method",
+        "GET",
+        "--pattern",
+        "trace",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--trace-speedup",
+        "10",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(r.totals.requests, 20, "{:?}", r.totals);
+    assert!((r.rates.schedule_s - 1.0).abs() < 1e-9, "{:?}", r.rates);
+    assert!(r.target.contains("trace 10.0..30.0 req/s"), "{}", r.target);
+}

@@ -5,13 +5,138 @@ use std::time::Duration;
 use crate::common::{Behavior, run, run_get, start, tempdir};
 
 fn csv_header(path: &std::path::Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap();
+    records(&std::fs::read_to_string(path).unwrap()).remove(0)
+}
+
+/// The records of a CSV text (quoted fields with commas and doubled quotes; CRLF or LF).
+fn records(text: &str) -> Vec<Vec<String>> {
     text.lines()
-        .next()
-        .unwrap()
-        .split(',')
-        .map(String::from)
+        .map(|l| {
+            let l = l.trim_end_matches('\r');
+            let (mut fields, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+            let mut chars = l.chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' if quoted && chars.peek() == Some(&'"') => {
+                        cur.push('"');
+                        chars.next();
+                    }
+                    '"' => quoted = !quoted,
+                    ',' if !quoted => fields.push(std::mem::take(&mut cur)),
+                    c => cur.push(c),
+                }
+            }
+            fields.push(cur);
+            fields
+        })
         .collect()
+}
+
+/// What kind of value a CSV field holds, as Locust's columns are typed.
+fn kind(v: &str) -> &'static str {
+    let b = v.as_bytes();
+    if v.is_empty() {
+        "empty"
+    } else if v == "N/A" {
+        "n/a"
+    } else if v.parse::<i64>().is_ok() {
+        "int"
+    } else if v.parse::<f64>().is_ok() {
+        "float"
+    } else if b.len() == 20 && b[4] == b'-' && b[10] == b'T' && b[19] == b'Z' {
+        "utc time"
+    } else {
+        "text"
+    }
+}
+
+fn kinds(row: &[String]) -> Vec<&'static str> {
+    row.iter().map(|v| kind(v)).collect()
+}
+
+/// The last record that has answers (Locust's first history rows, and a drain's last sliver
+/// of a window, have none: their percentiles are `N/A`).
+fn last_with_data(rows: &[Vec<String>]) -> &Vec<String> {
+    rows.iter()
+        .skip(1)
+        .rev()
+        .find(|r| !r.iter().any(|v| v == "N/A"))
+        .expect("a row with data")
+}
+
+/// kis-loadgen's Locust CSVs next to a real Locust 2.x run's (`tests/fixtures/locust/`, made
+/// by its `regen.sh`: 2 users, one request in four a 500): the same four files, the same
+/// headers, the same kind of value (integer, float, `N/A`, UTC time, text) in every column,
+/// CRLF line endings, and the user count of a closed loop.
+#[test]
+fn locust_golden_files() {
+    let srv = start(Behavior::FailEvery { n: 4 });
+    let dir = tempdir("golden");
+    let prefix = dir.join("run");
+    run(&[
+        "--url",
+        &format!("{}/", srv.url()),
+        "--method",
+        "GET",
+        "--users",
+        "2",
+        "--wait",
+        "100ms",
+        "--duration",
+        "3s",
+        "--csv",
+        prefix.to_str().unwrap(),
+    ]);
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/locust");
+    for f in ["stats", "stats_history", "failures", "exceptions"] {
+        let name = format!("run_{f}.csv");
+        let ours = std::fs::read_to_string(dir.join(&name)).unwrap();
+        let theirs = std::fs::read_to_string(golden.join(&name)).unwrap();
+        for (who, text) in [("kis-loadgen", &ours), ("Locust", &theirs)] {
+            assert!(
+                text.split_inclusive('\n').all(|l| l.ends_with("\r\n")),
+                "{who} {name}: every line ends with CRLF"
+            );
+        }
+        let (o, t) = (records(&ours), records(&theirs));
+        assert_eq!(o[0], t[0], "{name}: header");
+        match f {
+            "stats" => {
+                assert_eq!(kinds(&o[1]), kinds(&t[1]), "{name}: request row");
+                let (oa, ta) = (o.last().unwrap(), t.last().unwrap());
+                assert_eq!(oa[1], "Aggregated");
+                assert_eq!(kinds(oa), kinds(ta), "{name}: Aggregated row");
+            }
+            "stats_history" => {
+                assert_eq!(
+                    kinds(last_with_data(&o)),
+                    kinds(last_with_data(&t)),
+                    "{name}: {:?} vs {:?}",
+                    last_with_data(&o),
+                    last_with_data(&t)
+                );
+                // Locust writes the number of users; so does a closed loop.
+                assert!(o[1..].iter().all(|r| r[1] == "2"), "{ours}");
+            }
+            "failures" => {
+                assert_eq!(o.len(), 2, "{ours}");
+                assert_eq!(
+                    kinds(&o[1]),
+                    kinds(&t[1]),
+                    "{name}: {:?} vs {:?}",
+                    o[1],
+                    t[1]
+                );
+                assert_eq!(o[1][2], "HTTP 500");
+                assert!(
+                    o[1][4] <= o[1][5],
+                    "first seen before last seen: {:?}",
+                    o[1]
+                );
+            }
+            _ => assert_eq!((o.len(), t.len()), (1, 1), "{name}: header only"),
+        }
+    }
 }
 
 /// Column names and order as written by Locust 2.x (`locust/stats.py`, default percentiles).
@@ -71,15 +196,18 @@ fn locust_csv_columns_match_exactly() {
     assert_eq!(csv_header(&dir.join("run_stats_history.csv")), hist);
     assert_eq!(
         csv_header(&dir.join("run_failures.csv")),
-        ["Method", "Name", "Error", "Occurrences"]
+        [
+            "Method",
+            "Name",
+            "Error",
+            "Occurrences",
+            "First Seen",
+            "Last Seen"
+        ]
     );
     // The rows: one for the request, one Aggregated, with the counts of the run.
     let text = std::fs::read_to_string(dir.join("run_stats.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = text
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').collect())
-        .collect();
+    let rows: Vec<Vec<String>> = records(&text).split_off(1);
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0][..3], ["GET", "/", "200"]);
     assert_eq!(rows[1][..3], ["", "Aggregated", "200"]);
@@ -150,6 +278,11 @@ fn json_report_follows_the_schema_and_hdr_log_and_plots_are_written() {
     assert!(doc["generator"]["cpu_seconds"].as_f64().unwrap() > 0.0);
     assert!(doc["windows"].as_array().unwrap().len() >= 3);
     assert!((r.rates.achieved_ratio - 1.0).abs() < 0.01, "{:?}", r.rates);
+    // Everything went out by the schedule's end: no overrun, every send on time.
+    assert_eq!(doc["rates"]["overrun_sends"], 0);
+    assert_eq!(doc["rates"]["on_time_ratio"], 1.0);
+    assert_eq!(doc["rates"]["schedule_s"], 3.0);
+    assert!(doc["rates"]["send_wall_s"].as_f64().unwrap() < 3.0);
     // HDR interval log: a header and three tagged lines per window.
     let log = std::fs::read_to_string(&hdr).unwrap();
     assert!(

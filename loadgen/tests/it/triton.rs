@@ -116,3 +116,37 @@ fn identity_and_image_binary_and_json_and_faulty_errors_by_kind() {
     );
     triton.stop().unwrap();
 }
+
+/// The fault model's delays make the real Triton the limit (one instance, 40 ms per request:
+/// 25 req/s against 60 req/s offered on 8 connections): the saturation warning says "the server
+/// is saturated", with Triton's own queue time as evidence, and does not ask for connections.
+#[test]
+fn a_slow_triton_is_named_as_the_saturated_side() {
+    let triton = Triton::start().expect("Triton fixture (run scripts/setup.sh)");
+    let dir = tempdir("faulty-slow");
+    let f = dir.join("delay40.bin");
+    std::fs::write(&f, 40.0f32.to_le_bytes()).unwrap();
+    let r = run(&[
+        "--url",
+        &triton.http_url(),
+        "--model",
+        "faulty",
+        "--input",
+        f.to_str().unwrap(),
+        "--pattern",
+        "constant",
+        "--rate",
+        "60",
+        "--duration",
+        "4s",
+        "--connections",
+        "8",
+        "--grace",
+        "1s",
+    ]);
+    let w = r.generator.warnings.join("\n");
+    assert!(w.contains("the server is saturated"), "{w}");
+    assert!(!w.contains("generator saturated"), "{w}");
+    assert!(!w.contains("raise --connections"), "{w}");
+    triton.stop().unwrap();
+}

@@ -224,6 +224,26 @@ impl Profile {
             .fold(0.0, f64::max)
     }
 
+    /// Lowest rate anywhere in the profile (0 for an empty one).
+    pub fn low_rate(&self) -> f64 {
+        self.segments
+            .iter()
+            .map(|s| match s.kind {
+                Kind::Const(r) => r,
+                Kind::Linear { r0, r1 } => r0.min(r1),
+                // As in `peak_rate`: sampled, bounded by the trough.
+                Kind::Sine { mid, amp, .. } => {
+                    let n = 1024;
+                    (0..=n)
+                        .map(|k| s.rate(s.t0 + (s.t1 - s.t0) * k as f64 / n as f64))
+                        .fold(f64::INFINITY, f64::min)
+                        .max(mid - amp.abs())
+                }
+            })
+            .reduce(f64::min)
+            .unwrap_or(0.0)
+    }
+
     /// The same profile with every rate multiplied by `factor` (>= 0).
     pub fn scaled(&self, factor: f64) -> Profile {
         let factor = factor.max(0.0);

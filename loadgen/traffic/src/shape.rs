@@ -238,6 +238,22 @@ impl ShapeSpec {
         }
     }
 
+    /// The same shape between the rates `low` and `high` (requests/s): a ramp from `low` to
+    /// `high`, a periodic or random shape between them, a spike from `low` to `high`. A constant
+    /// shape takes `high`; a trace keeps its own rates.
+    pub fn with_rates(mut self, low: f64, high: f64) -> ShapeSpec {
+        match &mut self {
+            ShapeSpec::Constant { rate, .. } => *rate = high,
+            ShapeSpec::Ramp { start, end, .. } => (*start, *end) = (low, high),
+            ShapeSpec::Periodic { min, max, .. } | ShapeSpec::Random { min, max, .. } => {
+                (*min, *max) = (low, high);
+            }
+            ShapeSpec::Spike { base, peak, .. } => (*base, *peak) = (low, high),
+            ShapeSpec::Trace { .. } => {}
+        }
+        self
+    }
+
     /// The same shape stretched (or squeezed) to last `seconds`: ramps keep their step count,
     /// sinusoids their cycle count, spikes their fractions and random shapes their number of
     /// levels. For a trace this plays `seconds` of replay time (the window's `limit`).
@@ -525,6 +541,32 @@ mod tests {
     }
 
     #[test]
+    fn with_rates_sets_low_and_high_of_every_pattern() {
+        for p in [
+            Pattern::Ramp,
+            Pattern::Periodic,
+            Pattern::Random,
+            Pattern::Spike,
+        ] {
+            let prof = ShapeSpec::default_for(p)
+                .with_rates(20.0, 150.0)
+                .with_duration(60.0)
+                .build(1)
+                .unwrap();
+            // A random shape's levels are drawn between the two.
+            let peak = prof.peak_rate();
+            if p == Pattern::Random {
+                assert!((20.0..=150.0).contains(&peak), "{p}: {peak}");
+            } else {
+                assert!(close(peak, 150.0), "{p}: {peak}");
+            }
+            assert!(prof.mean_rate() > 20.0 && prof.mean_rate() < 150.0, "{p}");
+        }
+        let c = ShapeSpec::default_for(Pattern::Constant).with_rates(20.0, 150.0);
+        assert!(close(c.build(1).unwrap().mean_rate(), 150.0));
+    }
+
+    #[test]
     fn linear_ramp_integral() {
         let spec = ShapeSpec::Ramp {
             start: 0.0,
@@ -558,6 +600,8 @@ mod tests {
         assert!(close(p.rate(25.0), 100.0)); // crest a quarter period (100 s / 4) in
         assert!(close(p.rate(75.0), 10.0)); // trough at three quarters
         assert!(close(p.rate(100.0), 55.0));
+        // The range a label shows: trough to crest, not start to crest.
+        assert!(close(p.low_rate(), 10.0) && close(p.peak_rate(), 100.0));
         assert!(close(p.cumulative(300.0), 55.0 * 300.0));
         // Half a cycle: mid * 50 + amp * 2 / omega.
         let omega = 2.0 * std::f64::consts::PI / 100.0;
