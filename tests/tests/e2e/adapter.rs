@@ -13,7 +13,7 @@ use crate::common::{
 };
 
 /// Waits for the APIService's `Available` condition to be True; returns the seconds it took.
-fn wait_available() -> f64 {
+pub(crate) fn wait_available() -> f64 {
     let cp = cluster();
     adapter();
     let t0 = Instant::now();
