@@ -418,14 +418,15 @@ fn deploy_rbac_gives_the_adapter_exactly_what_it_needs() {
         let out = cp.admin.output(&all).unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    // Delegated authorization (system:auth-delegator).
+    // Delegated authorization: SubjectAccessReview only. The adapter never sends a
+    // TokenReview, so deploy/ does not bind system:auth-delegator, which would grant it.
     assert_eq!(
         can(&["create", "subjectaccessreviews.authorization.k8s.io"]),
         "yes"
     );
     assert_eq!(
         can(&["create", "tokenreviews.authentication.k8s.io"]),
-        "yes"
+        "no"
     );
     // The front-proxy CA lives in this one ConfigMap.
     assert_eq!(
