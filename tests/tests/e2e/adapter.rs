@@ -424,10 +424,7 @@ fn deploy_rbac_gives_the_adapter_exactly_what_it_needs() {
         can(&["create", "subjectaccessreviews.authorization.k8s.io"]),
         "yes"
     );
-    assert_eq!(
-        can(&["create", "tokenreviews.authentication.k8s.io"]),
-        "no"
-    );
+    assert_eq!(can(&["create", "tokenreviews.authentication.k8s.io"]), "no");
     // The front-proxy CA lives in this one ConfigMap.
     assert_eq!(
         can(&[
