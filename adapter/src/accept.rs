@@ -7,6 +7,8 @@
 //! - the TLS handshake, and then the first request header, each within
 //!   `--request-header-timeout` (hyper's header-read timeout covers later HTTP/1.1 requests);
 //! - a connection with no request in flight for `--idle-timeout` is closed;
+//! - a request whose body trickles in (or that is otherwise slow) is answered 504 after
+//!   `--request-timeout` and its connection closed;
 //! - small header buffers (64 KiB) and at most 100 concurrent h2 streams per connection.
 //!
 //! Each connection uses one snapshot of the reloadable TLS and authentication settings, so a
@@ -237,13 +239,22 @@ impl Conn {
         let activity = Arc::new(Activity::new());
         let act = activity.clone();
         let app = self.app.clone();
+        let request_timeout = self.limits.request_timeout;
+        let metrics = self.metrics.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(peer.clone());
             let act = act.clone();
             let app = app.clone();
+            let metrics = metrics.clone();
             act.begin();
             async move {
-                let r = app.oneshot(req).await;
+                let r = match tokio::time::timeout(request_timeout, app.oneshot(req)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        Metrics::count(&metrics.connections_closed, "request_timeout");
+                        Ok(timed_out())
+                    }
+                };
                 act.end();
                 r
             }
@@ -293,6 +304,25 @@ impl Conn {
             }
         }
     }
+}
+
+/// 504 as a `metav1.Status`, with `Connection: close` (HTTP/1.1) so a client that was too slow
+/// once does not keep the connection.
+fn timed_out() -> axum::response::Response {
+    let st = crate::api::Status::failure(504, "Timeout", "request did not complete in time");
+    let body = serde_json::to_vec(&st).unwrap_or_default();
+    let mut r = axum::response::Response::new(axum::body::Body::from(body));
+    *r.status_mut() = hyper::StatusCode::GATEWAY_TIMEOUT;
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    r
 }
 
 #[cfg(test)]

@@ -143,6 +143,10 @@ pub struct Cli {
     /// header, each within this time (slow or silent clients are closed).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub request_header_timeout: Duration,
+    /// A request (its body read and its answer) must finish within this; a slower one is
+    /// answered 504 and its connection closed.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub request_timeout: Duration,
     /// A keep-alive connection with no request in flight for this long is closed.
     #[arg(long, value_parser = parse_duration, default_value = "90s")]
     pub idle_timeout: Duration,

@@ -55,6 +55,8 @@ pub struct ConnLimits {
     pub header_timeout: Duration,
     /// No request in flight for this long closes a keep-alive connection.
     pub idle_timeout: Duration,
+    /// A request, body included, must be answered within this.
+    pub request_timeout: Duration,
     /// Connections open at once.
     pub max_connections: usize,
     /// Connections open at once from one IP address.
@@ -68,6 +70,7 @@ impl Default for ConnLimits {
         Self {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
+            request_timeout: Duration::from_secs(60),
             max_connections: 2048,
             max_per_client: 256,
             shutdown_grace: Duration::from_secs(5),
@@ -230,6 +233,7 @@ fn positive(flag: &'static str, d: Duration) -> Result<(), ConfigError> {
 fn limits(cli: &Cli) -> Result<ConnLimits, ConfigError> {
     positive("--request-header-timeout", cli.request_header_timeout)?;
     positive("--idle-timeout", cli.idle_timeout)?;
+    positive("--request-timeout", cli.request_timeout)?;
     if cli.max_connections == 0 {
         return Err(bad("--max-connections", "must be at least 1"));
     }
@@ -248,6 +252,7 @@ fn limits(cli: &Cli) -> Result<ConnLimits, ConfigError> {
     Ok(ConnLimits {
         header_timeout: cli.request_header_timeout,
         idle_timeout: cli.idle_timeout,
+        request_timeout: cli.request_timeout,
         max_connections: cli.max_connections,
         max_per_client: cli.max_connections_per_client,
         shutdown_grace: cli.shutdown_grace,
@@ -326,6 +331,10 @@ mod tests {
                 "--request-header-timeout",
             ),
             (vec!["--self-signed", "--idle-timeout=0s"], "--idle-timeout"),
+            (
+                vec!["--self-signed", "--request-timeout=0"],
+                "--request-timeout",
+            ),
             (
                 vec!["--self-signed", "--max-connections=0"],
                 "--max-connections",

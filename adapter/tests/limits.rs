@@ -201,3 +201,42 @@ async fn a_slow_connection_flood_is_bounded_and_a_normal_client_is_served() {
     let mut again = crate::common::connect_addr(&pki, a.addr, Some(&pki.alice)).await;
     assert_eq!(again.get_ok("/readyz").await.unwrap(), b"ok");
 }
+
+/// A request whose body trickles in is answered 504 after --request-timeout and the connection
+/// closed; the idle/header watchdog does not cover it, because a request is in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_request_body_is_cut_off_by_the_request_timeout() {
+    let pki = Pki::new();
+    let a = start(&pki, &["--request-timeout=1s", "--idle-timeout=30s"]);
+    let roots = kis_adapter::tls::parse_roots(pki.server_ca.cert_pem.as_bytes(), "ca").unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(kis_adapter::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(
+        b"PUT /targets/v1/namespaces/prod/m HTTP/1.1\r\nHost: kis-adapter\r\n\
+          Authorization: Bearer s3cret-token\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"value\":",
+    )
+    .await
+    .unwrap();
+    tls.flush().await.unwrap();
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut got)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(read.is_ok(), "the connection was not closed: {text}");
+    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+    assert!(text.contains(r#""reason":"Timeout""#), "{text}");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "cut off too early: {took:?}"
+    );
+}
