@@ -3,8 +3,9 @@
 //! pairs. The adapter's tests and benchmarks use it in memory; kis-e2e (through
 //! `kis-adapter` with `default-features = false, features = ["pki"]`) writes the same
 //! certificates to files for kube-apiserver, kube-controller-manager, curl and kubectl. No
-//! openssl command is needed anywhere: kube-apiserver v1.20 reads PKCS#8 EC private keys and
-//! PKIX (`PUBLIC KEY`) public keys, which is what [`signing_key`] writes.
+//! openssl command is needed in the workspace: kube-apiserver v1.20 reads PKCS#8 EC private keys
+//! and PKIX (`PUBLIC KEY`) public keys, which is what [`signing_key`] writes. (deploy/gen-certs.sh
+//! keeps openssl for operators without a Rust toolchain.)
 //!
 //! Keys are ECDSA P-256; certificates use rcgen's default validity.
 
