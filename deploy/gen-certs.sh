@@ -4,6 +4,9 @@
 #   secrets.yaml                            Secrets kis-adapter-tls and kis-adapter-publish-token
 #   apiservice.yaml                         deploy/apiservice.yaml with spec.caBundle filled in
 # Usage: deploy/gen-certs.sh OUT [SERVICE] [NAMESPACE] [DAYS]
+# This operator-facing script uses the openssl command because it runs where there is no Rust
+# toolchain (an admin's shell, a CI job); everything inside the workspace (the adapter's
+# --self-signed, its tests and benches, kis-e2e's control-plane PKI) uses kis_adapter::pki (rcgen).
 set -euo pipefail
 out="${1:?usage: gen-certs.sh OUT [SERVICE] [NAMESPACE] [DAYS]}"
 svc="${2:-kis-adapter}"

@@ -1,6 +1,8 @@
-//! Wire types of `external.metrics.k8s.io/v1beta1`, serialised exactly as the Go types are
-//! (camelCase, integer `window` or none, Quantity strings, RFC 3339 timestamps), plus the
-//! discovery documents and `metav1.Status`.
+//! Wire types: `external.metrics.k8s.io/v1beta1`, serialised exactly as the Go types are
+//! (camelCase, integer `window` or none, Quantity strings, RFC 3339 timestamps), the discovery
+//! documents and `metav1.Status`; and the publish API's bodies ([`PublishBody`],
+//! [`UnpublishBody`], [`TargetView`]), shared by the server and the client (which builds without
+//! the server, feature `server` off).
 
 use std::collections::BTreeMap;
 
@@ -24,7 +26,7 @@ pub struct ExternalMetricValueList {
     pub api_version: String,
     /// ListMeta; empty.
     pub metadata: BTreeMap<String, Value>,
-    /// Exactly one item when the adapter answers 200.
+    /// One item per matching target when the adapter answers 200 (the HPA sums their values).
     pub items: Vec<ExternalMetricValue>,
 }
 
@@ -46,15 +48,84 @@ pub struct ExternalMetricValue {
 }
 
 impl ExternalMetricValueList {
-    /// A list holding one item.
-    pub fn single(item: ExternalMetricValue) -> Self {
+    /// A list of `items`.
+    pub fn new(items: Vec<ExternalMetricValue>) -> Self {
         Self {
             kind: "ExternalMetricValueList".into(),
             api_version: GROUP_VERSION.into(),
             metadata: BTreeMap::new(),
-            items: vec![item],
+            items,
         }
     }
+
+    /// A list holding one item.
+    pub fn single(item: ExternalMetricValue) -> Self {
+        Self::new(vec![item])
+    }
+
+    /// What the HPA computes from this list: the sum of every item's value.
+    pub fn sum(&self) -> Option<f64> {
+        self.items.iter().map(|i| parse_quantity(&i.value)).sum()
+    }
+}
+
+/// Where a target came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The publish API.
+    Published,
+    /// `--targets-file`.
+    File,
+    /// `--targets-configmap`.
+    #[serde(rename = "configmap")]
+    ConfigMap,
+}
+
+/// Body of `PUT /targets/v1/namespaces/{ns}/{metric}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublishBody {
+    /// Labels telling this target apart.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Replica target, finite, 0..=1e9.
+    pub value: f64,
+    /// Seconds it stays valid, 1..=86400.
+    pub ttl_seconds: u64,
+}
+
+/// Body of `DELETE /targets/v1/namespaces/{ns}/{metric}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UnpublishBody {
+    /// Labels of the target to remove.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A target as the publish API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetView {
+    /// Namespace.
+    pub namespace: String,
+    /// Metric.
+    pub metric: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Value.
+    pub value: f64,
+    /// TTL in seconds (`None` for file targets without one).
+    pub ttl_seconds: Option<u64>,
+    /// RFC 3339.
+    pub published_at: String,
+    /// RFC 3339, or `None`.
+    pub expires_at: Option<String>,
+    /// Whether it is served now.
+    pub fresh: bool,
+    /// `published`, `file` or `configmap`.
+    pub source: Source,
 }
 
 /// Formats `v` as a Kubernetes Quantity with milli precision: `7`, `1500m`, `0`.

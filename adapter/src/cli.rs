@@ -1,5 +1,6 @@
-//! Command-line flags. Generic apiserver flags keep the names of `k8s.io/apiserver` so the
-//! adapter registers with a real aggregator like any Go adapter; KIS flags follow.
+//! Command-line flags, as parsed. Generic apiserver flags keep the names of `k8s.io/apiserver`
+//! so the adapter registers with a real aggregator like any Go adapter; KIS flags follow.
+//! Parsing checks syntax only; [`crate::config::Config::from_cli`] checks meaning.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -138,6 +139,31 @@ pub struct Cli {
     /// Tokio worker threads (default: one per CPU).
     #[arg(long)]
     pub worker_threads: Option<usize>,
+    /// A connection must finish its TLS handshake, and then send a complete first request
+    /// header, each within this time (slow or silent clients are closed).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub request_header_timeout: Duration,
+    /// A request (its body read and its answer) must finish within this; a slower one is
+    /// answered 504 and its connection closed.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub request_timeout: Duration,
+    /// A keep-alive connection with no request in flight for this long is closed.
+    #[arg(long, value_parser = parse_duration, default_value = "90s")]
+    pub idle_timeout: Duration,
+    /// Most connections open at once on the HTTPS port; more are closed on accept. About 25 KB
+    /// each, so the default stays far below deploy/'s 128 Mi limit.
+    #[arg(long, default_value_t = 2048)]
+    pub max_connections: usize,
+    /// Most connections open at once from one client IP address (the aggregator multiplexes
+    /// requests over a few h2 connections).
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_client: usize,
+    /// A ConfigMap watch failing without a break for longer than this makes /readyz fail.
+    #[arg(long, value_parser = parse_duration, default_value = "2m")]
+    pub watch_failure_budget: Duration,
+    /// On SIGTERM: how long open connections get to finish their requests.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub shutdown_grace: Duration,
 }
 
 #[cfg(test)]

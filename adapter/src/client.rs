@@ -13,7 +13,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::router::{PublishBody, TargetView};
+use crate::api::{PublishBody, TargetView};
 use crate::tls;
 
 /// Client failures.

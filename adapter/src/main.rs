@@ -1,10 +1,12 @@
-//! `kis-adapter` binary: parses flags, sets up logging, runs the server until SIGINT/SIGTERM.
+//! `kis-adapter` binary: parses and checks flags, sets up logging, runs the server until
+//! SIGINT/SIGTERM.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 use kis_adapter::cli::{Cli, LogFormat};
+use kis_adapter::config::Config;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,7 +20,14 @@ fn main() -> ExitCode {
         LogFormat::Json => fmt.json().init(),
         LogFormat::Text => fmt.init(),
     }
-    match run(cli) {
+    let config = match Config::from_cli(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kis-adapter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kis-adapter: {e:#}");
@@ -27,17 +36,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(config: Config) -> anyhow::Result<()> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = cli.worker_threads {
-        rt.worker_threads(n.max(1));
+    if let Some(n) = config.worker_threads {
+        rt.worker_threads(n.get());
     }
     let rt = rt
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
     rt.block_on(async {
-        let running = kis_adapter::server::start(cli).await?;
+        let running = kis_adapter::server::start_with(config).await?;
         shutdown_signal().await;
         tracing::info!("shutting down");
         running.shutdown().await;

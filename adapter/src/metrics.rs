@@ -82,6 +82,11 @@ pub struct Metrics {
     /// How many times the configuration in force changed since start (1 = the start-up read),
     /// by source.
     pub config_generation: Family<ConfigSource, Gauge>,
+    /// Connections open on the HTTPS port now.
+    pub open_connections: Gauge,
+    /// Connections closed by the adapter's limits, by reason (`max_connections`,
+    /// `max_connections_per_client`, `handshake_timeout`, `header_timeout`, `idle_timeout`).
+    pub connections_closed: Family<Reason, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -112,6 +117,18 @@ impl Metrics {
         let config_loads = Family::<ConfigLoad, Counter>::default();
         let config_last_load = Family::<ConfigSource, Gauge<f64, AtomicU64>>::default();
         let config_generation = Family::<ConfigSource, Gauge>::default();
+        let open_connections = Gauge::default();
+        let connections_closed = Family::<Reason, Counter>::default();
+        registry.register(
+            "open_connections",
+            "Connections open on the HTTPS port",
+            open_connections.clone(),
+        );
+        registry.register(
+            "connections_closed_by_limit",
+            "Connections refused or closed by a connection limit or timeout, by reason",
+            connections_closed.clone(),
+        );
         registry.register(
             "requests",
             "HTTP requests by route and status code",
@@ -170,6 +187,8 @@ impl Metrics {
             config_loads,
             config_last_load,
             config_generation,
+            open_connections,
+            connections_closed,
         }
     }
 

@@ -4,7 +4,6 @@
 //! `Accept` header asks for (the HPA asks for protobuf first).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -19,7 +18,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::api::{self, ExternalMetricValue, ExternalMetricValueList, Status};
+pub use crate::api::{PublishBody, TargetView, UnpublishBody};
 use crate::auth::{self, Attributes, Authorizer, Decision, Peer};
+use crate::lifecycle::Health;
 use crate::metrics::{Metrics, RouteLabels, RouteOnly};
 use crate::selector::{self, Selector};
 use crate::store::{LookupError, Source, Store, Target, now_unix};
@@ -40,8 +41,8 @@ pub struct AppState {
     pub always_allow_paths: Arc<Vec<String>>,
     /// Publish API token; `None` disables publishing.
     pub publish_token: Arc<RwLock<Option<String>>>,
-    /// Set once certificates and authentication config are loaded.
-    pub ready: Arc<AtomicBool>,
+    /// Readiness: listening, configuration loaded, background tasks and watches healthy.
+    pub health: Arc<Health>,
     /// Notified after each publish so the state file is rewritten.
     pub persist: Option<Arc<Notify>>,
 }
@@ -59,7 +60,7 @@ impl AppState {
                 "/livez".into(),
             ]),
             publish_token: Arc::new(RwLock::new(None)),
-            ready: Arc::new(AtomicBool::new(true)),
+            health: Arc::new(Health::ready_now()),
             persist: None,
         }
     }
@@ -144,12 +145,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    if s.ready.load(Ordering::Relaxed) {
+    let why = s.health.not_ready();
+    if why.is_empty() {
         "ok".into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "certificates or authentication config not loaded",
+            format!("not ready: {}", why.join("; ")),
         )
             .into_response()
     }
@@ -297,11 +299,10 @@ async fn get_metric(
     let sel = Selector::parse(q.label_selector.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = now_unix();
-    let t = s.store.lookup(&ns, &metric, &sel, now).map_err(|e| {
+    let targets = s.store.lookup(&ns, &metric, &sel, now).map_err(|e| {
         tracing::debug!(namespace = %ns, metric = %metric, error = %e, "metric not served");
         match e {
             LookupError::NotFound { .. } => ApiError::not_found(e.to_string()),
-            LookupError::Ambiguous { .. } => ApiError::bad_request(e.to_string()),
             LookupError::Stale { .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
@@ -309,64 +310,22 @@ async fn get_metric(
             ),
         }
     })?;
-    s.metrics
-        .freshness
-        .observe((now - t.published_unix).max(0.0));
-    Ok(json_body(&ExternalMetricValueList::single(
-        ExternalMetricValue {
-            metric_name: metric,
-            metric_labels: t.labels,
-            timestamp: api::rfc3339(t.published_unix.floor() as i64),
-            window_seconds: None,
-            value: api::quantity(t.value),
-        },
-    )))
-}
-
-/// Body of `PUT /targets/v1/namespaces/{ns}/{metric}`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PublishBody {
-    /// Labels telling this target apart.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Replica target, finite, 0..=1e9.
-    pub value: f64,
-    /// Seconds it stays valid, 1..=86400.
-    pub ttl_seconds: u64,
-}
-
-/// Body of `DELETE /targets/v1/namespaces/{ns}/{metric}`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UnpublishBody {
-    /// Labels of the target to remove.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-}
-
-/// A target as the publish API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetView {
-    /// Namespace.
-    pub namespace: String,
-    /// Metric.
-    pub metric: String,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// Value.
-    pub value: f64,
-    /// TTL in seconds (`None` for file targets without one).
-    pub ttl_seconds: Option<u64>,
-    /// RFC 3339.
-    pub published_at: String,
-    /// RFC 3339, or `None`.
-    pub expires_at: Option<String>,
-    /// Whether it is served now.
-    pub fresh: bool,
-    /// `published` or `file`.
-    pub source: Source,
+    let items = targets
+        .into_iter()
+        .map(|t| {
+            s.metrics
+                .freshness
+                .observe((now - t.published_unix).max(0.0));
+            ExternalMetricValue {
+                metric_name: metric.clone(),
+                metric_labels: t.labels,
+                timestamp: api::rfc3339(t.published_unix.floor() as i64),
+                window_seconds: None,
+                value: api::quantity(t.value),
+            }
+        })
+        .collect();
+    Ok(json_body(&ExternalMetricValueList::new(items)))
 }
 
 impl TargetView {

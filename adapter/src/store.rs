@@ -1,8 +1,10 @@
 //! Replica targets in memory: (namespace, metric, labels) → value with an absolute expiry.
 //!
-//! Reads never invent a value: no match is `NotFound`, an expired target is `Stale`, and a
-//! selector matching several targets is `Ambiguous` (the HPA would sum them). Published targets
-//! can be saved to and restored from a state file so a restart answers the same, or an error.
+//! Reads never invent a value: a selector matching several targets returns all of them (the HPA
+//! sums the items of an external-metrics list), no match is `NotFound`, and a match of which any
+//! member is past its TTL is `Stale` as a whole (a partial sum would read as fewer replicas).
+//! Published targets can be saved to and restored from a state file so a restart answers the
+//! same, or an error.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -13,18 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::selector::Selector;
 
-/// Where a target came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// The publish API.
-    Published,
-    /// `--targets-file`.
-    File,
-    /// `--targets-configmap`.
-    #[serde(rename = "configmap")]
-    ConfigMap,
-}
+pub use crate::api::Source;
 
 /// One stored target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,29 +59,19 @@ pub enum LookupError {
         /// Selector asked.
         selector: String,
     },
-    /// The only match is past its TTL.
+    /// A match (the only one, or one of several) is past its TTL.
     #[error(
-        "target for metric {metric:?} in namespace {namespace:?} expired {ago:.0}s ago; refusing to serve a stale value"
+        "target {labels:?} of metric {metric:?} in namespace {namespace:?} expired {ago:.0}s ago; refusing to serve a stale value"
     )]
     Stale {
         /// Namespace asked.
         namespace: String,
         /// Metric asked.
         metric: String,
+        /// Labels of the (first) stale target.
+        labels: BTreeMap<String, String>,
         /// Seconds since expiry.
         ago: f64,
-    },
-    /// More than one target matches.
-    #[error(
-        "selector {selector:?} matches {count} targets of metric {metric:?}; add labels so it matches one"
-    )]
-    Ambiguous {
-        /// Metric asked.
-        metric: String,
-        /// Selector asked.
-        selector: String,
-        /// How many matched.
-        count: usize,
     },
 }
 
@@ -198,43 +179,43 @@ impl Store {
         g.retain(|_, m| !m.is_empty());
     }
 
-    /// The one target matching `selector` for (namespace, metric), if fresh at `now`.
+    /// Every target matching `selector` for (namespace, metric), sorted by labels, if all of them
+    /// are fresh at `now`: none is [`LookupError::NotFound`], and any stale member makes the whole
+    /// read [`LookupError::Stale`].
     pub fn lookup(
         &self,
         namespace: &str,
         metric: &str,
         selector: &Selector,
         now: f64,
-    ) -> Result<Target, LookupError> {
+    ) -> Result<Vec<Target>, LookupError> {
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let list = g
             .get(namespace)
             .and_then(|m| m.get(metric))
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        let mut found = list.iter().filter(|t| selector.matches(&t.labels));
-        let not_found = || LookupError::NotFound {
-            namespace: namespace.into(),
-            metric: metric.into(),
-            selector: selector.to_string(),
-        };
-        let first = found.next().ok_or_else(not_found)?;
-        let extra = found.count();
-        if extra > 0 {
-            return Err(LookupError::Ambiguous {
+        let mut found: Vec<&Target> = list
+            .iter()
+            .filter(|t| selector.matches(&t.labels))
+            .collect();
+        if found.is_empty() {
+            return Err(LookupError::NotFound {
+                namespace: namespace.into(),
                 metric: metric.into(),
                 selector: selector.to_string(),
-                count: extra + 1,
             });
         }
-        if !first.fresh_at(now) {
+        found.sort_by(|a, b| a.labels.cmp(&b.labels));
+        if let Some(stale) = found.iter().find(|t| !t.fresh_at(now)) {
             return Err(LookupError::Stale {
                 namespace: namespace.into(),
                 metric: metric.into(),
-                ago: now - first.expires_unix.unwrap_or(now),
+                labels: stale.labels.clone(),
+                ago: now - stale.expires_unix.unwrap_or(now),
             });
         }
-        Ok(first.clone())
+        Ok(found.into_iter().cloned().collect())
     }
 
     /// Every target, sorted by namespace, metric, labels.
@@ -328,21 +309,30 @@ mod tests {
         s.upsert(t(&[("target", "gpu")], 3.0, Some(200.0)));
         s.upsert(t(&[("target", "cpu")], 5.0, Some(200.0)));
         assert_eq!(
-            s.lookup("prod", "m", &sel("target=gpu"), 150.0)
-                .unwrap()
-                .value,
+            s.lookup("prod", "m", &sel("target=gpu"), 150.0).unwrap()[0].value,
             3.0
         );
         assert_eq!(
             s.lookup("prod", "m", &sel("target in (cpu)"), 150.0)
-                .unwrap()
+                .unwrap()[0]
                 .value,
             5.0
         );
-        assert!(matches!(
-            s.lookup("prod", "m", &sel(""), 150.0),
-            Err(LookupError::Ambiguous { count: 2, .. })
-        ));
+        // A selector matching both returns both, sorted by labels (the HPA sums them).
+        let both = s.lookup("prod", "m", &sel(""), 150.0).unwrap();
+        assert_eq!(both.iter().map(|t| t.value).collect::<Vec<_>>(), [5.0, 3.0]);
+        // One stale member makes the whole read stale, never a partial sum.
+        s.upsert(t(&[("target", "old")], 2.0, Some(100.0)));
+        match s.lookup("prod", "m", &sel(""), 150.0) {
+            Err(LookupError::Stale { labels, .. }) => assert_eq!(labels["target"], "old"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            s.lookup("prod", "m", &sel("target!=old"), 150.0)
+                .unwrap()
+                .len(),
+            2
+        );
         assert!(matches!(
             s.lookup("dev", "m", &sel(""), 150.0),
             Err(LookupError::NotFound { .. })
@@ -387,7 +377,10 @@ mod tests {
         g.source = Source::File;
         s.replace_file_targets(vec![f, g.clone()]);
         assert_eq!(s.all().len(), 2);
-        assert_eq!(s.lookup("prod", "m", &sel("a=1"), 0.0).unwrap().value, 9.0);
+        assert_eq!(
+            s.lookup("prod", "m", &sel("a=1"), 0.0).unwrap()[0].value,
+            9.0
+        );
         s.replace_file_targets(vec![]);
         assert_eq!(s.all().len(), 1);
     }
@@ -402,7 +395,7 @@ mod tests {
         let r = Store::new();
         assert_eq!(r.load_state(&path).unwrap(), 1);
         assert_eq!(
-            r.lookup("prod", "m", &sel("a=1"), 299.0).unwrap().value,
+            r.lookup("prod", "m", &sel("a=1"), 299.0).unwrap()[0].value,
             7.0
         );
         assert!(matches!(

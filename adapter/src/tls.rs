@@ -195,6 +195,7 @@ pub fn server_config(
     Ok(cfg)
 }
 
+#[cfg(feature = "server")]
 /// Subject CN and O of a DER certificate.
 pub fn subject(der: &[u8]) -> Option<(String, Vec<String>)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;

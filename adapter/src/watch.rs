@@ -6,12 +6,17 @@
 //! resourceVersion, so RBAC limited by `resourceNames` to that one object suffices. Errors
 //! (apiserver down, watch expired, RBAC revoked) are retried with client-go's backoff (0.8 s
 //! doubling to 30 s) and logged; they never end the task, and the last good version stays in
-//! force meanwhile.
+//! force meanwhile. Each failure streak is reported to [`Health`], which fails readiness once
+//! the streak outlasts `--watch-failure-budget`.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::WatchStreamExt;
+use std::sync::Arc;
+
 use tokio::sync::watch;
+
+use crate::lifecycle::Health;
 
 /// What one watched version means to the callback.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +35,7 @@ pub async fn configmap(
     name: String,
     what: &'static str,
     mut on_change: impl FnMut(Change) + Send,
+    health: Arc<Health>,
     mut stop: watch::Receiver<bool>,
 ) {
     let api: kube::Api<ConfigMap> = kube::Api::namespaced(client, &namespace);
@@ -43,6 +49,7 @@ pub async fn configmap(
         };
         match next {
             Some(Ok(obj)) => {
+                health.watch_ok(what);
                 if failing {
                     tracing::info!(what, %namespace, %name, "ConfigMap watch recovered");
                     failing = false;
@@ -56,6 +63,7 @@ pub async fn configmap(
                 // Every failure is logged (the backoff bounds the rate to one per 30 s at
                 // worst); the previous version stays in force.
                 failing = true;
+                health.watch_failed(what);
                 tracing::warn!(what, %namespace, %name, error = %e, "ConfigMap watch failed; retrying with backoff, previous version kept");
             }
             None => {

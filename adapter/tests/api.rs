@@ -134,7 +134,6 @@ async fn errors_are_status_objects_with_the_right_code() {
             400,
             "BadRequest",
         ),
-        (format!("{V1B1}/namespaces/prod/m"), 400, "BadRequest"),
         ("/openapi/v2".to_string(), 404, "NotFound"),
         ("/openapi/v3".to_string(), 404, "NotFound"),
         ("/api".to_string(), 404, "NotFound"),
@@ -161,6 +160,88 @@ async fn errors_are_status_objects_with_the_right_code() {
         .unwrap();
     assert_eq!(got, 405);
     assert_eq!(json(&body)["reason"], "MethodNotAllowed");
+    r.shutdown().await;
+}
+
+/// A selector matching several targets answers every one (the HPA sums them); one stale member
+/// makes the whole read an error, never a partial sum.
+#[tokio::test]
+async fn a_selector_matching_several_targets_lists_them_all_or_fails_whole() {
+    let (pki, r) = setup().await;
+    let mut c = common::connect(&pki, &r, Some(&pki.alice)).await;
+    common::publish(
+        &mut c,
+        "prod",
+        "m",
+        &[("app", "web"), ("shard", "a")],
+        2.0,
+        60,
+    )
+    .await;
+    common::publish(
+        &mut c,
+        "prod",
+        "m",
+        &[("app", "web"), ("shard", "b")],
+        3.5,
+        60,
+    )
+    .await;
+    common::publish(
+        &mut c,
+        "prod",
+        "m",
+        &[("app", "web"), ("shard", "c")],
+        4.0,
+        60,
+    )
+    .await;
+    common::publish(&mut c, "prod", "m", &[("app", "db")], 9.0, 60).await;
+    let read = |sel: &str| format!("{V1B1}/namespaces/prod/m?labelSelector={sel}");
+    for (sel, values, sum) in [
+        ("app%3Dweb%2Cshard+in+%28a%2Cb%29", vec!["2", "3500m"], 5.5),
+        ("app%3Dweb", vec!["2", "3500m", "4"], 9.5),
+        ("", vec!["9", "2", "3500m", "4"], 18.5),
+    ] {
+        let body = c.get_ok(&read(sel)).await.unwrap();
+        let list: kis_adapter::api::ExternalMetricValueList =
+            serde_json::from_slice(&body).unwrap();
+        let got: Vec<&str> = list.items.iter().map(|i| i.value.as_str()).collect();
+        assert_eq!(got, values, "{sel}");
+        assert_eq!(list.sum(), Some(sum), "{sel}");
+        assert!(list.items.iter().all(|i| i.metric_name == "m"));
+    }
+    // One member expires: every read that covers it is 503, the others still answer.
+    common::publish(
+        &mut c,
+        "prod",
+        "m",
+        &[("app", "web"), ("shard", "c")],
+        4.0,
+        1,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (code, body) = c
+            .request("GET", &read("app%3Dweb"), &[], None)
+            .await
+            .unwrap();
+        if code == 503 {
+            let v = json(&body);
+            assert_eq!(v["reason"], "ServiceUnavailable");
+            assert!(v["message"].as_str().unwrap().contains("\"c\""), "{v}");
+            break;
+        }
+        assert_eq!(code, 200);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the 1 s target never went stale"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ab = json(&c.get_ok(&read("shard+in+%28a%2Cb%29")).await.unwrap());
+    assert_eq!(ab["items"].as_array().unwrap().len(), 2);
     r.shutdown().await;
 }
 

@@ -263,18 +263,34 @@ async fn wait_status(
 /// Starts the adapter on the stand-in's ConfigMap with a 1 h file resync, so only the watch can
 /// explain a change.
 async fn start_on_configmap(pki: &Pki, standin: &StandIn) -> kis_adapter::server::Running {
+    start_on_configmap_with(pki, standin, &[]).await
+}
+
+async fn start_on_configmap_with(
+    pki: &Pki,
+    standin: &StandIn,
+    extra: &[&str],
+) -> kis_adapter::server::Running {
     standin.set_auth(cm_data(
         &pki.front_proxy_ca.cert_pem,
         &pki.client_ca.cert_pem,
     ));
     let kc = standin.serve(pki.dir.path()).await;
-    common::start(&[
+    let mut flags = vec![
         format!("--tls-cert-file={}", pki.path("tls.crt")),
         format!("--tls-private-key-file={}", pki.path("tls.key")),
         format!("--kubeconfig={}", kc.display()),
         "--authentication-config-resync=1h".into(),
-    ])
-    .await
+    ];
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    common::start(&flags).await
+}
+
+/// `/readyz` status and body, anonymously.
+async fn readyz(pki: &Pki, r: &kis_adapter::server::Running) -> (u16, String) {
+    let mut c = common::connect(pki, r, None).await;
+    let (code, body) = c.request("GET", "/readyz", &[], None).await.unwrap();
+    (code, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test]
@@ -358,7 +374,7 @@ async fn watch_errors_are_retried_and_never_fatal() {
     let pki = Pki::new();
     let standin = StandIn::default();
     standin.fail_watches.store(true, Ordering::SeqCst);
-    let r = start_on_configmap(&pki, &standin).await;
+    let r = start_on_configmap_with(&pki, &standin, &["--watch-failure-budget=1s"]).await;
     // The watch is refused again and again (with backoff); the adapter keeps serving.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while standin.configmap_watches.load(Ordering::SeqCst) < 3 {
@@ -370,6 +386,20 @@ async fn watch_errors_are_retried_and_never_fatal() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(discovery_status(&pki, &r, &pki.proxy).await, Some(200));
+    // Past its failure budget the lost watch fails readiness (the replica keeps serving).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = readyz(&pki, &r).await;
+        if code == 503 {
+            assert!(body.contains("authentication watch failing"), "{body}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness never failed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Once the apiserver recovers, a new client CA arrives through the watch.
     standin.fail_watches.store(false, Ordering::SeqCst);
     let new_ca = Ca::new("rotated-client-ca").unwrap();
@@ -386,5 +416,6 @@ async fn watch_errors_are_retried_and_never_fatal() {
         "client CA after watch recovery",
     )
     .await;
+    assert_eq!(readyz(&pki, &r).await, (200, "ok".to_string()));
     r.shutdown().await;
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
@@ -112,6 +113,7 @@ fn check(doc: &Value) -> Result<String, String> {
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => strict::<RoleBinding>(doc),
         ("apps/v1", "Deployment") => strict::<Deployment>(doc),
         ("policy/v1", "PodDisruptionBudget") => strict::<PodDisruptionBudget>(doc),
+        ("networking.k8s.io/v1", "NetworkPolicy") => strict::<NetworkPolicy>(doc),
         ("apiregistration.k8s.io/v1", "APIService") => strict::<APIService>(doc),
         ("autoscaling/v2", "HorizontalPodAutoscaler") => strict::<HorizontalPodAutoscaler>(doc),
         ("autoscaling/v2beta2", "HorizontalPodAutoscaler") => {
@@ -181,6 +183,7 @@ fn every_manifest_parses_strictly() {
         "HorizontalPodAutoscaler",
         "Certificate",
         "Issuer",
+        "NetworkPolicy",
     ] {
         assert!(kinds.iter().any(|k| k == want), "deploy/ has no {want}");
     }
@@ -276,4 +279,276 @@ async fn gen_certs_output_parses_and_the_adapter_serves_it_to_the_aggregator_nam
     let mut c = client.connect().await.unwrap();
     assert_eq!(c.get_ok("/readyz").await.unwrap(), b"ok");
     r.shutdown().await;
+}
+
+/// Every document in deploy/ (recursively), with its file.
+fn all_docs() -> Vec<(PathBuf, Value)> {
+    yaml_files(&deploy_dir())
+        .into_iter()
+        .flat_map(|f| docs(&f).into_iter().map(move |d| (f.clone(), d)))
+        .collect()
+}
+
+fn of_kind<'a>(all: &'a [(PathBuf, Value)], kind: &str) -> Vec<&'a Value> {
+    all.iter()
+        .filter(|(_, d)| d["kind"] == kind)
+        .map(|(_, d)| d)
+        .collect()
+}
+
+/// Namespaces: the `restricted` Pod Security Standard enforced, audited and warned.
+#[test]
+fn every_namespace_is_labelled_restricted() {
+    let all = all_docs();
+    let namespaces = of_kind(&all, "Namespace");
+    assert!(!namespaces.is_empty());
+    for ns in namespaces {
+        for mode in ["enforce", "audit", "warn"] {
+            let key = format!("pod-security.kubernetes.io/{mode}");
+            assert_eq!(
+                ns["metadata"]["labels"][&key], "restricted",
+                "{}: {key}",
+                ns["metadata"]["name"]
+            );
+        }
+    }
+    // Every workload lives in a namespace defined (and so labelled) here.
+    let names: Vec<&Value> = of_kind(&all, "Namespace")
+        .iter()
+        .map(|n| &n["metadata"]["name"])
+        .collect();
+    for d in of_kind(&all, "Deployment") {
+        assert!(
+            names.contains(&&d["metadata"]["namespace"]),
+            "{}",
+            d["metadata"]["name"]
+        );
+    }
+}
+
+/// Workloads: restricted-compliant pods, a priority class for an aggregated API, a drain on
+/// rolling updates, a startup probe, and the image the Containerfile builds.
+#[test]
+fn every_workload_is_restricted_drains_and_has_probes() {
+    let all = all_docs();
+    let deployments = of_kind(&all, "Deployment");
+    assert!(!deployments.is_empty());
+    for d in deployments {
+        let name = d["metadata"]["name"].to_string();
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+            "{name}"
+        );
+        for host in ["hostNetwork", "hostPID", "hostIPC"] {
+            assert!(pod[host].is_null() || pod[host] == false, "{name}: {host}");
+        }
+        for v in pod["volumes"].as_array().into_iter().flatten() {
+            assert!(v["hostPath"].is_null(), "{name}: hostPath volume");
+        }
+        assert!(
+            ["system-cluster-critical", "system-node-critical"]
+                .contains(&pod["priorityClassName"].as_str().unwrap_or_default()),
+            "{name}: priorityClassName {}",
+            pod["priorityClassName"]
+        );
+        let grace = pod["terminationGracePeriodSeconds"]
+            .as_u64()
+            .expect("terminationGracePeriodSeconds");
+        for c in pod["containers"].as_array().unwrap() {
+            let sc = &c["securityContext"];
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+            assert_eq!(
+                sc["capabilities"]["drop"],
+                serde_json::json!(["ALL"]),
+                "{name}"
+            );
+            assert!(sc["capabilities"]["add"].is_null(), "{name}");
+            assert!(
+                sc["privileged"].is_null() || sc["privileged"] == false,
+                "{name}"
+            );
+            for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+                assert!(c[probe].is_object(), "{name}: {probe}");
+            }
+            assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz", "{name}");
+            let pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{name}: preStop sleep"));
+            // The drain fits the grace period: preStop, then the adapter's own shutdown grace.
+            let shutdown = c["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find_map(|a| a.as_str()?.strip_prefix("--shutdown-grace="))
+                .map(|v| v.trim_end_matches('s').parse::<u64>().unwrap())
+                .unwrap_or(5);
+            assert!(
+                pre_stop + shutdown < grace,
+                "{name}: {pre_stop} + {shutdown} >= {grace}"
+            );
+            assert_eq!(c["image"], "kis-adapter:0.1.0", "{name}");
+        }
+    }
+    let cf = std::fs::read_to_string(deploy_dir().join("Containerfile")).unwrap();
+    let froms: Vec<&str> = cf.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert!(froms.len() >= 2, "multi-stage: {froms:?}");
+    assert!(froms.last().unwrap().contains("distroless"), "{froms:?}");
+    let user = cf.lines().rfind(|l| l.starts_with("USER ")).expect("USER");
+    assert!(!user.contains("root") && user != "USER 0", "{user}");
+    assert!(cf.contains("kis-adapter:0.1.0"));
+}
+
+/// Network: default deny in every namespace with a workload, then the three explicit allows.
+#[test]
+fn network_policy_denies_by_default_and_allows_exactly_three_callers() {
+    let all = all_docs();
+    let policies = of_kind(&all, "NetworkPolicy");
+    for d in of_kind(&all, "Deployment") {
+        let ns = &d["metadata"]["namespace"];
+        let deny = policies.iter().find(|p| {
+            &p["metadata"]["namespace"] == ns
+                && p["spec"]["podSelector"] == serde_json::json!({})
+                && p["spec"]["policyTypes"] == serde_json::json!(["Ingress", "Egress"])
+                && p["spec"]["ingress"].is_null()
+                && p["spec"]["egress"].is_null()
+        });
+        assert!(deny.is_some(), "no default-deny NetworkPolicy in {ns}");
+    }
+    let ingress: Vec<&Value> = policies
+        .iter()
+        .flat_map(|p| p["spec"]["ingress"].as_array().into_iter().flatten())
+        .collect();
+    let port = |r: &Value| r["ports"][0]["port"].as_u64().unwrap_or(0);
+    let from_pods = |r: &Value, ns: &str, app: &str| {
+        r["from"].as_array().into_iter().flatten().any(|f| {
+            f["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == ns
+                && f["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == app
+        })
+    };
+    assert!(
+        ingress
+            .iter()
+            .any(|r| port(r) == 6443 && r["from"][0]["ipBlock"].is_object()),
+        "aggregator"
+    );
+    assert!(
+        ingress
+            .iter()
+            .any(|r| port(r) == 6443 && from_pods(r, "kis-agent", "kis-agent")),
+        "agent"
+    );
+    let metrics: Vec<&&Value> = ingress.iter().filter(|r| port(r) == 9090).collect();
+    assert!(!metrics.is_empty(), "Prometheus");
+    for r in metrics {
+        // /metrics is for Prometheus only: a pod selector, never an open rule.
+        assert!(from_pods(r, "monitoring", "prometheus"), "{r}");
+        assert_eq!(r["from"].as_array().unwrap().len(), 1, "{r}");
+    }
+    for r in &ingress {
+        assert!(
+            !r["from"].is_null(),
+            "an ingress rule without `from` admits everyone: {r}"
+        );
+        assert!(
+            !r["ports"].is_null(),
+            "an ingress rule without ports admits every port: {r}"
+        );
+    }
+}
+
+/// RBAC: the adapter holds only what it uses (SubjectAccessReview, the authentication reader
+/// role, its own targets ConfigMap); no system:auth-delegator (TokenReview is never called).
+#[test]
+fn rbac_grants_only_what_the_adapter_uses() {
+    let all = all_docs();
+    let is_adapter = |b: &Value| {
+        b["subjects"].as_array().into_iter().flatten().any(|s| {
+            s["kind"] == "ServiceAccount"
+                && s["name"] == "kis-adapter"
+                && s["namespace"] == "kis-system"
+        })
+    };
+    let mut roles = Vec::new();
+    for b in of_kind(&all, "ClusterRoleBinding")
+        .into_iter()
+        .chain(of_kind(&all, "RoleBinding"))
+    {
+        assert_ne!(
+            b["roleRef"]["name"], "system:auth-delegator",
+            "{}",
+            b["metadata"]["name"]
+        );
+        if is_adapter(b) {
+            roles.push(b["roleRef"]["name"].as_str().unwrap().to_string());
+        }
+    }
+    roles.sort();
+    assert_eq!(
+        roles,
+        [
+            "extension-apiserver-authentication-reader",
+            "kis-adapter-subjectaccessreviewer",
+            "kis-adapter-targets-reader"
+        ]
+    );
+    let rules_of = |name: &str| -> Value {
+        all.iter()
+            .map(|(_, d)| d)
+            .find(|d| {
+                (d["kind"] == "ClusterRole" || d["kind"] == "Role") && d["metadata"]["name"] == name
+            })
+            .map(|d| d["rules"].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        rules_of("kis-adapter-subjectaccessreviewer"),
+        serde_json::json!([{"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}])
+    );
+    let t = rules_of("kis-adapter-targets-reader");
+    assert_eq!(
+        t[0]["resourceNames"],
+        serde_json::json!(["kis-adapter-targets"])
+    );
+    assert_eq!(t.as_array().unwrap().len(), 1);
+}
+
+/// Example HPAs reproduce the published N: AverageValue 1, no stabilisation window in either
+/// direction (a scale-down window would hold the old N for minutes after a lower target is
+/// published), policies that allow the whole step in one sync, tolerance 0 where the API has it.
+#[test]
+fn example_hpas_follow_the_exact_n_recipe() {
+    let all = all_docs();
+    let hpas = of_kind(&all, "HorizontalPodAutoscaler");
+    assert!(hpas.len() >= 4, "v2 and v1.20 examples");
+    for h in hpas {
+        let name = format!("{} {}", h["apiVersion"], h["metadata"]["name"]);
+        let spec = &h["spec"];
+        for m in spec["metrics"].as_array().unwrap() {
+            assert_eq!(m["type"], "External", "{name}");
+            assert_eq!(m["external"]["target"]["type"], "AverageValue", "{name}");
+            assert_eq!(m["external"]["target"]["averageValue"], "1", "{name}");
+        }
+        for dir in ["scaleUp", "scaleDown"] {
+            let b = &spec["behavior"][dir];
+            assert_eq!(b["stabilizationWindowSeconds"], 0, "{name} {dir}");
+            assert_ne!(b["selectPolicy"], "Disabled", "{name} {dir}");
+            let pct = b["policies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["type"] == "Percent")
+                .filter_map(|p| p["value"].as_u64())
+                .max()
+                .unwrap_or(0);
+            assert!(
+                pct >= 100,
+                "{name} {dir}: a Percent policy of at least 100 %"
+            );
+            if h["apiVersion"] == "autoscaling/v2" {
+                assert_eq!(b["tolerance"], "0", "{name} {dir}");
+            }
+        }
+    }
 }

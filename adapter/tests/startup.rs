@@ -173,3 +173,105 @@ async fn serving_certificate_is_reloaded_when_its_files_change() {
     );
     r.shutdown().await;
 }
+
+/// The binary refuses careless flags before doing anything: one line naming the flag, exit 2.
+#[test]
+fn the_binary_refuses_bad_flags_with_one_line_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_dir = format!(
+        "--state-file={}",
+        dir.path().join("no-such-dir/state.json").display()
+    );
+    for (args, flag) in [
+        (
+            vec!["--self-signed", "--authentication-config-resync=0"],
+            "--authentication-config-resync",
+        ),
+        (
+            vec!["--self-signed", "--worker-threads", "0"],
+            "--worker-threads",
+        ),
+        (
+            vec!["--self-signed", "--self-signed-hosts", ""],
+            "--self-signed-hosts",
+        ),
+        (vec!["--self-signed", missing_dir.as_str()], "--state-file"),
+        (
+            vec!["--self-signed", "--max-connections=0"],
+            "--max-connections",
+        ),
+        (vec!["--self-signed", "--idle-timeout=0"], "--idle-timeout"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kis-adapter"))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--no-delegated-authorization",
+            ])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with(&format!("kis-adapter: {flag}:")),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// A background task that ends turns /readyz to 503 naming it; the replica keeps answering
+/// /livez (the probe decides), and readiness never comes back by itself.
+#[tokio::test]
+async fn a_killed_reloader_flips_readiness() {
+    let pki = Pki::new();
+    let mut flags = pki.tls_flags();
+    flags.push("--no-delegated-authorization".into());
+    let r = crate::common::start(&flags).await;
+    let mut c = pki.client(r.addr, None).connect().await.unwrap();
+    assert_eq!(c.get_ok("/readyz").await.unwrap(), b"ok");
+    assert!(r.tasks().contains(&"file-reload"), "{:?}", r.tasks());
+    assert!(r.kill_task("file-reload"));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let (code, body) = c.request("GET", "/readyz", &[], None).await.unwrap();
+        if code == 503 {
+            break String::from_utf8(body).unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness never failed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(body.contains("task file-reload ended"), "{body}");
+    assert_eq!(c.get_ok("/livez").await.unwrap(), b"ok");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (code, _) = c.request("GET", "/readyz", &[], None).await.unwrap();
+    assert_eq!(code, 503);
+    r.shutdown().await;
+}
+
+/// Shutdown turns readiness off first, so endpoints drop the replica while it drains.
+#[tokio::test]
+async fn readiness_follows_the_listener() {
+    let pki = Pki::new();
+    let mut flags = pki.tls_flags();
+    flags.push("--no-delegated-authorization".into());
+    let r = crate::common::start(&flags).await;
+    let h = r.state.health.clone();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !h.not_ready().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            h.not_ready()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    r.shutdown().await;
+    let why = h.not_ready();
+    assert!(why.iter().any(|w| w == "shutting down"), "{why:?}");
+    assert!(why.iter().any(|w| w == "not listening"), "{why:?}");
+}

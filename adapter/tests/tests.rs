@@ -14,6 +14,8 @@ mod kubectl;
 mod manifests;
 // Label-selector property tests (the stable-Rust twin of the cargo-fuzz target).
 mod selector_props;
+// Slow/idle connection floods bounded in count and memory (the real binary).
+mod limits;
 // Flags and files: one clear error each.
 mod startup;
 // --targets-configmap: watched targets shared by replicas.

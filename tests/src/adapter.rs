@@ -133,10 +133,12 @@ impl Adapter {
         let deploy = workspace.join("deploy");
         // deploy/ as a cluster would get it. policy/v1 (pdb.yaml) and autoscaling/v2 do not exist
         // in v1.20; the HPAs come from deploy/v1.20/ (applied by the tests that use them).
-        for file in ["namespace.yaml", "rbac.yaml", "deployment.yaml"] {
+        for file in ["namespace.yaml", "rbac.yaml"] {
             cp.admin
                 .run(&["apply", "-f", &deploy.join(file).display().to_string()])?;
         }
+        cp.admin
+            .apply(&deployment_for_v1_20(&deploy.join("deployment.yaml"))?)?;
         let adapter = Self::launch(
             cp,
             workspace,
@@ -353,6 +355,22 @@ impl Adapter {
             })
         }
     }
+}
+
+/// deploy/deployment.yaml without its preStop `sleep` action, which is newer than v1.20 (the
+/// v1.20 apiserver drops the unknown `sleep` and then refuses the empty preStop). Everything else
+/// is applied as written.
+fn deployment_for_v1_20(file: &Path) -> Result<String, Error> {
+    const PRE_STOP: &str =
+        "        lifecycle:\n          preStop:\n            sleep: {seconds: 5}\n";
+    let text = std::fs::read_to_string(file).map_err(|e| Error::Io(file.to_path_buf(), e))?;
+    if !text.contains(PRE_STOP) {
+        return Err(Error::Config(format!(
+            "{}: the preStop block this harness removes for v1.20 has changed",
+            file.display()
+        )));
+    }
+    Ok(text.replace(PRE_STOP, ""))
 }
 
 /// Applies deploy/service.yaml with the APIService's Service replaced by an `ExternalName`

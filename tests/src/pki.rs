@@ -1,10 +1,15 @@
-//! A throwaway PKI generated at run time with the `openssl` command: the cluster CA (apiserver
-//! serving cert, client certs for users and the controller-manager), the front-proxy CA (the
-//! aggregator's client cert), a serving CA for the adapter (the APIService's `caBundle`) and the
-//! service-account signing key pair. Keys are P-256; everything is valid for two days.
+//! A throwaway PKI for the control plane and the adapter, written to files: the cluster CA
+//! (apiserver serving cert, client certs for users and the controller-manager), the front-proxy
+//! CA (the aggregator's client cert), a serving CA for the adapter (the APIService's `caBundle`)
+//! and the service-account signing key pair. The certificates come from the workspace's one PKI
+//! helper, [`kis_adapter::pki`] (rcgen); this module only names them and writes them where the
+//! processes read them. No openssl command is involved: kube-apiserver and
+//! kube-controller-manager v1.20 read rcgen's PKCS#8 EC keys and PKIX public keys.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use kis_adapter::pki as rc;
+pub use kis_adapter::pki::Usage;
 
 use crate::Error;
 
@@ -17,86 +22,48 @@ pub struct CertKey {
     pub key: PathBuf,
 }
 
-/// A certificate authority that can sign leaf certificates.
+/// A certificate authority that can sign leaf certificates, with its files.
 #[derive(Debug, Clone)]
 pub struct Ca {
     /// The CA certificate and key.
     pub pair: CertKey,
     dir: PathBuf,
+    ca: std::sync::Arc<rc::Ca>,
 }
 
-/// What a leaf certificate is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Usage {
-    /// TLS server (serverAuth).
-    Server,
-    /// TLS client (clientAuth).
-    Client,
-}
-
-fn openssl(args: &[&str]) -> Result<(), Error> {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .map_err(|e| Error::Spawn("openssl".into(), e))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Command {
-            cmd: format!("openssl {}", args.join(" ")),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
-    }
-}
-
-fn path_str(p: &Path) -> Result<&str, Error> {
-    p.to_str()
-        .ok_or_else(|| Error::Config(format!("path is not UTF-8: {}", p.display())))
+fn pki_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Config(format!("cannot make {what}: {e}"))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Error> {
     std::fs::write(path, text).map_err(|e| Error::Io(path.to_path_buf(), e))
 }
 
+fn write_pair(dir: &Path, name: &str, cert: &str, key: &str) -> Result<CertKey, Error> {
+    let pair = CertKey {
+        cert: dir.join(format!("{name}.crt")),
+        key: dir.join(format!("{name}.key")),
+    };
+    write(&pair.cert, cert)?;
+    write(&pair.key, key)?;
+    Ok(pair)
+}
+
 impl Ca {
     /// Creates a self-signed CA named `name` (files `DIR/NAME.crt`, `DIR/NAME.key`).
     pub fn new(dir: &Path, name: &str, common_name: &str) -> Result<Self, Error> {
-        let pair = CertKey {
-            cert: dir.join(format!("{name}.crt")),
-            key: dir.join(format!("{name}.key")),
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-new",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-keyout",
-            path_str(&pair.key)?,
-            "-out",
-            path_str(&pair.cert)?,
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={common_name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-        ])?;
+        let ca = rc::Ca::new(common_name).map_err(|e| pki_err(name, e))?;
+        let pair = write_pair(dir, name, &ca.cert_pem, &ca.key_pem)?;
         Ok(Self {
             pair,
             dir: dir.to_path_buf(),
+            ca: std::sync::Arc::new(ca),
         })
     }
 
     /// The CA certificate as PEM text.
     pub fn cert_pem(&self) -> Result<String, Error> {
-        std::fs::read_to_string(&self.pair.cert).map_err(|e| Error::Io(self.pair.cert.clone(), e))
+        Ok(self.ca.cert_pem.clone())
     }
 
     /// Issues a leaf certificate `DIR/NAME.{crt,key}` with subject CN (and O = each of `orgs`),
@@ -109,80 +76,12 @@ impl Ca {
         sans: &[&str],
         usage: Usage,
     ) -> Result<CertKey, Error> {
-        let pair = CertKey {
-            cert: self.dir.join(format!("{name}.crt")),
-            key: self.dir.join(format!("{name}.key")),
-        };
-        let csr = self.dir.join(format!("{name}.csr"));
-        let ext = self.dir.join(format!("{name}.ext"));
-        let mut subject = format!("/CN={common_name}");
-        for o in orgs {
-            subject.push_str(&format!("/O={o}"));
-        }
-        openssl(&[
-            "req",
-            "-new",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-keyout",
-            path_str(&pair.key)?,
-            "-out",
-            path_str(&csr)?,
-            "-subj",
-            &subject,
-        ])?;
-        let eku = match usage {
-            Usage::Server => "serverAuth",
-            Usage::Client => "clientAuth",
-        };
-        let mut ext_text = format!(
-            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage={eku}\n"
-        );
-        if !sans.is_empty() {
-            let list: Vec<String> = sans
-                .iter()
-                .map(|s| {
-                    if s.parse::<std::net::IpAddr>().is_ok() {
-                        format!("IP:{s}")
-                    } else {
-                        format!("DNS:{s}")
-                    }
-                })
-                .collect();
-            ext_text.push_str(&format!("subjectAltName={}\n", list.join(",")));
-        }
-        write(&ext, &ext_text)?;
-        // A random serial per leaf, so that no shared serial file is needed.
-        let serial = format!("0x{:016x}{:08x}", rand_u64(), std::process::id());
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            path_str(&csr)?,
-            "-CA",
-            path_str(&self.pair.cert)?,
-            "-CAkey",
-            path_str(&self.pair.key)?,
-            "-set_serial",
-            &serial,
-            "-days",
-            "2",
-            "-extfile",
-            path_str(&ext)?,
-            "-out",
-            path_str(&pair.cert)?,
-        ])?;
-        Ok(pair)
+        let p = self
+            .ca
+            .issue(common_name, orgs, sans, usage)
+            .map_err(|e| pki_err(name, e))?;
+        write_pair(&self.dir, name, &p.cert, &p.key)
     }
-}
-
-/// Enough entropy for certificate serials without a crate: the std hasher's random keys.
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
 /// Every certificate and key the control plane and the adapter need.
@@ -266,25 +165,11 @@ impl Pki {
         sans.extend(["localhost", "127.0.0.1"]);
         let adapter_serving =
             serving_ca.issue("adapter-serving", "kis-adapter", &[], &sans, Usage::Server)?;
+        let sa = rc::signing_key().map_err(|e| pki_err("the service-account key", e))?;
         let sa_key = dir.join("sa.key");
         let sa_pub = dir.join("sa.pub");
-        openssl(&[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-out",
-            path_str(&sa_key)?,
-        ])?;
-        openssl(&[
-            "pkey",
-            "-in",
-            path_str(&sa_key)?,
-            "-pubout",
-            "-out",
-            path_str(&sa_pub)?,
-        ])?;
+        write(&sa_key, &sa.key)?;
+        write(&sa_pub, &sa.cert)?;
         Ok(Self {
             cluster_ca,
             front_proxy_ca,
@@ -305,60 +190,34 @@ impl Pki {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text(cert: &Path) -> String {
-        let out = Command::new("openssl")
-            .args(["x509", "-noout", "-text", "-in"])
-            .arg(cert)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap()
-    }
+    use kis_adapter::tls;
 
     fn verifies(ca: &Ca, leaf: &CertKey) -> bool {
-        Command::new("openssl")
-            .args(["verify", "-CAfile"])
-            .arg(&ca.pair.cert)
-            .arg(&leaf.cert)
-            .output()
-            .unwrap()
-            .status
-            .success()
+        let roots = tls::parse_roots(ca.cert_pem().unwrap().as_bytes(), "ca").unwrap();
+        let v = tls::ca_verifier(roots, "ca").unwrap();
+        let chain = tls::parse_certs(&std::fs::read(&leaf.cert).unwrap(), "leaf").unwrap();
+        tls::verifies(v.as_ref(), &chain)
     }
 
     #[test]
-    fn leaves_chain_to_their_own_ca_only_and_carry_the_sans() {
+    fn leaves_chain_to_their_own_ca_only_and_files_are_pem() {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::generate(dir.path(), &["kis-adapter.kis-system.svc"]).unwrap();
-        assert!(verifies(&pki.cluster_ca, &pki.apiserver));
         assert!(verifies(&pki.cluster_ca, &pki.admin));
+        assert!(verifies(&pki.cluster_ca, &pki.controller_manager));
         assert!(verifies(&pki.front_proxy_ca, &pki.front_proxy_client));
-        assert!(verifies(&pki.serving_ca, &pki.adapter_serving));
         // The front-proxy client must not pass as a cluster-CA user, and vice versa.
         assert!(!verifies(&pki.cluster_ca, &pki.front_proxy_client));
         assert!(!verifies(&pki.front_proxy_ca, &pki.admin));
-
-        let adapter = text(&pki.adapter_serving.cert);
-        assert!(
-            adapter.contains("DNS:kis-adapter.kis-system.svc"),
-            "{adapter}"
-        );
-        assert!(adapter.contains("IP Address:127.0.0.1"), "{adapter}");
-        assert!(adapter.contains("TLS Web Server Authentication"));
-        let admin = text(&pki.admin.cert);
-        assert!(admin.contains("O = system:masters"), "{admin}");
-        assert!(admin.contains("CN = kis-admin"), "{admin}");
-        assert!(admin.contains("TLS Web Client Authentication"));
-        let apiserver = text(&pki.apiserver.cert);
-        assert!(
-            apiserver.contains("DNS:kubernetes.default.svc"),
-            "{apiserver}"
-        );
-        assert!(
-            std::fs::read_to_string(&pki.sa_pub)
-                .unwrap()
-                .contains("BEGIN PUBLIC KEY")
-        );
+        for f in [&pki.apiserver, &pki.adapter_serving, &pki.admin] {
+            let c = std::fs::read_to_string(&f.cert).unwrap();
+            let k = std::fs::read_to_string(&f.key).unwrap();
+            assert!(c.starts_with("-----BEGIN CERTIFICATE-----"), "{c}");
+            assert!(k.starts_with("-----BEGIN PRIVATE KEY-----"), "{k}");
+        }
+        let sa_pub = std::fs::read_to_string(&pki.sa_pub).unwrap();
+        assert!(sa_pub.starts_with("-----BEGIN PUBLIC KEY-----"), "{sa_pub}");
+        let sa_key = std::fs::read_to_string(&pki.sa_key).unwrap();
+        assert!(sa_key.starts_with("-----BEGIN PRIVATE KEY-----"));
     }
 }

@@ -111,6 +111,14 @@ pub async fn start(extra: &[String]) -> Running {
         .unwrap()
 }
 
+pub async fn connect_addr(
+    pki: &Pki,
+    addr: std::net::SocketAddr,
+    identity: Option<&Pem>,
+) -> Connection {
+    pki.client(addr, identity).connect().await.unwrap()
+}
+
 pub async fn connect(pki: &Pki, r: &Running, identity: Option<&Pem>) -> Connection {
     pki.client(r.addr, identity).connect().await.unwrap()
 }

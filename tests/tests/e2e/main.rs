@@ -4,6 +4,7 @@
 //! every test fail with a message saying to run `scripts/setup.sh`.
 
 mod adapter;
+mod adapter_list;
 mod adapter_watch;
 mod common;
 mod control_plane;
