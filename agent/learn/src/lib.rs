@@ -42,3 +42,5 @@ pub use env::{StepBuf, VecEnv};
 pub use error::{Error, Result};
 pub use ppo::{IterStats, PpoConfig, Trainer};
 pub use sim_adapter::SimVecEnv;
+/// The tch version this crate links (for callers that pick a device).
+pub use tch;

@@ -2,6 +2,10 @@
 //! observation, every action allowed), stepped in parallel on scoped threads, reset per
 //! environment when its episode ends. A thin adapter: the arena's VecEnv (masks, a live-computable
 //! observation, a persistent worker pool) replaces it.
+//!
+//! Snapshots for bit-identical resume: the simulator is deterministic for a seed and an action
+//! sequence, so a snapshot is each environment's episode seed plus the actions taken since its
+//! reset, and restoring replays them (at most one episode per environment).
 
 use kis_policy::{AUTOSCALER_ACTION_DIMS, ObsSpec};
 use kis_sim::env::{Action, Env, EnvConfig, OBS_DIM, OBS_NAMES, SimEnv};
@@ -19,6 +23,8 @@ pub struct SimVecEnv {
     envs: Vec<SimEnv>,
     rng: Rng,
     threads: usize,
+    /// Per environment: the seed of its current episode and the actions since.
+    history: Vec<(u64, Vec<[usize; 3]>)>,
 }
 
 impl SimVecEnv {
@@ -31,6 +37,7 @@ impl SimVecEnv {
             envs,
             rng: Rng::new(0),
             threads: threads.max(1),
+            history: vec![(0, Vec::new()); n],
         })
     }
 
@@ -65,7 +72,9 @@ impl VecEnv for SimVecEnv {
     fn reset(&mut self, seed: u64, obs: &mut [f32], mask: &mut [bool]) {
         self.rng = Rng::new(seed);
         for (i, env) in self.envs.iter_mut().enumerate() {
-            let o = env.reset(self.rng.next_u64());
+            let seed = self.rng.next_u64();
+            self.history[i] = (seed, Vec::new());
+            let o = env.reset(seed);
             write(&o, &mut obs[i * OBS_DIM..(i + 1) * OBS_DIM]);
         }
         mask.fill(true);
@@ -97,6 +106,13 @@ impl VecEnv for SimVecEnv {
         });
         for (i, r) in results.into_iter().enumerate() {
             let Some((st, fresh)) = r else { continue };
+            if fresh.is_some() {
+                self.history[i] = (seeds[i], Vec::new());
+            } else {
+                self.history[i]
+                    .1
+                    .push([actions[3 * i], actions[3 * i + 1], actions[3 * i + 2]]);
+            }
             out.reward[i] = st.reward as f32;
             out.terminated[i] = st.terminated;
             out.truncated[i] = st.truncated;
@@ -110,5 +126,41 @@ impl VecEnv for SimVecEnv {
             }
         }
         out.mask.fill(true);
+    }
+
+    fn save_state(&self) -> Option<Vec<u8>> {
+        let mut v = Vec::new();
+        let mut put = |x: u64| v.extend_from_slice(&x.to_le_bytes());
+        put(self.rng.state);
+        for (seed, acts) in &self.history {
+            put(*seed);
+            put(acts.len() as u64);
+            for a in acts {
+                a.iter().for_each(|&x| put(x as u64));
+            }
+        }
+        Some(v)
+    }
+
+    fn load_state(&mut self, state: &[u8]) -> Result<(), String> {
+        let mut words = state
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
+        let mut next = || words.next().ok_or("simulator snapshot is truncated");
+        self.rng.state = next()?;
+        for i in 0..self.envs.len() {
+            let seed = next()?;
+            let n = next()? as usize;
+            let mut acts = Vec::with_capacity(n.min(1 << 20));
+            for _ in 0..n {
+                acts.push([next()? as usize, next()? as usize, next()? as usize]);
+            }
+            self.envs[i].reset(seed);
+            for a in &acts {
+                self.envs[i].step(Action::from_indices(*a));
+            }
+            self.history[i] = (seed, acts);
+        }
+        Ok(())
     }
 }

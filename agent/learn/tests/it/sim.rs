@@ -46,6 +46,7 @@ fn sim_adapter_trains_and_the_policy_round_trips() {
     assert_eq!(episodes, 6, "2 environments x 32 steps / 10-step episodes");
     let p = t.policy(Provenance::default()).unwrap();
     let q = Policy::from_bytes(&p.to_bytes()).unwrap();
-    q.check(&SimVecEnv::spec(), &AUTOSCALER_ACTION_DIMS).unwrap();
+    q.check(&SimVecEnv::spec(), &AUTOSCALER_ACTION_DIMS)
+        .unwrap();
     assert_eq!(q.header().provenance.steps, 64);
 }
