@@ -336,6 +336,18 @@ impl<E: VecEnv> Trainer<E> {
         Ok(stats)
     }
 
+    /// Re-runs the update on the stored rollout with the current learning rate (benches: the cost
+    /// of an update alone). Changes the weights like a real update; counters stay.
+    pub fn update_again(&mut self) -> Result<IterStats> {
+        let last = self.values_of(&self.obs);
+        let mut stats = IterStats {
+            lr: self.cfg.lr,
+            ..IterStats::default()
+        };
+        self.update(&last, self.cfg.lr, &mut stats)?;
+        Ok(stats)
+    }
+
     /// Samples one action per dimension per environment from host log-probabilities, never a
     /// masked one; returns the summed log-probability of each environment's action.
     fn sample(&mut self, logp: &[f32], mask: &[bool], actions: &mut [i64]) -> Vec<f32> {
