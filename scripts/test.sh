@@ -11,9 +11,12 @@ avail_mib=$(( $(df -Pk . | awk 'NR==2 {print $4}') / 1024 ))
 if [ "$avail_mib" -lt 4096 ]; then
   echo "test: warning: only ${avail_mib} MiB free on this disk; a first build and test run writes about 3 GiB" >&2
 fi
+# libtorch for kis-learn (scripts/setup.d/60-torch.sh); its build.rs files embed the rpath.
+export LIBTORCH="${KIS_CACHE:-$HOME/.cache/kis}/torch-2.13.0-cpu/venv/lib/python3.11/site-packages/torch"
+unset LIBTORCH_USE_PYTORCH
 cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+cargo clippy --workspace --all-targets --locked --features kis-agent/train -- -D warnings
+cargo test --workspace --locked --features kis-agent/train
 # The Gymnasium binding against the Rust env it wraps (venv and wheel: scripts/setup.d/70-gym.sh).
 "${KIS_CACHE:-$HOME/.cache/kis}/gym-v1/venv/bin/python" -m pytest -q -p no:cacheprovider agent/gym/tests
 bash scripts/fuzz.sh "${KIS_FUZZ_SECONDS:-30}"

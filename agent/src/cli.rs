@@ -29,6 +29,9 @@ pub enum Command {
     Calibrate(CalibrateArgs),
     /// Run the four shapes against a real Triton and in the simulator; compare p50, p95, throughput.
     Fidelity(FidelityArgs),
+    /// Train a PPO policy on a scenario (built with the `train` feature).
+    #[cfg(feature = "train")]
+    Train(crate::train::TrainArgs),
 }
 
 /// The workload and cluster, shared by `simulate` and `compare`.

@@ -9,6 +9,7 @@
 //! - [`tune`]: calibrating the rule-based autoscalers on the validation trace (fixed budget).
 //! - [`calibrate`]: a service-time profile measured on a real Triton with kis-loadgen.
 //! - [`fidelity`]: the four shapes on the real Triton and in the simulator, side by side.
+//! - `train` (cargo feature `train`, links libtorch): PPO on a scenario, writing a policy file.
 //! - [`scenario`]: building simulation configs from files and flags (autoscaler shorthands, traces).
 
 pub mod bench;
@@ -20,6 +21,8 @@ pub mod plot;
 pub mod raster;
 pub mod scenario;
 pub mod simulate;
+#[cfg(feature = "train")]
+pub mod train;
 pub mod tune;
 
 /// Runs one parsed command line.
@@ -31,5 +34,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Tune(a) => tune::run(&a),
         cli::Command::Calibrate(a) => calibrate::run(&a),
         cli::Command::Fidelity(a) => fidelity::run(&a),
+        #[cfg(feature = "train")]
+        cli::Command::Train(a) => train::run(&a),
     }
 }
