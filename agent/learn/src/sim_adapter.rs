@@ -1,22 +1,17 @@
-//! The simulator as a [`VecEnv`]: today's `kis_sim::env::SimEnv` (the paper's 10-feature
-//! observation, every action allowed), stepped in parallel on scoped threads, reset per
-//! environment when its episode ends. A thin adapter: the arena's VecEnv (masks, a live-computable
-//! observation, a persistent worker pool) replaces it.
+//! The simulator as a [`VecEnv`]: `kis_sim::env::SimEnv` (the observation set its scenario names,
+//! built by the live-computable `kis_autoscale::obs` builder, with the environment's action masks),
+//! stepped in parallel on scoped threads, reset per environment when its episode ends.
 //!
 //! Snapshots for bit-identical resume: the simulator is deterministic for a seed and an action
 //! sequence, so a snapshot is each environment's episode seed plus the actions taken since its
 //! reset, and restoring replays them (at most one episode per environment).
 
+use kis_autoscale::obs::{MASK_LEN, OBS_SPEC_VERSION, ObsSet};
 use kis_policy::{AUTOSCALER_ACTION_DIMS, ObsSpec};
-use kis_sim::env::{Action, Env, EnvConfig, OBS_DIM, OBS_NAMES, SimEnv};
+use kis_sim::env::{Action, Env, EnvConfig, SimEnv};
 
 use crate::env::{StepBuf, VecEnv};
 use crate::rng::Rng;
-
-/// Name of the observation layout `SimEnv` produces.
-pub const SIM_OBS_NAME: &str = "kis-sim-paper10";
-/// Its version.
-pub const SIM_OBS_VERSION: u32 = 1;
 
 /// `n` simulated clusters.
 pub struct SimVecEnv {
@@ -25,6 +20,7 @@ pub struct SimVecEnv {
     threads: usize,
     /// Per environment: the seed of its current episode and the actions since.
     history: Vec<(u64, Vec<[usize; 3]>)>,
+    set: ObsSet,
 }
 
 impl SimVecEnv {
@@ -38,23 +34,30 @@ impl SimVecEnv {
             rng: Rng::new(0),
             threads: threads.max(1),
             history: vec![(0, Vec::new()); n],
+            set: cfg.obs,
         })
     }
 
-    /// The paper's observation spec.
+    /// The observation spec of a named set (what a policy records and is checked against).
+    pub fn spec_of(set: ObsSet) -> ObsSpec {
+        ObsSpec::new(&set.spec_id(), OBS_SPEC_VERSION, set.names())
+    }
+
+    /// The default observation set's spec.
     pub fn spec() -> ObsSpec {
-        ObsSpec::new(SIM_OBS_NAME, SIM_OBS_VERSION, &OBS_NAMES)
+        Self::spec_of(ObsSet::default())
+    }
+
+    fn dim(&self) -> usize {
+        self.set.dim()
     }
 }
 
-/// One environment's step and, if its episode ended, the first observation of the next.
-type Outcome = (kis_sim::env::Step<[f64; OBS_DIM]>, Option<[f64; OBS_DIM]>);
-
-fn write(obs: &[f64; OBS_DIM], out: &mut [f32]) {
-    for (o, &x) in out.iter_mut().zip(obs) {
-        *o = x as f32;
-    }
-}
+/// One environment's step and, if its episode ended, the first observation of the next with its mask.
+type Outcome = (
+    kis_sim::env::Step<Vec<f32>>,
+    Option<(Vec<f32>, [bool; MASK_LEN])>,
+);
 
 impl VecEnv for SimVecEnv {
     fn num_envs(&self) -> usize {
@@ -62,7 +65,7 @@ impl VecEnv for SimVecEnv {
     }
 
     fn obs_spec(&self) -> ObsSpec {
-        Self::spec()
+        Self::spec_of(self.set)
     }
 
     fn action_dims(&self) -> Vec<usize> {
@@ -71,13 +74,13 @@ impl VecEnv for SimVecEnv {
 
     fn reset(&mut self, seed: u64, obs: &mut [f32], mask: &mut [bool]) {
         self.rng = Rng::new(seed);
+        let d = self.dim();
         for (i, env) in self.envs.iter_mut().enumerate() {
             let seed = self.rng.next_u64();
             self.history[i] = (seed, Vec::new());
-            let o = env.reset(seed);
-            write(&o, &mut obs[i * OBS_DIM..(i + 1) * OBS_DIM]);
+            obs[i * d..(i + 1) * d].copy_from_slice(&env.reset(seed));
+            mask[i * MASK_LEN..(i + 1) * MASK_LEN].copy_from_slice(&env.mask());
         }
-        mask.fill(true);
     }
 
     fn step(&mut self, actions: &[usize], out: &mut StepBuf) {
@@ -98,7 +101,8 @@ impl VecEnv for SimVecEnv {
                         let a =
                             Action::from_indices([acts[3 * i], acts[3 * i + 1], acts[3 * i + 2]]);
                         let st = env.step(a);
-                        let fresh = (st.terminated || st.truncated).then(|| env.reset(seeds[i]));
+                        let fresh = (st.terminated || st.truncated)
+                            .then(|| (env.reset(seeds[i]), env.mask()));
                         res[i] = Some((st, fresh));
                     }
                 });
@@ -116,16 +120,17 @@ impl VecEnv for SimVecEnv {
             out.reward[i] = st.reward as f32;
             out.terminated[i] = st.terminated;
             out.truncated[i] = st.truncated;
-            let o = &mut out.obs[i * OBS_DIM..(i + 1) * OBS_DIM];
-            match fresh {
-                Some(f) => {
-                    write(&st.obs, &mut out.final_obs[i * OBS_DIM..(i + 1) * OBS_DIM]);
-                    write(&f, o);
+            let d = self.set.dim();
+            let (o, m) = match fresh {
+                Some((f, m)) => {
+                    out.final_obs[i * d..(i + 1) * d].copy_from_slice(&st.obs);
+                    (f, m)
                 }
-                None => write(&st.obs, o),
-            }
+                None => (st.obs, st.mask),
+            };
+            out.obs[i * d..(i + 1) * d].copy_from_slice(&o);
+            out.mask[i * MASK_LEN..(i + 1) * MASK_LEN].copy_from_slice(&m);
         }
-        out.mask.fill(true);
     }
 
     fn save_state(&self) -> Option<Vec<u8>> {

@@ -12,7 +12,6 @@
 //! ```
 
 mod curves;
-pub mod split;
 mod validate;
 
 use std::io::IsTerminal;
@@ -133,9 +132,8 @@ pub fn load_scenario(path: &Path) -> Result<EnvConfig> {
     };
     let shapes = std::iter::once(&cfg.sim.workload.shape).chain(&cfg.shapes);
     for shape in shapes {
-        if let Some(why) = split::held_out_reason(shape) {
-            bail!("scenario {}: {why}", path.display());
-        }
+        kis_sim::split::ensure_shape_not_held_out(shape)
+            .with_context(|| format!("scenario {}", path.display()))?;
     }
     cfg.validate()
         .with_context(|| format!("scenario {}", path.display()))?;

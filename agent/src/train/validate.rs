@@ -1,10 +1,10 @@
 //! Periodic evaluation during training on the validation split (servegen_mlarge_rate_60s.csv days
 //! 0-6, shared/traces/README.md), scaled as `tune` scales it: the greedy policy, without libtorch,
-//! through the same environment and masks (all allowed today) it trained in.
+//! through the same environment and masks it trained in.
 
 use anyhow::{Result, anyhow, bail};
 use kis_policy::Policy;
-use kis_sim::env::{Action, Env, EnvConfig, OBS_DIM, SimEnv};
+use kis_sim::env::{Action, Env, EnvConfig, SimEnv};
 use kis_traffic::ShapeSpec;
 
 use crate::compare::peak_rate_over;
@@ -63,17 +63,16 @@ pub fn validation_env(base: &EnvConfig, days: f64, speedup: f64) -> Result<EnvCo
 pub fn score(policy: &Policy, cfg: &EnvConfig, seed: u64) -> Result<Score> {
     let mut env = SimEnv::new(cfg.clone())?;
     let mut obs = env.reset(seed);
+    let mut mask = env.mask();
     let mut s = policy.scratch();
-    let (mut raw, mut a) = ([0f32; OBS_DIM], [0usize; 3]);
+    let mut a = [0usize; 3];
     let mut ret = 0.0;
     loop {
-        for (r, &o) in raw.iter_mut().zip(&obs) {
-            *r = o as f32;
-        }
-        policy.act(&raw, None, &mut s, &mut a)?;
+        policy.act(&obs, Some(&mask), &mut s, &mut a)?;
         let st = env.step(Action::from_indices(a));
         ret += st.reward;
         obs = st.obs;
+        mask = st.mask;
         if st.terminated || st.truncated {
             break;
         }
