@@ -15,6 +15,8 @@ pub mod bench;
 pub mod calibrate;
 pub mod cli;
 pub mod compare;
+pub mod eval;
+pub mod evaluate;
 pub mod fidelity;
 pub mod plot;
 pub mod raster;
@@ -29,6 +31,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Compare(a) => compare::run(&a),
         cli::Command::Bench(a) => bench::run(&a),
         cli::Command::Tune(a) => tune::run(&a),
+        cli::Command::Evaluate(a) => evaluate::run(&a),
         cli::Command::Calibrate(a) => calibrate::run(&a),
         cli::Command::Fidelity(a) => fidelity::run(&a),
     }
