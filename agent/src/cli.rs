@@ -141,6 +141,13 @@ pub struct CompareArgs {
     /// Also run the tuned specs of this `kis-agent tune --out` file (labelled `<name>-tuned`).
     #[arg(long)]
     pub tuned: Option<PathBuf>,
+    /// Run folder to write (command.txt, comparison.json, summary.md), e.g.
+    /// agent/runs/2026-12-03-compare.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also run this policy (repeatable): built-in `hold` or `scripted:g,c,p;g,c,p;...`.
+    #[arg(long = "policy")]
+    pub policies: Vec<String>,
     /// Cluster and profiles.
     #[command(flatten)]
     pub scenario: ScenarioArgs,

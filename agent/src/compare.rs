@@ -5,11 +5,12 @@
 //! profile; the paper's fixed baselines (GPU-only 1 replica, CPU-only 3 replicas) are included.
 //! Workloads, set-ups, runs and statistics come from the shared harness ([`crate::eval`]).
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use kis_sim::SimConfig;
 use serde::Serialize;
 
 use crate::cli::CompareArgs;
+use crate::eval::policy::builtin;
 use crate::eval::results::{Row, RunResult, aggregate, pm, run_all};
 use crate::eval::runner::threads;
 use crate::eval::setup::{Setup, base_config_for, compare_setups, filter_setups};
@@ -60,11 +61,17 @@ pub fn compare(a: &CompareArgs) -> Result<Comparison> {
         Some(p) => load_tuned(p)?,
         None => Vec::new(),
     };
+    let policies = a
+        .policies
+        .iter()
+        .map(|p| builtin(p).with_context(|| format!("--policy {p}")))
+        .collect::<Result<Vec<_>>>()?;
     let mut setups = Vec::new();
     for sc in &scenarios {
         let p = sc.profile(0)?;
         let mut ss = compare_setups(&base, p.peak_rate(), p.mean_rate())?;
         ss.extend(tuned.iter().cloned());
+        ss.extend(policies.iter().cloned().map(Setup::policy));
         setups.push(filter_setups(ss, a.only.as_deref())?);
     }
     let runs = run_all(&base, &scenarios, &setups, a.seeds, threads(a.threads))?;
@@ -109,10 +116,24 @@ pub fn render(c: &Comparison, seeds: u64) -> String {
 /// Runs the subcommand.
 pub fn run(a: &CompareArgs) -> Result<()> {
     let c = compare(a)?;
+    let table = render(&c, a.seeds);
+    // Printed first, so a run folder that cannot be written loses nothing that was measured.
     if a.json {
         println!("{}", serde_json::to_string_pretty(&c)?);
     } else {
-        print!("{}", render(&c, a.seeds));
+        print!("{table}");
+    }
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let argv: Vec<String> = std::env::args().collect();
+        for (name, text) in [
+            ("command.txt", format!("{}\n\n{a:#?}\n", argv.join(" "))),
+            ("comparison.json", serde_json::to_string_pretty(&c)?),
+            ("summary.md", table),
+        ] {
+            let p = dir.join(name);
+            std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+        }
     }
     Ok(())
 }

@@ -233,3 +233,66 @@ fn evaluate_bad_input_is_one_clear_error() {
     let e = format!("{:#}", run(&["evaluate", "--seeds", "0"]).unwrap_err());
     assert!(e.contains("--seeds"), "{e}");
 }
+
+#[test]
+fn compare_writes_a_run_folder() {
+    let d = scratch("compare-out").join("run");
+    run(&[
+        "compare",
+        "--traces",
+        "none",
+        "--scenarios",
+        "spike",
+        "--duration",
+        "300",
+        "--seeds",
+        "2",
+        "--only",
+        "fixed-gpu-1,oracle,policy:",
+        "--policy",
+        "hold",
+        "--out",
+        d.to_str().unwrap(),
+    ])
+    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("comparison.json")).unwrap()).unwrap();
+    assert_eq!(json["runs"].as_array().unwrap().len(), 3 * 2);
+    let table = std::fs::read_to_string(d.join("summary.md")).unwrap();
+    assert!(table.contains("| spike | synthetic | oracle |"), "{table}");
+    assert!(
+        table.contains("| spike | synthetic | policy:hold |"),
+        "{table}"
+    );
+    assert!(d.join("command.txt").is_file());
+}
+
+#[test]
+fn the_forecaster_is_tunable() {
+    let a = match Cli::try_parse_from([
+        "kis-agent",
+        "tune",
+        "--autoscaler",
+        "forecast",
+        "--budget",
+        "3",
+        "--days",
+        "0.05",
+        "--seeds",
+        "1",
+        "--threads",
+        "2",
+    ])
+    .unwrap()
+    .command
+    {
+        Command::Tune(a) => a,
+        other => panic!("parsed as {other:?}"),
+    };
+    let f = kis_agent::tune::tune(&a).unwrap();
+    let t = &f.tuned[0];
+    assert_eq!(t.autoscaler, "forecast");
+    assert!(matches!(t.spec, kis_autoscale::AutoscalerSpec::Forecast(_)));
+    assert_eq!(t.params.len(), 6);
+    assert!(t.tuned.objective <= t.default.objective);
+}

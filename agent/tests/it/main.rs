@@ -182,6 +182,8 @@ fn compare_reports_every_setup_with_confidence_intervals() {
         json: false,
         threads: Some(2),
         tuned: None,
+        out: None,
+        policies: Vec::new(),
         scenario: kis_agent::cli::ScenarioArgs {
             gpu_profile: None,
             cpu_profile: None,
