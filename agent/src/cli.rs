@@ -236,8 +236,8 @@ pub struct EvaluateArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Run folder to write (command, runs.csv, evaluation.json, summary.md, one Pareto PNG per
-    /// scenario), e.g. agent/runs/2026-12-03-evaluate.
+    /// Run folder to write (command, runs.csv, runs.jsonl, evaluation.json, summary.md, one Pareto
+    /// PNG per scenario), e.g. agent/runs/2026-12-03-evaluate.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Print the evaluation as JSON on stdout instead of the summary.

@@ -128,7 +128,8 @@ pub fn run(a: &CompareArgs) -> Result<()> {
         let argv: Vec<String> = std::env::args().collect();
         for (name, text) in [
             ("command.txt", format!("{}\n\n{a:#?}\n", argv.join(" "))),
-            ("comparison.json", serde_json::to_string_pretty(&c)?),
+            // Compact: every run's summary is in it, and a run folder stays small.
+            ("comparison.json", serde_json::to_string(&c)?),
             ("summary.md", table),
         ] {
             let p = dir.join(name);

@@ -335,8 +335,8 @@ fn slug(s: &str) -> String {
         .collect()
 }
 
-/// Writes the run folder: `command.txt`, `runs.csv`, `evaluation.json`, `summary.md` and
-/// `pareto-<scenario>.png`.
+/// Writes the run folder: `command.txt`, `runs.csv` (key figures per run), `runs.jsonl` (every
+/// run's summary), `evaluation.json` (the rest), `summary.md` and `pareto-<scenario>.png`.
 pub fn write_run(dir: &Path, a: &EvaluateArgs, e: &Evaluation) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let w = |name: &str, bytes: &[u8]| {
@@ -378,10 +378,18 @@ pub fn write_run(dir: &Path, a: &EvaluateArgs, e: &Evaluation) -> Result<()> {
         );
     }
     w("runs.csv", csv.as_bytes())?;
-    w(
-        "evaluation.json",
-        serde_json::to_string_pretty(e)?.as_bytes(),
-    )?;
+    // Compact, and the runs one per line beside the rest, so each file stays well under 1 MB.
+    let mut jsonl = String::new();
+    for r in &e.runs {
+        jsonl += &serde_json::to_string(r)?;
+        jsonl.push('\n');
+    }
+    w("runs.jsonl", jsonl.as_bytes())?;
+    let mut rest = serde_json::to_value(e)?;
+    if let Some(m) = rest.as_object_mut() {
+        m.remove("runs");
+    }
+    w("evaluation.json", serde_json::to_string(&rest)?.as_bytes())?;
     w("summary.md", render(e, a.seeds).as_bytes())?;
     for (sc, ss) in e.scenarios.iter().zip(&e.setups) {
         let png = plot_png(

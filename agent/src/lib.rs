@@ -7,6 +7,10 @@
 //!   table of means with 95 % confidence intervals.
 //! - [`bench`]: simulated requests per wall-clock and CPU second on the standard scenario.
 //! - [`tune`]: calibrating the rule-based autoscalers on the validation trace (fixed budget).
+//! - [`evaluate`]: every baseline, the KARB treatments and any policies on the held-out traces, with
+//!   paired seeds, confidence intervals, Pareto plots and verdicts.
+//! - [`eval`]: the evaluation harness `compare`, `tune` and `evaluate` share (workloads, set-ups,
+//!   the `Policy` trait, one parallel map with one progress bar, statistics, Pareto fronts).
 //! - [`calibrate`]: a service-time profile measured on a real Triton with kis-loadgen.
 //! - [`fidelity`]: the four shapes on the real Triton and in the simulator, side by side.
 //! - [`scenario`]: building simulation configs from files and flags (autoscaler shorthands, traces).

@@ -116,6 +116,7 @@ fn evaluate_ranks_the_oracle_first_and_fixed_1_last_on_a_spike() {
     for f in [
         "command.txt",
         "runs.csv",
+        "runs.jsonl",
         "evaluation.json",
         "summary.md",
         "pareto-spike.png",
@@ -124,6 +125,10 @@ fn evaluate_ranks_the_oracle_first_and_fixed_1_last_on_a_spike() {
     }
     let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + rows.len() * 10);
+    let jsonl = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
+    assert_eq!(jsonl.lines().count(), rows.len() * 10);
+    let first: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+    assert!(first["summary"]["slo_miss_fraction"].is_number());
     let png = std::fs::read(out.join("pareto-spike.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
