@@ -25,6 +25,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Calibrate the rule-based autoscalers on the validation trace with a fixed budget.
     Tune(TuneArgs),
+    /// Every tuned rule, the forecaster, the KARB treatments, the oracle and any policies on the
+    /// held-out traces: paired seeds, 95 % CIs, Pareto plots and verdicts, in a run folder.
+    Evaluate(EvaluateArgs),
     /// Measure a real Triton model with kis-loadgen and write a service-time profile.
     Calibrate(CalibrateArgs),
     /// Run the four shapes against a real Triton and in the simulator; compare p50, p95, throughput.
@@ -89,7 +92,7 @@ pub struct SimulateArgs {
     /// Initial CPU replicas.
     #[arg(long)]
     pub cpu_replicas: Option<u32>,
-    /// GPU pool autoscaler: none, fixed:N, hpa-cpu, hpa-queue, keda, knative, oracle,
+    /// GPU pool autoscaler: none, fixed:N, hpa-cpu, hpa-queue, keda, knative, forecast, oracle,
     /// external-target, or a JSON spec such as '{"kind":"hpa","max_replicas":8}'.
     #[arg(long)]
     pub gpu_autoscaler: Option<String>,
@@ -141,6 +144,13 @@ pub struct CompareArgs {
     /// Also run the tuned specs of this `kis-agent tune --out` file (labelled `<name>-tuned`).
     #[arg(long)]
     pub tuned: Option<PathBuf>,
+    /// Run folder to write (command.txt, comparison.json, summary.md), e.g.
+    /// agent/runs/2026-12-03-compare.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also run this policy (repeatable): built-in `hold` or `scripted:g,c,p;g,c,p;...`.
+    #[arg(long = "policy")]
+    pub policies: Vec<String>,
     /// Cluster and profiles.
     #[command(flatten)]
     pub scenario: ScenarioArgs,
@@ -163,7 +173,8 @@ pub struct BenchArgs {
 /// `kis-agent tune`.
 #[derive(Debug, Clone, Args)]
 pub struct TuneArgs {
-    /// Autoscalers to tune (comma-separated: hpa-cpu, hpa-queue, keda, knative); default all four.
+    /// Autoscalers to tune (comma-separated: hpa-cpu, hpa-queue, keda, knative, forecast); default
+    /// all five.
     #[arg(long)]
     pub autoscaler: Option<String>,
     /// Candidate parameter sets evaluated per autoscaler, the default included.
@@ -175,7 +186,8 @@ pub struct TuneArgs {
     /// Seed of the search.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// `validation` (servegen_mlarge_rate_60s.csv days 0-6), or a trace CSV (path or shared name).
+    /// `validation` (servegen_mlarge_rate_60s.csv days 0-6), or a trace CSV (path or shared name);
+    /// held-out traces are refused.
     #[arg(long, default_value = "validation")]
     pub trace: String,
     /// Days of the trace replayed from its start (at most 7 for `validation`).
@@ -193,6 +205,47 @@ pub struct TuneArgs {
     /// Write the tuned specs as JSON (for `compare --tuned`).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Cluster and profiles.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+}
+
+/// `kis-agent evaluate`.
+#[derive(Debug, Clone, Args)]
+pub struct EvaluateArgs {
+    /// Seeds per (scenario, set-up): 0..N, the same for every set-up (paired by seed).
+    #[arg(long, default_value_t = 10)]
+    pub seeds: u64,
+    /// Tuned specs from `kis-agent tune --out` (without it the rules run with their defaults).
+    #[arg(long)]
+    pub tuned: Option<PathBuf>,
+    /// A policy to evaluate (repeatable): built-in `hold` or `scripted:g,c,p;g,c,p;...`.
+    #[arg(long = "policy")]
+    pub policies: Vec<String>,
+    /// Scenarios (comma-separated); default the held-out set: the five `compare` traces and
+    /// ServeGen days 7-13 (`servegen_mlarge_days7-13`). The synthetic shapes (ramp, periodic,
+    /// random, spike) may be named for checks; they are training data, not an evaluation.
+    #[arg(long)]
+    pub scenarios: Option<String>,
+    /// Only these set-ups (comma-separated label prefixes).
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Simulated time of a synthetic shape: seconds or with a unit.
+    #[arg(long, default_value = "1800", value_parser = parse_seconds)]
+    pub duration: f64,
+    /// Trace seconds per simulated second for ServeGen days 7-13 (tune's default, 20).
+    #[arg(long, default_value_t = 20.0)]
+    pub servegen_speedup: f64,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Run folder to write (command, runs.csv, runs.jsonl, evaluation.json, summary.md, one Pareto
+    /// PNG per scenario), e.g. agent/runs/2026-12-03-evaluate.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the evaluation as JSON on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
     /// Cluster and profiles.
     #[command(flatten)]
     pub scenario: ScenarioArgs,

@@ -7,6 +7,10 @@
 //!   table of means with 95 % confidence intervals.
 //! - [`bench`]: simulated requests per wall-clock and CPU second on the standard scenario.
 //! - [`tune`]: calibrating the rule-based autoscalers on the validation trace (fixed budget).
+//! - [`evaluate`]: every baseline, the KARB treatments and any policies on the held-out traces, with
+//!   paired seeds, confidence intervals, Pareto plots and verdicts.
+//! - [`eval`]: the evaluation harness `compare`, `tune` and `evaluate` share (workloads, set-ups,
+//!   the `Policy` trait, one parallel map with one progress bar, statistics, Pareto fronts).
 //! - [`calibrate`]: a service-time profile measured on a real Triton with kis-loadgen.
 //! - [`fidelity`]: the four shapes on the real Triton and in the simulator, side by side.
 //! - `train` (cargo feature `train`, links libtorch): PPO on a scenario, writing a policy file.
@@ -16,6 +20,8 @@ pub mod bench;
 pub mod calibrate;
 pub mod cli;
 pub mod compare;
+pub mod eval;
+pub mod evaluate;
 pub mod fidelity;
 pub mod plot;
 pub mod raster;
@@ -32,6 +38,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Compare(a) => compare::run(&a),
         cli::Command::Bench(a) => bench::run(&a),
         cli::Command::Tune(a) => tune::run(&a),
+        cli::Command::Evaluate(a) => evaluate::run(&a),
         cli::Command::Calibrate(a) => calibrate::run(&a),
         cli::Command::Fidelity(a) => fidelity::run(&a),
         #[cfg(feature = "train")]

@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use kis_autoscale::{AutoscalerSpec, ExternalTarget, HpaConfig, KedaConfig, KpaConfig, MetricSpec};
+use kis_autoscale::forecast::exact_n_hpa;
+use kis_autoscale::{
+    AutoscalerSpec, ExternalTarget, ForecastConfig, HpaConfig, KedaConfig, KpaConfig, MetricSpec,
+};
 use kis_sim::profiles::{kis_s_cpu, kis_s_gpu};
 use kis_sim::{OracleConfig, PoolConfig, Pools, ScalerSpec, ServiceProfile, SimConfig, Workload};
 use kis_traffic::{ArrivalKind, Pattern, ShapeSpec};
@@ -150,12 +153,23 @@ pub fn parse_autoscaler(s: &str, pool: &PoolConfig, slo: f64) -> Result<Option<S
             ..KpaConfig::default()
         })),
         "external-target" => rule(AutoscalerSpec::ExternalTarget(hpa(Vec::new()))),
+        // Holt forecast 60 s ahead (30 s cold start + the rate window's lag), sized at 70 %
+        // utilisation, executed by an exact-N external-target HPA.
+        "forecast" => rule(AutoscalerSpec::Forecast(Box::new(ForecastConfig {
+            replica_capacity: cap,
+            hpa: HpaConfig {
+                min_replicas: 1,
+                max_replicas: max,
+                ..exact_n_hpa()
+            },
+            ..ForecastConfig::default()
+        }))),
         "oracle" => Ok(Some(ScalerSpec::Oracle(OracleConfig {
             max_replicas: max,
             ..OracleConfig::default()
         }))),
         other => bail!(
-            "unknown autoscaler {other:?} (expected none, fixed:N, hpa-cpu, hpa-queue, hpa-p95, keda, knative, oracle, external-target or a JSON spec)"
+            "unknown autoscaler {other:?} (expected none, fixed:N, hpa-cpu, hpa-queue, hpa-p95, keda, knative, forecast, oracle, external-target or a JSON spec)"
         ),
     }
 }

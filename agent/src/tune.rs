@@ -1,104 +1,37 @@
-//! `kis-agent tune`: calibrates the rule-based baselines (HPA, KEDA, Knative) on the validation traces
-//! with a fixed budget of simulator evaluations, so that a learned policy is compared with tuned rules
+//! `kis-agent tune`: calibrates the rule-based baselines (HPA, KEDA, Knative, the forecaster) on the
+//! validation traces with a fixed budget of simulator evaluations, so that a learned policy is compared with tuned rules
 //! rather than defaults.
 //!
 //! Workload: `servegen_mlarge_rate_60s.csv` days 0–6 (the validation split of shared/traces/README.md;
 //! the held-out days 7–13 are never read), replayed with `--speedup` and scaled as `compare` scales
 //! traces (busiest minute of trace time at 80 % of the largest GPU pool's capacity), on `compare`'s
-//! cluster.
-//! Objective (lower is better): `gpu_hours + penalty * max(0, slo_miss - target)`, means over seeds,
+//! cluster. Held-out data is refused (`eval::workload::held_out_reason`), whatever `--trace` names.
+//! Objective (lower is better): `gpu_hours + penalty * max(0, slo_miss - target)`, means over seeds
+//! (the SLO miss counts requests still queued at the end as missed),
 //! where `penalty` is 100 × the GPU-hours of the full pool over the run, so a candidate that misses
 //! the target by one percentage point costs as much as running every replica all the time.
 //! Search: the default first, then a Latin hypercube over the (log-)ranges for 60 % of the budget,
 //! then coordinate-free Gaussian steps around the best point with a shrinking radius.
 
-use std::io::IsTerminal;
-use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::{Context, Result, anyhow, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use anyhow::{Context, Result, bail};
+use indicatif::ProgressBar;
 use kis_autoscale::spec::hpa_metrics;
 use kis_autoscale::{AutoscalerSpec, ExternalTarget, MetricSpec, Param};
 use kis_sim::{ScalerSpec, SimConfig};
-use kis_traffic::ShapeSpec;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
-use serde::{Deserialize, Serialize};
 
 use crate::cli::TuneArgs;
-use crate::compare::{Scenario, Setup, base_config_for, peak_rate_over, run_one};
-use crate::scenario::{parse_autoscaler, replica_capacity, resolve_trace};
-
-/// The validation trace (shared/traces/README.md): days 0–6 only.
-pub const VALIDATION_TRACE: &str = "servegen_mlarge_rate_60s.csv";
-/// Days of the validation split.
-pub const VALIDATION_DAYS: f64 = 7.0;
-/// Rule-based autoscalers of `compare` that have parameters.
-pub const RULES: [&str; 4] = ["hpa-cpu", "hpa-queue", "keda", "knative"];
-
-/// Mean figures of one candidate over the seeds.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-pub struct Score {
-    /// Fraction of arrivals slow, rejected or killed.
-    pub slo_miss: f64,
-    /// GPU replica-hours (simulated time).
-    pub gpu_hours: f64,
-    /// The objective minimised.
-    pub objective: f64,
-}
-
-/// One parameter, default and tuned.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ParamValue {
-    /// Name as in `param_space()`.
-    pub name: String,
-    /// The shorthand's value.
-    pub default: f64,
-    /// The tuned value.
-    pub tuned: f64,
-}
-
-/// One tuned autoscaler.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Tuned {
-    /// Shorthand (`hpa-cpu`, ...); `compare --tuned` labels it `<name>-tuned`.
-    pub autoscaler: String,
-    /// The tuned spec (GPU pool).
-    pub spec: AutoscalerSpec,
-    /// Default's score.
-    pub default: Score,
-    /// Tuned score.
-    pub tuned: Score,
-    /// Parameters.
-    pub params: Vec<ParamValue>,
-    /// Candidates evaluated (each on every seed).
-    pub evaluations: usize,
-}
-
-/// The file `tune --out` writes and `compare --tuned` reads.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TunedFile {
-    /// What the workload was.
-    pub workload: String,
-    /// Rate scale applied to the trace.
-    pub scale: f64,
-    /// Trace seconds per simulated second.
-    pub speedup: f64,
-    /// SLO-miss target of the objective.
-    pub slo_miss_target: f64,
-    /// Penalty per unit of SLO-miss fraction above the target (GPU-hours).
-    pub penalty: f64,
-    /// Candidates per autoscaler.
-    pub budget: usize,
-    /// Seeds per candidate.
-    pub seeds: u64,
-    /// Search seed.
-    pub seed: u64,
-    /// Results.
-    pub tuned: Vec<Tuned>,
-}
+use crate::eval::runner::{par_map, progress, threads};
+pub use crate::eval::setup::RULES;
+use crate::eval::setup::{Setup, base_config_for, run_one};
+use crate::eval::stats::Objective;
+pub use crate::eval::tuned::{ParamValue, Score, Tuned, TunedFile, load_tuned};
+use crate::eval::workload::{self, Scenario};
+pub use crate::eval::workload::{VALIDATION_DAYS, VALIDATION_TRACE};
+use crate::scenario::{parse_autoscaler, resolve_trace};
 
 /// The spec's current values of `param_space()`, clamped into the ranges (the default candidate).
 pub fn current_values(spec: &AutoscalerSpec) -> Vec<f64> {
@@ -140,6 +73,19 @@ pub fn current_values(spec: &AutoscalerSpec) -> Vec<f64> {
             c.max_scale_down_rate,
             c.scale_to_zero_grace_period,
         ]),
+        AutoscalerSpec::Forecast(c) => {
+            v.extend([
+                c.target_utilization,
+                c.lead,
+                c.alpha,
+                c.beta,
+                c.scale_down_delay,
+                c.backlog_drain,
+            ]);
+            if c.season.is_some() {
+                v.push(c.gamma);
+            }
+        }
         AutoscalerSpec::Fixed { .. }
         | AutoscalerSpec::Static { .. }
         | AutoscalerSpec::ExternalTarget(_) => {}
@@ -221,10 +167,8 @@ pub struct Evaluator {
     pub scenario: Scenario,
     /// Seeds per candidate (0..seeds).
     pub seeds: u64,
-    /// SLO-miss target.
-    pub target: f64,
-    /// Penalty per unit of miss fraction above the target.
-    pub penalty: f64,
+    /// What a candidate's mean figures are scored by.
+    pub objective: Objective,
     /// Worker threads.
     pub threads: usize,
     /// Simulator runs so far (candidates × seeds), counted where they happen.
@@ -266,52 +210,22 @@ impl Evaluator {
             (p, format!("{} days 0-{}", a.trace, a.days))
         };
         let base = base_config_for(&a.scenario)?;
-        let shape = ShapeSpec::Trace {
-            path: path.clone(),
-            scale: 1.0,
-            speedup: a.speedup,
-            offset: 0.0,
-            limit: Some(a.days * 86_400.0),
-        };
-        let profile = shape
-            .build(0)
-            .map_err(|e| anyhow!("trace {}: {e}", path.display()))?;
-        let capacity = replica_capacity(&base.pools.gpu) * base.pools.gpu.max_replicas as f64;
-        // The busiest minute of trace time (60 / speedup simulated seconds): a 60 s simulated window
-        // would average a whole hour of the trace at speedup 60 and overload the pool at the peak.
-        let peak = peak_rate_over(&profile, 60.0 / a.speedup);
-        let scale = if peak > 0.0 {
-            0.8 * capacity / peak
-        } else {
-            1.0
-        };
-        let full_pool_hours = base.pools.gpu.max_replicas as f64 * profile.duration() / 3600.0;
+        // Refuses held-out data (shared/traces/README.md) with the reason.
+        let scenario = workload::validation(&path, name, a.days, a.speedup, &base)?;
+        let seconds = scenario.profile(0)?.duration();
         Ok(Evaluator {
+            objective: Objective::for_pool(a.slo_miss_target, base.pools.gpu.max_replicas, seconds),
             base,
-            scenario: Scenario {
-                name,
-                split: "validation",
-                shape,
-                scale,
-            },
+            scenario,
             seeds: a.seeds,
-            target: a.slo_miss_target,
-            penalty: 100.0 * full_pool_hours,
-            threads: a
-                .threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-                .max(1),
+            threads: threads(a.threads),
             runs: AtomicUsize::new(0),
         })
     }
 
     /// Scores one spec (mean over seeds).
     pub fn score(&self, spec: &AutoscalerSpec) -> Result<Score> {
-        let setup = Setup {
-            label: spec.label(),
-            gpu: (1, Some(ScalerSpec::Rule(spec.clone()))),
-            cpu: (0, None),
-        };
+        let setup = Setup::gpu(spec.label(), 1, Some(ScalerSpec::Rule(spec.clone())));
         let (mut miss, mut hours) = (0.0, 0.0);
         for seed in 0..self.seeds {
             let s = run_one(&self.base, &self.scenario, &setup, seed)?;
@@ -324,35 +238,13 @@ impl Evaluator {
         Ok(Score {
             slo_miss,
             gpu_hours,
-            objective: gpu_hours + self.penalty * (slo_miss - self.target).max(0.0),
+            objective: self.objective.value(slo_miss, gpu_hours),
         })
     }
 
     /// Scores a batch in parallel, results in input order.
     fn score_all(&self, specs: &[AutoscalerSpec], bar: &ProgressBar) -> Result<Vec<Score>> {
-        let next = AtomicUsize::new(0);
-        let out: Mutex<Vec<Option<Result<Score>>>> =
-            Mutex::new((0..specs.len()).map(|_| None).collect());
-        std::thread::scope(|s| {
-            for _ in 0..self.threads.min(specs.len()) {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(spec) = specs.get(i) else { break };
-                        let r = self.score(spec);
-                        if let Ok(mut g) = out.lock() {
-                            g[i] = Some(r);
-                        }
-                        bar.inc(1);
-                    }
-                });
-            }
-        });
-        out.into_inner()
-            .map_err(|_| anyhow!("a worker panicked"))?
-            .into_iter()
-            .map(|r| r.ok_or_else(|| anyhow!("a run did not finish"))?)
-            .collect()
+        par_map(specs, self.threads, bar, |spec| self.score(spec))
     }
 }
 
@@ -470,18 +362,7 @@ pub fn tune_with(a: &TuneArgs) -> Result<(TunedFile, Evaluator)> {
         };
         defaults.push((n.clone(), spec));
     }
-    let bar = if std::io::stderr().is_terminal() {
-        let b = ProgressBar::new((a.budget * names.len()) as u64);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} candidates, {elapsed} elapsed, eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = progress((a.budget * names.len()) as u64, "candidates");
     let mut tuned = Vec::new();
     for (i, (n, spec)) in defaults.iter().enumerate() {
         tuned.push(tune_spec(
@@ -498,8 +379,8 @@ pub fn tune_with(a: &TuneArgs) -> Result<(TunedFile, Evaluator)> {
         workload: ev.scenario.name.clone(),
         scale: ev.scenario.scale,
         speedup: a.speedup,
-        slo_miss_target: ev.target,
-        penalty: ev.penalty,
+        slo_miss_target: ev.objective.target,
+        penalty: ev.objective.penalty,
         budget: a.budget,
         seeds: a.seeds,
         seed: a.seed,
@@ -543,26 +424,6 @@ pub fn render(f: &TunedFile) -> String {
         }
     }
     o
-}
-
-/// Reads a `tune --out` file as `compare` set-ups labelled `<autoscaler>-tuned`.
-pub fn load_tuned(path: &Path) -> Result<Vec<Setup>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read tuned specs {}", path.display()))?;
-    let f: TunedFile =
-        serde_json::from_str(&text).map_err(|e| anyhow!("tuned specs {}: {e}", path.display()))?;
-    let mut out = Vec::new();
-    for t in f.tuned {
-        t.spec
-            .validate()
-            .with_context(|| format!("tuned specs {}: {}", path.display(), t.autoscaler))?;
-        out.push(Setup {
-            label: format!("{}-tuned", t.autoscaler),
-            gpu: (1, Some(ScalerSpec::Rule(t.spec))),
-            cpu: (0, None),
-        });
-    }
-    Ok(out)
 }
 
 /// Runs the subcommand.

@@ -1,6 +1,6 @@
 //! Autoscaling algorithms as pure decision logic: the stock HPA v2 controller, KEDA, Knative's KPA,
-//! fixed and static replicas, and the "external target" autoscaler that follows a policy through
-//! kis-adapter + HPA.
+//! fixed and static replicas, a forecasting autoscaler, and the "external target" autoscaler that
+//! follows a policy through kis-adapter + HPA.
 //!
 //! # Brief overview
 //! The simulator (kis-sim) builds a [`PoolView`] per pool at each controller period and applies the
@@ -18,6 +18,7 @@
 //! ```
 
 pub mod fixed;
+pub mod forecast;
 pub mod hpa;
 pub mod keda;
 pub mod kpa;
@@ -28,6 +29,7 @@ pub mod view;
 use serde::{Deserialize, Serialize};
 
 pub use fixed::{Fixed, StaticBasis};
+pub use forecast::{Forecast, ForecastConfig};
 pub use hpa::Hpa;
 pub use hpa::{
     Behavior, ExternalTarget, HpaConfig, MetricSpec, PolicyKind, ScalingPolicy, ScalingRules,

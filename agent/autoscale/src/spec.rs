@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Autoscaler;
 use crate::fixed::{Fixed, StaticBasis};
+use crate::forecast::{Forecast, ForecastConfig};
 use crate::hpa::{ExternalTarget, Hpa, HpaConfig, MetricSpec, ScalingRules};
 use crate::keda::{Keda, KedaConfig};
 use crate::kpa::{Kpa, KpaConfig};
@@ -29,6 +30,9 @@ pub enum AutoscalerSpec {
     /// HPA on External `kis-replicas`, AverageValue 1, tolerance 0 (unless `tolerance` is
     /// set): how kis-adapter + the stock HPA follow a policy. `metrics` must be left empty.
     ExternalTarget(HpaConfig),
+    /// Forecast the rate one cold start ahead, size the pool at a target utilisation, and publish
+    /// the count to an external-target HPA (see `forecast`).
+    Forecast(Box<ForecastConfig>),
 }
 
 impl Default for AutoscalerSpec {
@@ -96,6 +100,7 @@ impl AutoscalerSpec {
                 format!("static-{b}-{replicas}")
             }
             AutoscalerSpec::ExternalTarget(_) => "external-target".into(),
+            AutoscalerSpec::Forecast(_) => "forecast".into(),
         }
     }
 
@@ -117,6 +122,7 @@ impl AutoscalerSpec {
             AutoscalerSpec::Keda(c) => validate_keda(c),
             AutoscalerSpec::Knative(c) => validate_kpa(c),
             AutoscalerSpec::Fixed { .. } | AutoscalerSpec::Static { .. } => Ok(()),
+            AutoscalerSpec::Forecast(c) => validate_forecast(c),
         }
     }
 
@@ -132,6 +138,7 @@ impl AutoscalerSpec {
             AutoscalerSpec::Fixed { replicas } | AutoscalerSpec::Static { replicas, .. } => {
                 Box::new(Fixed::new(label, *replicas))
             }
+            AutoscalerSpec::Forecast(c) => Box::new(Forecast::new(label, c)),
         })
     }
 }
@@ -285,6 +292,37 @@ fn validate_hpa(p: &str, c: &HpaConfig) -> Result<(), ConfigError> {
         validate_rules(&format!("{p}.behavior.scale_down"), &b.scale_down)?;
     }
     Ok(())
+}
+
+fn validate_forecast(c: &ForecastConfig) -> Result<(), ConfigError> {
+    positive("forecast.replica_capacity", c.replica_capacity)?;
+    finite_in(
+        "forecast.target_utilization",
+        c.target_utilization,
+        0.01,
+        1.0,
+    )?;
+    finite_in("forecast.lead", c.lead, 0.0, 86_400.0)?;
+    finite_in("forecast.alpha", c.alpha, 0.001, 1.0)?;
+    finite_in("forecast.beta", c.beta, 0.0, 1.0)?;
+    finite_in("forecast.gamma", c.gamma, 0.0, 1.0)?;
+    if let Some(season) = c.season {
+        finite_in("forecast.season", season, 2.0 * c.hpa.sync_period, f64::MAX)?;
+    }
+    finite_in(
+        "forecast.scale_down_delay",
+        c.scale_down_delay,
+        0.0,
+        f64::MAX,
+    )?;
+    positive("forecast.backlog_drain", c.backlog_drain)?;
+    if !c.hpa.metrics.is_empty() {
+        return Err(ConfigError::new(
+            "forecast.hpa.metrics",
+            format!("is fixed to External `{TARGET_REPLICAS_METRIC}` AverageValue 1; leave it out"),
+        ));
+    }
+    validate_hpa("forecast.hpa", &external_target_hpa(&c.hpa))
 }
 
 fn validate_keda(c: &KedaConfig) -> Result<(), ConfigError> {
@@ -458,6 +496,20 @@ impl AutoscalerSpec {
                 Param::new("max_scale_down_rate", 1.1, 10.0, true, false),
                 Param::new("scale_to_zero_grace_period", 0.0, 120.0, false, false),
             ],
+            AutoscalerSpec::Forecast(c) => {
+                let mut ps = vec![
+                    Param::new("target_utilization", 0.3, 1.0, false, false),
+                    Param::new("lead", 0.0, 300.0, false, false),
+                    Param::new("alpha", 0.05, 1.0, true, false),
+                    Param::new("beta", 0.0, 0.5, false, false),
+                    Param::new("scale_down_delay", 0.0, 900.0, false, false),
+                    Param::new("backlog_drain", 10.0, 300.0, true, false),
+                ];
+                if c.season.is_some() {
+                    ps.push(Param::new("gamma", 0.0, 0.5, false, false));
+                }
+                ps
+            }
             // Fixed and static counts come from the paper or the caller; the external target
             // follows a policy and has nothing of its own to tune.
             AutoscalerSpec::Fixed { .. }
@@ -528,6 +580,17 @@ impl AutoscalerSpec {
                 c.panic_threshold_percentage = vals[3];
                 c.max_scale_down_rate = vals[4];
                 c.scale_to_zero_grace_period = vals[5];
+            }
+            AutoscalerSpec::Forecast(c) => {
+                c.target_utilization = vals[0];
+                c.lead = vals[1];
+                c.alpha = vals[2];
+                c.beta = vals[3];
+                c.scale_down_delay = vals[4];
+                c.backlog_drain = vals[5];
+                if c.season.is_some() {
+                    c.gamma = vals[6];
+                }
             }
             AutoscalerSpec::Fixed { .. }
             | AutoscalerSpec::Static { .. }

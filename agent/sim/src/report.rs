@@ -40,7 +40,10 @@ pub struct Summary {
     pub slo: f64,
     /// Completed requests slower than the SLO / completed.
     pub over_slo_fraction: f64,
-    /// (Slower than the SLO + rejected + killed) / arrivals.
+    /// (Slower than the SLO + rejected + killed + still in flight) / arrivals: every arrival not
+    /// answered within the SLO by the end of the run. The backlog left at the end counts as missed
+    /// (with `drain`, what is left after the bounded drain), so an overloaded pool cannot look good
+    /// by leaving its queue unanswered.
     pub slo_miss_fraction: f64,
     /// GPU pool replica-seconds / 3600 (each GPU pod holds one GPU).
     pub gpu_hours: f64,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use kis_agent::cli::Cli;
 
+mod eval;
 mod tune;
 
 /// A fresh scratch directory under the system temp dir.
@@ -181,6 +182,8 @@ fn compare_reports_every_setup_with_confidence_intervals() {
         json: false,
         threads: Some(2),
         tuned: None,
+        out: None,
+        policies: Vec::new(),
         scenario: kis_agent::cli::ScenarioArgs {
             gpu_profile: None,
             cpu_profile: None,
@@ -190,14 +193,15 @@ fn compare_reports_every_setup_with_confidence_intervals() {
         },
     })
     .unwrap();
-    assert_eq!(c.runs.len(), 9 * 3);
-    assert_eq!(c.rows.len(), 9);
+    assert_eq!(c.runs.len(), 10 * 3);
+    assert_eq!(c.rows.len(), 10);
     let row = |p: &str| c.rows.iter().find(|r| r.setup.starts_with(p)).unwrap();
     // The oracle meets the SLO for less GPU time than static provisioning at the peak.
     assert!(row("oracle").slo_miss.mean < 0.01);
     assert!(row("oracle").gpu_hours.mean < row("static-peak").gpu_hours.mean);
-    // The paper's single GPU replica cannot carry a 100 req/s spike.
-    assert!(row("fixed-gpu-1").slo_miss.mean > 0.1);
+    // The paper's single GPU replica cannot carry a 100 req/s spike: with its end backlog counted,
+    // nearly every arrival missed.
+    assert!(row("fixed-gpu-1").slo_miss.mean > 0.9);
     assert!(c.rows.iter().all(|r| r.p95.ci95.is_finite()));
     let table = kis_agent::compare::render(&c, 3);
     assert!(table.contains("held-out split"));
