@@ -3,21 +3,20 @@
 //! replica target that the stock HPA follows (External `kis-replicas`, AverageValue 1), so a learned
 //! policy is scored on the same workloads, seeds and figures as the rule-based autoscalers.
 //!
-//! Everything that touches the environment's API is in [`run_episode`], so a change of the
-//! environment (observation builder, masks) is one edit here.
+//! Everything that touches the environment's API is in [`run_episode`]; the observation, the
+//! action space and the mask are the environment's own (`kis_autoscale::obs`), the same a policy
+//! was trained with. A policy file (`kis-policy`, no libtorch) is a [`Policy`] like the built-ins.
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use kis_autoscale::obs::ObsSet;
+pub use kis_autoscale::obs::{ACTION_DIMS, MASK_LEN};
 use kis_sim::env::{Action, Env, EnvConfig, SimEnv};
-use kis_sim::{Pool, SimConfig, Summary};
+use kis_sim::{SimConfig, Summary};
 use serde::{Serialize, Serializer};
-
-/// Sizes of the action's categorical dimensions: GPU Δ (−2..=2), CPU Δ (−2..=2), placement.
-pub const ACTION_DIMS: [usize; 3] = [5, 5, 3];
-/// Length of the flat action mask (5 + 5 + 3).
-pub const MASK_LEN: usize = 13;
 
 /// A policy: observation in, action out.
 pub trait Policy: Send {
@@ -29,6 +28,81 @@ pub trait Policy: Send {
     fn act(&mut self, obs: &[f32], mask: &[bool]) -> [usize; 3];
     /// Called at the start of every episode.
     fn reset(&mut self) {}
+    /// The observation set the policy reads (a trained policy: the one it was trained with).
+    fn obs_set(&self) -> ObsSet {
+        ObsSet::default()
+    }
+}
+
+/// A trained policy file, run greedily by kis-policy's pure-Rust forward pass under the mask.
+pub struct FilePolicy {
+    name: String,
+    policy: Arc<kis_policy::Policy>,
+    set: ObsSet,
+    scratch: kis_policy::Scratch,
+}
+
+impl FilePolicy {
+    /// Loads `path` and checks it reads an observation set this build has and acts in its
+    /// action space (one line naming the file otherwise).
+    pub fn load(path: &Path) -> Result<Arc<kis_policy::Policy>> {
+        let p = kis_policy::Policy::load(path)?;
+        let spec = &p.header().obs_spec;
+        let set = ObsSet::from_spec_id(&spec.name).ok_or_else(|| {
+            anyhow!(
+                "{}: observation spec {:?} v{} is not one this build computes (known: {}, {})",
+                path.display(),
+                spec.name,
+                spec.version,
+                ObsSet::Default.spec_id(),
+                ObsSet::Paper.spec_id()
+            )
+        })?;
+        p.check(&kis_learn_spec(set), &ACTION_DIMS)
+            .with_context(|| path.display().to_string())?;
+        Ok(Arc::new(p))
+    }
+
+    fn new(name: String, policy: Arc<kis_policy::Policy>) -> Self {
+        let set = ObsSet::from_spec_id(&policy.header().obs_spec.name).unwrap_or_default();
+        let scratch = policy.scratch();
+        FilePolicy {
+            name,
+            policy,
+            set,
+            scratch,
+        }
+    }
+}
+
+/// The spec a policy trained on observation set `set` records (what kis-learn writes).
+pub fn kis_learn_spec(set: ObsSet) -> kis_policy::ObsSpec {
+    kis_policy::ObsSpec::new(
+        &set.spec_id(),
+        kis_autoscale::obs::OBS_SPEC_VERSION,
+        set.names(),
+    )
+}
+
+impl Policy for FilePolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn act(&mut self, obs: &[f32], mask: &[bool]) -> [usize; 3] {
+        let mut a = [2, 2, 1];
+        // Shapes were checked at load; a failure here would be a bug, and holding is safe.
+        if self
+            .policy
+            .act(obs, Some(mask), &mut self.scratch, &mut a)
+            .is_err()
+        {
+            return [2, 2, 1];
+        }
+        a
+    }
+    fn obs_set(&self) -> ObsSet {
+        self.set
+    }
 }
 
 /// Always holds the targets (Δ 0, balanced placement).
@@ -135,9 +209,21 @@ impl PolicySetup {
     }
 }
 
-/// A built-in policy by name: `hold`, or `scripted:g,c,p;g,c,p;...`.
+/// A policy by name: `hold`, `scripted:g,c,p;g,c,p;...`, or a policy file (`*.kpol`).
 pub fn builtin(spec: &str) -> Result<PolicySetup> {
     let spec = spec.trim();
+    if spec.ends_with(".kpol") || Path::new(spec).is_file() {
+        let path = Path::new(spec);
+        let p = FilePolicy::load(path)?;
+        let name = format!(
+            "policy:{}",
+            path.file_stem().and_then(|s| s.to_str()).unwrap_or(spec)
+        );
+        let n = name.clone();
+        return Ok(PolicySetup::new(name, move || {
+            Box::new(FilePolicy::new(n.clone(), p.clone()))
+        }));
+    }
     if spec == "hold" {
         return Ok(PolicySetup::new("hold", || Box::new(Hold)));
     }
@@ -147,20 +233,7 @@ pub fn builtin(spec: &str) -> Result<PolicySetup> {
             Box::new(s.clone())
         }));
     }
-    bail!("unknown policy {spec:?} (built-in: hold, scripted:g,c,p;...)")
-}
-
-/// The mask for the current targets: a Δ is allowed when the target stays within the pool's
-/// `[min_replicas, max_replicas]` (holding is always allowed); every placement is allowed.
-pub fn action_mask(target: [u32; 2], bounds: [(u32, u32); 2]) -> [bool; MASK_LEN] {
-    let mut m = [true; MASK_LEN];
-    for (p, (&t, &(lo, hi))) in target.iter().zip(&bounds).enumerate() {
-        for i in 0..5 {
-            let n = t as i64 + i as i64 - 2;
-            m[p * 5 + i] = i == 2 || (lo as i64 <= n && n <= hi as i64);
-        }
-    }
-    m
+    bail!("unknown policy {spec:?} (built-in: hold, scripted:g,c,p;...; or a .kpol file)")
 }
 
 /// One episode of `policy` on `cfg` with `seed`, through the RL environment (steps of 30 s, the
@@ -179,36 +252,32 @@ pub fn run_episode(
         .shape
         .build(seed)
         .map_err(|e| anyhow!("workload: {e}"))?;
-    let mut bounds = [
-        (cfg.pools.gpu.min_replicas, cfg.pools.gpu.max_replicas),
-        (cfg.pools.cpu.min_replicas, cfg.pools.cpu.max_replicas),
-    ];
     if gpu_only {
-        // The environment's HPA needs max >= 1; the mask keeps the target at 0.
+        // The environment's HPA needs max >= 1; the mask below keeps the target at 0.
         cfg.pools.cpu.replicas = 0;
         cfg.pools.cpu.min_replicas = 0;
         cfg.pools.cpu.max_replicas = 1;
-        bounds[1] = (0, 0);
     }
-    let mut env = SimEnv::new(EnvConfig::new(cfg))?;
+    let mut env_cfg = EnvConfig::new(cfg);
+    env_cfg.obs = policy.obs_set();
+    let mut env = SimEnv::new(env_cfg)?;
     policy.reset();
     let mut obs = env.reset(seed);
-    let sim = env
-        .sim()
-        .ok_or_else(|| anyhow!("environment did not start"))?;
-    let mut target = [sim.spec_replicas(Pool::Gpu), sim.spec_replicas(Pool::Cpu)];
+    let mut mask = env.mask();
     loop {
-        let o: Vec<f32> = obs.iter().map(|&x| x as f32).collect();
-        let mask = action_mask(target, bounds);
-        let mut a = policy.act(&o, &mask);
+        if gpu_only {
+            mask[5 + 3] = false;
+            mask[5 + 4] = false;
+        }
+        let mut a = policy.act(&obs, &mask);
         for (d, i) in a.iter_mut().take(2).enumerate() {
             if !mask.get(d * 5 + *i).copied().unwrap_or(false) {
                 *i = 2;
             }
         }
         let step = env.step(Action::from_indices(a));
-        target = step.info.target;
         obs = step.obs;
+        mask = step.mask;
         if step.truncated || step.terminated {
             break;
         }
@@ -222,17 +291,6 @@ pub fn run_episode(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mask_matches_the_clamp() {
-        let m = action_mask([1, 0], [(1, 4), (0, 0)]);
-        assert_eq!(&m[..5], &[false, false, true, true, true]);
-        assert_eq!(&m[5..10], &[false, false, true, false, false]);
-        assert!(m[10..].iter().all(|&x| x));
-        let m = action_mask([4, 0], [(1, 4), (0, 3)]);
-        assert_eq!(&m[..5], &[true, true, true, false, false]);
-        assert_eq!(&m[5..10], &[false, false, true, true, true]);
-    }
 
     #[test]
     fn scripted_parses_and_replays() {

@@ -7,7 +7,7 @@ use kis_policy::Policy;
 use kis_sim::env::{Action, Env, EnvConfig, SimEnv};
 use kis_traffic::ShapeSpec;
 
-use crate::compare::peak_rate_over;
+use crate::eval::workload::peak_rate_over;
 use crate::scenario::{replica_capacity, resolve_trace};
 use crate::tune::VALIDATION_TRACE;
 
