@@ -394,7 +394,9 @@ fn status(a: &DirArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Ok(out) = k.run(&["get", "nodes,pods", "-A", "-o", "wide"]) {
-        println!("{out}");
+        // A closed pipe (`| head`) is not an error worth a panic.
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{out}");
     }
     Ok(if ok {
         ExitCode::SUCCESS
