@@ -25,13 +25,13 @@ pub fn turn() -> MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The testbed shared by this binary's in-process tests (no adapter), started on first use.
+/// The testbed shared by this binary's in-process tests (with kis-adapter registered), started
+/// on first use.
 pub fn testbed() -> &'static Testbed {
     static TB: OnceLock<Result<Testbed, String>> = OnceLock::new();
     let tb = TB.get_or_init(|| {
         let t0 = std::time::Instant::now();
-        let mut config = TestbedConfig::new(workspace(), kis_e2e());
-        config.adapter = false;
+        let config = TestbedConfig::new(workspace(), kis_e2e());
         let tb = Testbed::start(&config).map_err(|e| e.to_string());
         eprintln!(
             "kis-e2e: testbed start took {:.1} s",

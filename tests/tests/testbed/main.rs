@@ -5,5 +5,6 @@
 //! the `kis-e2e testbed` command.
 
 mod common;
+mod hpa;
 mod lifecycle;
 mod up_down;
