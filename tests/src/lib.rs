@@ -8,8 +8,8 @@
 //! aggregator and the stock HPA acting on kis-adapter.
 //!
 //! [`testbed`] adds the one stand-in, the process kubelet ([`kubelet`]), which runs every Pod as
-//! a real Triton server serving the emulated accelerator ([`emulated`]): a live cluster on one
-//! machine, brought up and down by the `kis-e2e testbed` command.
+//! a real Triton server serving the emulated accelerator ([`emulated`]), scraped by Prometheus
+//! ([`prometheus`]): a live cluster on one machine, brought up and down by the `kis-e2e testbed` command.
 
 pub mod adapter;
 pub mod cluster;
@@ -18,6 +18,7 @@ pub mod kubectl;
 pub mod kubelet;
 pub mod pki;
 pub mod proc;
+pub mod prometheus;
 pub mod testbed;
 
 use std::path::PathBuf;

@@ -77,6 +77,9 @@ struct UpArgs {
     /// Do not register kis-adapter.
     #[arg(long)]
     no_adapter: bool,
+    /// Do not run Prometheus.
+    #[arg(long)]
+    no_prometheus: bool,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +195,9 @@ fn up(a: &UpArgs) -> anyhow::Result<ExitCode> {
     if a.no_adapter {
         cmd.arg("--no-adapter");
     }
+    if a.no_prometheus {
+        cmd.arg("--no-prometheus");
+    }
     use std::os::unix::process::CommandExt;
     let mut child = cmd
         .stdin(std::process::Stdio::null())
@@ -241,6 +247,7 @@ fn serve(a: &UpArgs) -> anyhow::Result<ExitCode> {
     let mut config = TestbedConfig::new(&workspace(), &exe);
     config.nodes = a.nodes.clone();
     config.adapter = !a.no_adapter;
+    config.prometheus = !a.no_prometheus;
     config.ready_timeout = Duration::from_secs(a.dir.timeout);
     if let Some(p) = &a.gpu_profile {
         let m = EmulatedModel::from_profile_file(p)?;

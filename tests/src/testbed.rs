@@ -1,8 +1,9 @@
 //! A live testbed on one machine: the real control plane ([`ControlPlane`]: apiserver, scheduler,
 //! controller-manager with the ReplicaSet, HPA and garbage-collector controllers), the process
 //! kubelet ([`crate::kubelet`], the one stand-in, run as `kis-e2e kubelet`) whose nodes advertise
-//! emulated GPUs, real Triton servers serving the emulated accelerator ([`crate::emulated`]), and
-//! optionally kis-adapter registered through the aggregator ([`Adapter`]).
+//! emulated GPUs, real Triton servers serving the emulated accelerator ([`crate::emulated`]),
+//! Prometheus scraping the Ready Pods ([`Prometheus`]), and optionally kis-adapter registered
+//! through the aggregator ([`Adapter`]).
 //!
 //! [`Testbed::start`] brings it up in-process (tests keep one); `kis-e2e testbed up|down|status`
 //! runs one in a background `kis-e2e testbed serve` process and records it in a state directory
@@ -24,6 +25,7 @@ use crate::kubectl::UserAuth;
 use crate::kubelet::NodeSpec;
 use crate::pki::Usage;
 use crate::proc::{StopMode, Supervised};
+use crate::prometheus::Prometheus;
 use crate::{Error, wait_until};
 
 /// The testbed's Triton Deployments (`triton-gpu`, `triton-cpu` in `kis-serving`), relative to
@@ -39,6 +41,8 @@ pub struct TestbedConfig {
     pub models: Vec<EmulatedModel>,
     /// Also register kis-adapter (needs `target/debug/kis-adapter`).
     pub adapter: bool,
+    /// Also run Prometheus (Debian's package).
+    pub prometheus: bool,
     /// The repository root (deploy/, scripts/, tests/manifests/).
     pub workspace: PathBuf,
     /// The `kis-e2e` binary, run as `kis-e2e kubelet`.
@@ -59,6 +63,7 @@ impl TestbedConfig {
             ],
             models: vec![EmulatedModel::default(), EmulatedModel::kis_s_cpu()],
             adapter: true,
+            prometheus: true,
             workspace: workspace.to_path_buf(),
             kis_e2e: kis_e2e.to_path_buf(),
             ready_timeout: Duration::from_secs(180),
@@ -72,6 +77,8 @@ impl TestbedConfig {
 pub struct Testbed {
     /// The adapter, when asked for (dropped before the control plane).
     pub adapter: Option<Adapter>,
+    /// Prometheus, when asked for.
+    pub prometheus: Option<Prometheus>,
     /// The control plane.
     pub cp: ControlPlane,
     /// The nodes the kubelet registered.
@@ -132,6 +139,7 @@ impl Testbed {
         .with_stop_mode(StopMode::Group);
         let tb = Self {
             adapter: None,
+            prometheus: None,
             cp,
             nodes: config.nodes.clone(),
             pod_network,
@@ -142,6 +150,9 @@ impl Testbed {
             tb.wait_node_ready(&n.name, config.ready_timeout)?;
         }
         let mut tb = tb;
+        if config.prometheus {
+            tb.prometheus = Some(Prometheus::start(&tb.cp, config.ready_timeout)?);
+        }
         if config.adapter {
             tb.adapter = Some(Adapter::start(&tb.cp, &config.workspace)?);
         }
@@ -178,6 +189,9 @@ impl Testbed {
         }
         if let Some(a) = &self.adapter {
             a.check_running()?;
+        }
+        if let Some(p) = &self.prometheus {
+            p.check_running()?;
         }
         Ok(())
     }
@@ -256,6 +270,9 @@ impl Testbed {
         if let Some(p) = self.kubelet_pid() {
             processes.push(("kis-e2e kubelet (process kubelet, stand-in)".into(), p));
         }
+        if let Some(p) = &self.prometheus {
+            processes.push(("prometheus".into(), p.pid()));
+        }
         State {
             pid,
             run_dir: self.cp.dir().to_path_buf(),
@@ -273,6 +290,7 @@ impl Testbed {
                 .as_ref()
                 .map(|a| format!("https://127.0.0.1:{}", a.port)),
             adapter_token: self.adapter.as_ref().map(|a| a.token.clone()),
+            prometheus: self.prometheus.as_ref().map(|p| p.url.clone()),
             processes,
             manifests: MANIFESTS.into(),
         }
@@ -289,6 +307,7 @@ impl Testbed {
             k.stop(KUBELET_STOP);
         }
         self.adapter = None;
+        self.prometheus = None;
         self.cp.stop();
     }
 }
@@ -356,6 +375,8 @@ pub struct State {
     pub adapter: Option<String>,
     /// kis-adapter's publish-API bearer token.
     pub adapter_token: Option<String>,
+    /// Prometheus's URL, when running.
+    pub prometheus: Option<String>,
     /// (name, PID) of every long-running process at start (Tritons come and go with Pods).
     pub processes: Vec<(String, u32)>,
     /// The Triton Deployments to apply.
@@ -380,7 +401,13 @@ impl State {
             )),
             None => s.push_str("  kis-adapter  not started\n"),
         }
-        s.push_str("  prometheus   not part of the testbed yet\n  load balancer not part of the testbed yet\n");
+        match &self.prometheus {
+            Some(p) => s.push_str(&format!(
+                "  prometheus   {p} (scrapes Ready Pods' `metrics` ports)\n"
+            )),
+            None => s.push_str("  prometheus   not started\n"),
+        }
+        s.push_str("  load balancer not part of the testbed yet\n");
         s.push_str(&format!(
             "  logs         {}\n  try          kubectl --kubeconfig {} apply -f {}\n",
             self.run_dir.display(),
