@@ -16,9 +16,10 @@ have_version() {
   [ -x "$dest/bin/$1" ] && "$dest/bin/$1" --version 2>/dev/null | grep -q "v${KUBE_VERSION}"
 }
 
-# Runtime pieces are needed even when the build is cached (prometheus: the testbed's, run by
-# tests/src/prometheus.rs with its own configuration; Debian starts no service in a container).
-apt_install etcd-server openssl prometheus
+# Runtime pieces are needed even when the build is cached (prometheus, nginx-light: the testbed's, run by
+# tests/src/prometheus.rs and tests/src/balancer.rs with their own configuration; Debian starts
+# no service in a container).
+apt_install etcd-server openssl prometheus nginx-light
 
 # The e2e harness finds kubectl beside the server binaries: a copy of lib.sh's Debian kubectl.
 install_kubectl() {

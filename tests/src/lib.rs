@@ -9,9 +9,10 @@
 //!
 //! [`testbed`] adds the one stand-in, the process kubelet ([`kubelet`]), which runs every Pod as
 //! a real Triton server serving the emulated accelerator ([`emulated`]), scraped by Prometheus
-//! ([`prometheus`]): a live cluster on one machine, brought up and down by the `kis-e2e testbed` command.
+//! ([`prometheus`]) and behind nginx ([`balancer`]): a live cluster on one machine, brought up and down by the `kis-e2e testbed` command.
 
 pub mod adapter;
+pub mod balancer;
 pub mod cluster;
 pub mod emulated;
 pub mod kubectl;

@@ -80,6 +80,9 @@ struct UpArgs {
     /// Do not run Prometheus.
     #[arg(long)]
     no_prometheus: bool,
+    /// Do not run the load balancer.
+    #[arg(long)]
+    no_balancer: bool,
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +201,9 @@ fn up(a: &UpArgs) -> anyhow::Result<ExitCode> {
     if a.no_prometheus {
         cmd.arg("--no-prometheus");
     }
+    if a.no_balancer {
+        cmd.arg("--no-balancer");
+    }
     use std::os::unix::process::CommandExt;
     let mut child = cmd
         .stdin(std::process::Stdio::null())
@@ -248,6 +254,9 @@ fn serve(a: &UpArgs) -> anyhow::Result<ExitCode> {
     config.nodes = a.nodes.clone();
     config.adapter = !a.no_adapter;
     config.prometheus = !a.no_prometheus;
+    if a.no_balancer {
+        config.balance = None;
+    }
     config.ready_timeout = Duration::from_secs(a.dir.timeout);
     if let Some(p) = &a.gpu_profile {
         let m = EmulatedModel::from_profile_file(p)?;

@@ -168,16 +168,42 @@ fn get(url: &str) -> Result<(u16, String), Error> {
 }
 
 /// Keeps a `file_sd_configs` file listing every Ready Pod's `metrics` port, refreshed every
-/// second from the apiserver (on a thread of its own); stops when dropped.
+/// second from the apiserver; stops when dropped.
 #[derive(Debug)]
 pub struct PodTargets {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _watch: PodWatch,
 }
 
 impl PodTargets {
     /// Starts the refresh loop with the credentials in `kubeconfig`, writing `file` atomically.
     pub fn start(kubeconfig: &Path, file: &Path) -> Result<Self, Error> {
+        let file = file.to_path_buf();
+        PodWatch::start(kubeconfig, Duration::from_secs(1), move |pods| {
+            let tmp = file.with_extension("tmp");
+            if std::fs::write(&tmp, file_sd(pods).to_string()).is_ok() {
+                let _ = std::fs::rename(&tmp, &file);
+            }
+        })
+        .map(|w| Self { _watch: w })
+    }
+}
+
+/// Lists every Pod from the apiserver each `period` on a thread of its own and hands the list to
+/// a callback (what the testbed's Prometheus targets and load balancer are configured from);
+/// stops when dropped.
+#[derive(Debug)]
+pub struct PodWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PodWatch {
+    /// Starts the loop with the credentials in `kubeconfig` (which need `list` on Pods).
+    pub fn start(
+        kubeconfig: &Path,
+        period: Duration,
+        mut each: impl FnMut(&[Pod]) + Send + 'static,
+    ) -> Result<Self, Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -186,21 +212,15 @@ impl PodTargets {
             .block_on(crate::kubelet::client(kubeconfig))
             .map_err(|e| Error::Config(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (flag, file) = (stop.clone(), file.to_path_buf());
+        let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let api: Api<Pod> = Api::all(client);
             while !flag.load(Ordering::Relaxed) {
                 match rt.block_on(api.list(&ListParams::default())) {
-                    Ok(list) => {
-                        let groups = file_sd(&list.items);
-                        let tmp = file.with_extension("tmp");
-                        if std::fs::write(&tmp, groups.to_string()).is_ok() {
-                            let _ = std::fs::rename(&tmp, &file);
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "listing Pods for Prometheus failed"),
+                    Ok(list) => each(&list.items),
+                    Err(e) => tracing::warn!(error = %e, "listing Pods failed"),
                 }
-                std::thread::sleep(Duration::from_secs(1));
+                std::thread::sleep(period);
             }
         });
         Ok(Self {
@@ -210,7 +230,7 @@ impl PodTargets {
     }
 }
 
-impl Drop for PodTargets {
+impl Drop for PodWatch {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -219,30 +239,39 @@ impl Drop for PodTargets {
     }
 }
 
+/// Whether the Pod is Ready and not being deleted.
+pub fn serving(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The Pod's container port named `name`, with its IP: `IP:PORT`.
+pub fn pod_port(p: &Pod, name: &str) -> Option<String> {
+    let ip = p.status.as_ref()?.pod_ip.clone()?;
+    let port = p
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .find(|port| port.name.as_deref() == Some(name))?
+        .container_port;
+    Some(format!("{ip}:{port}"))
+}
+
 /// The file_sd target groups for the Ready Pods among `pods` that have a port named `metrics`.
 pub fn file_sd(pods: &[Pod]) -> Value {
     let groups: Vec<Value> = pods
         .iter()
-        .filter(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-                && p.metadata.deletion_timestamp.is_none()
-        })
+        .filter(|p| serving(p))
         .filter_map(|p| {
-            let ip = p.status.as_ref()?.pod_ip.clone()?;
-            let port = p
-                .spec
-                .as_ref()?
-                .containers
-                .iter()
-                .flat_map(|c| c.ports.iter().flatten())
-                .find(|port| port.name.as_deref() == Some("metrics"))?
-                .container_port;
+            let target = pod_port(p, "metrics")?;
             let app = p.labels().get("app").cloned().unwrap_or_default();
             Some(json!({
-                "targets": [format!("{ip}:{port}")],
+                "targets": [target],
                 "labels": {"namespace": p.namespace().unwrap_or_default(), "pod": p.name_any(), "app": app},
             }))
         })

@@ -2,7 +2,8 @@
 //! controller-manager with the ReplicaSet, HPA and garbage-collector controllers), the process
 //! kubelet ([`crate::kubelet`], the one stand-in, run as `kis-e2e kubelet`) whose nodes advertise
 //! emulated GPUs, real Triton servers serving the emulated accelerator ([`crate::emulated`]),
-//! Prometheus scraping the Ready Pods ([`Prometheus`]), and optionally kis-adapter registered
+//! Prometheus scraping the Ready Pods ([`Prometheus`]), nginx in front of the Ready Pods of
+//! `kis-serving` ([`Balancer`]), and optionally kis-adapter registered
 //! through the aggregator ([`Adapter`]).
 //!
 //! [`Testbed::start`] brings it up in-process (tests keep one); `kis-e2e testbed up|down|status`
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::adapter::Adapter;
+use crate::balancer::Balancer;
 use crate::cluster::{ControlPlane, ControlPlaneConfig};
 use crate::emulated::EmulatedModel;
 use crate::kubectl::UserAuth;
@@ -43,6 +45,8 @@ pub struct TestbedConfig {
     pub adapter: bool,
     /// Also run Prometheus (Debian's package).
     pub prometheus: bool,
+    /// Put nginx in front of the Ready Pods of this namespace (None: no load balancer).
+    pub balance: Option<String>,
     /// The repository root (deploy/, scripts/, tests/manifests/).
     pub workspace: PathBuf,
     /// The `kis-e2e` binary, run as `kis-e2e kubelet`.
@@ -64,6 +68,7 @@ impl TestbedConfig {
             models: vec![EmulatedModel::default(), EmulatedModel::kis_s_cpu()],
             adapter: true,
             prometheus: true,
+            balance: Some("kis-serving".into()),
             workspace: workspace.to_path_buf(),
             kis_e2e: kis_e2e.to_path_buf(),
             ready_timeout: Duration::from_secs(180),
@@ -79,6 +84,8 @@ pub struct Testbed {
     pub adapter: Option<Adapter>,
     /// Prometheus, when asked for.
     pub prometheus: Option<Prometheus>,
+    /// The load balancer, when asked for.
+    pub balancer: Option<Balancer>,
     /// The control plane.
     pub cp: ControlPlane,
     /// The nodes the kubelet registered.
@@ -140,6 +147,7 @@ impl Testbed {
         let tb = Self {
             adapter: None,
             prometheus: None,
+            balancer: None,
             cp,
             nodes: config.nodes.clone(),
             pod_network,
@@ -152,6 +160,16 @@ impl Testbed {
         let mut tb = tb;
         if config.prometheus {
             tb.prometheus = Some(Prometheus::start(&tb.cp, config.ready_timeout)?);
+        }
+        if let Some(ns) = &config.balance {
+            // It lists Pods as the admin: an in-testbed component, like the kubelet's peers.
+            let kubeconfig = tb.cp.admin.kubeconfig().to_path_buf();
+            tb.balancer = Some(Balancer::start(
+                &tb.cp,
+                &kubeconfig,
+                ns,
+                config.ready_timeout,
+            )?);
         }
         if config.adapter {
             tb.adapter = Some(Adapter::start(&tb.cp, &config.workspace)?);
@@ -192,6 +210,9 @@ impl Testbed {
         }
         if let Some(p) = &self.prometheus {
             p.check_running()?;
+        }
+        if let Some(b) = &self.balancer {
+            b.check_running()?;
         }
         Ok(())
     }
@@ -273,6 +294,9 @@ impl Testbed {
         if let Some(p) = &self.prometheus {
             processes.push(("prometheus".into(), p.pid()));
         }
+        if let Some(b) = &self.balancer {
+            processes.push(("nginx (load balancer)".into(), b.pid()));
+        }
         State {
             pid,
             run_dir: self.cp.dir().to_path_buf(),
@@ -291,6 +315,7 @@ impl Testbed {
                 .map(|a| format!("https://127.0.0.1:{}", a.port)),
             adapter_token: self.adapter.as_ref().map(|a| a.token.clone()),
             prometheus: self.prometheus.as_ref().map(|p| p.url.clone()),
+            balancer: self.balancer.as_ref().map(|b| b.url.clone()),
             processes,
             manifests: MANIFESTS.into(),
         }
@@ -307,6 +332,7 @@ impl Testbed {
             k.stop(KUBELET_STOP);
         }
         self.adapter = None;
+        self.balancer = None;
         self.prometheus = None;
         self.cp.stop();
     }
@@ -377,6 +403,8 @@ pub struct State {
     pub adapter_token: Option<String>,
     /// Prometheus's URL, when running.
     pub prometheus: Option<String>,
+    /// The load balancer's URL (Ready Pods of `kis-serving`), when running.
+    pub balancer: Option<String>,
     /// (name, PID) of every long-running process at start (Tritons come and go with Pods).
     pub processes: Vec<(String, u32)>,
     /// The Triton Deployments to apply.
@@ -407,7 +435,12 @@ impl State {
             )),
             None => s.push_str("  prometheus   not started\n"),
         }
-        s.push_str("  load balancer not part of the testbed yet\n");
+        match &self.balancer {
+            Some(b) => s.push_str(&format!(
+                "  balancer     {b} (nginx; /v2/models/M/ -> Ready kis-serving Pods loading M)\n"
+            )),
+            None => s.push_str("  balancer     not started\n"),
+        }
         s.push_str(&format!(
             "  logs         {}\n  try          kubectl --kubeconfig {} apply -f {}\n",
             self.run_dir.display(),

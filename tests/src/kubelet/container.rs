@@ -139,6 +139,33 @@ fn strip_owned(words: &[String]) -> Vec<String> {
     out
 }
 
+/// The models a Pod's Triton loads (`--load-model=NAME` or `--load-model NAME` in its command
+/// and arguments), in order.
+pub fn loaded_models(pod: &Pod) -> Vec<String> {
+    let Some(c) = pod.spec.as_ref().and_then(|s| s.containers.first()) else {
+        return Vec::new();
+    };
+    let words: Vec<String> = c
+        .command
+        .iter()
+        .flatten()
+        .chain(c.args.iter().flatten())
+        .cloned()
+        .collect();
+    let mut out = Vec::new();
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        if let Some(m) = w.strip_prefix("--load-model=") {
+            out.push(m.to_string());
+        } else if w == "--load-model"
+            && let Some(m) = it.next()
+        {
+            out.push(m.clone());
+        }
+    }
+    out
+}
+
 /// The Triton HTTP port the arguments ask for (Triton's default 8000).
 pub fn http_port(args: &[String]) -> u16 {
     let mut it = args.iter();
@@ -193,6 +220,7 @@ mod tests {
         assert_eq!(plan.env, [("A".to_string(), "1".to_string())]);
         assert_eq!(plan.ports, [("http".to_string(), 8000)]);
         assert_eq!(http_port(&plan.args), 8000);
+        assert_eq!(loaded_models(&p), ["emulated"]);
     }
 
     #[test]

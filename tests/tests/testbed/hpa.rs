@@ -50,7 +50,10 @@ fn a_target_published_through_the_adapter_becomes_ready_tritons() {
         .adapter
         .as_ref()
         .expect("the shared testbed registers kis-adapter");
-    tb.cp.admin.run(&["create", "namespace", NS]).unwrap();
+    tb.cp
+        .admin
+        .apply(r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kis-serving"}}"#)
+        .unwrap();
     tb.apply_tritons(workspace(), NS, &[("triton-cpu", 1)])
         .unwrap();
     // deploy/'s example HPA for the CPU pool, unchanged: it targets kis-serving/triton-cpu.

@@ -5,6 +5,7 @@
 //! the `kis-e2e testbed` command.
 
 mod common;
+mod drain;
 mod hpa;
 mod lifecycle;
 mod up_down;
