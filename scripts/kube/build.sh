@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and kube-controller-manager v1.20.2 from Debian's source package, once per
-# machine, into $KIS_CACHE/kube-v1.20.2-1/bin/ (the e2e suite in tests/ runs them). No registry ships
-# these binaries, so they are compiled offline from the vendored tree (~15 min on 2 cores).
-# Idempotent: does nothing when both binaries are there and report the expected version.
+# Builds kube-apiserver, kube-controller-manager and kube-scheduler v1.20.2 from Debian's source
+# package, once per machine, into $KIS_CACHE/kube-v1.20.2-1/bin/ (the e2e suite and the testbed in
+# tests/ run them). No registry ships these binaries, so they are compiled offline from the vendored
+# tree (~15 min on 2 cores for all three).
+# Idempotent: does nothing when every binary is there and reports the expected version; a cache made
+# before a binary was added to the list (e.g. without kube-scheduler) gets only the missing ones built.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
@@ -14,8 +16,10 @@ have_version() {
   [ -x "$dest/bin/$1" ] && "$dest/bin/$1" --version 2>/dev/null | grep -q "v${KUBE_VERSION}"
 }
 
-# Runtime pieces are needed even when the build is cached.
-apt_install etcd-server openssl
+# Runtime pieces are needed even when the build is cached (prometheus, nginx-light: the testbed's, run by
+# tests/src/prometheus.rs and tests/src/balancer.rs with their own configuration; Debian starts
+# no service in a container).
+apt_install etcd-server openssl prometheus nginx-light
 
 # The e2e harness finds kubectl beside the server binaries: a copy of lib.sh's Debian kubectl.
 install_kubectl() {
@@ -28,7 +32,13 @@ install_kubectl() {
   log "kube: kubectl $("$dest/bin/kubectl" version --client --short 2>/dev/null || true) in $dest/bin"
 }
 
-if have_version kube-apiserver && have_version kube-controller-manager; then
+# Every server binary the harness runs; each is built only when missing from the cache.
+wanted=(kube-apiserver kube-controller-manager kube-scheduler)
+missing=()
+for b in "${wanted[@]}"; do
+  have_version "$b" || missing+=("$b")
+done
+if [ ${#missing[@]} -eq 0 ]; then
   install_kubectl
   log "kube: cached binaries in $dest/bin"
   exit 0
@@ -66,25 +76,25 @@ reflect2_src=/usr/share/gocode/src/github.com/modern-go/reflect2
 rm -rf vendor/github.com/modern-go/reflect2
 cp -r "$reflect2_src" vendor/github.com/modern-go/reflect2
 
-log "kube: make kube-apiserver kube-controller-manager (takes 15+ minutes on 2 cores)"
+whats=()
+for b in "${missing[@]}"; do whats+=("cmd/$b"); done
+log "kube: make ${missing[*]} (takes 15+ minutes on 2 cores for all three)"
 export GOFLAGS="-mod=vendor" GOTOOLCHAIN=local GOCACHE="$work/gocache" GOPATH="$work/gopath"
 export KUBE_GIT_VERSION="v${KUBE_VERSION}" KUBE_GIT_TREE_STATE=clean
 start=$(date +%s)
-make WHAT="cmd/kube-apiserver cmd/kube-controller-manager"
+make WHAT="${whats[*]}"
 log "kube: build took $(( $(date +%s) - start )) s"
 
 out=_output/bin
-[ -x "$out/kube-apiserver" ] || out="$(dirname "$(find _output -type f -name kube-apiserver | head -n1)")"
-mkdir -p "$KIS_CACHE"
-stage="$(mktemp -d "$KIS_CACHE/.kube-stage.XXXXXX")"
-mkdir -p "$stage/bin"
-chmod 755 "$stage" "$stage/bin"
-cp "$out/kube-apiserver" "$out/kube-controller-manager" "$stage/bin/"
-# Install atomically: a half-copied cache must never look complete.
-rm -rf "$dest.old"
-[ -e "$dest" ] && mv "$dest" "$dest.old"
-mv "$stage" "$dest"
-rm -rf "$dest.old"
-have_version kube-apiserver || { echo "kube build: installed kube-apiserver does not report v${KUBE_VERSION}" >&2; exit 1; }
+[ -x "$out/${missing[0]}" ] || out="$(dirname "$(find _output -type f -name "${missing[0]}" | head -n1)")"
+mkdir -p "$dest/bin"
+chmod 755 "$dest" "$dest/bin"
+# Install each binary atomically (copy under a temporary name, then rename): a half-copied binary
+# must never look complete, and binaries already cached stay untouched.
+for b in "${missing[@]}"; do
+  cp "$out/$b" "$dest/bin/.$b.tmp"
+  mv "$dest/bin/.$b.tmp" "$dest/bin/$b"
+  have_version "$b" || { echo "kube build: installed $b does not report v${KUBE_VERSION}" >&2; exit 1; }
+done
 install_kubectl
-log "kube: installed into $dest/bin"
+log "kube: installed ${missing[*]} into $dest/bin"

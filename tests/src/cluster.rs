@@ -1,11 +1,12 @@
-//! A real Kubernetes control plane on loopback: etcd (Debian's), kube-apiserver and
-//! kube-controller-manager v1.20.2 (built from Debian's source package by
+//! A real Kubernetes control plane on loopback: etcd (Debian's), kube-apiserver,
+//! kube-controller-manager and kube-scheduler v1.20.2 (built from Debian's source package by
 //! `scripts/kube/build.sh` into `$KIS_CACHE/kube-v1.20.2-1/bin/`). Ports are chosen at run time,
 //! the PKI is generated per run, readiness is awaited with bounds, and every process is stopped
 //! by PID when the [`ControlPlane`] is dropped, or by the watchdog when the test binary dies.
 //!
-//! There is no kubelet or scheduler: Pods stay Pending, and a Deployment's `spec.replicas` (set
-//! by the HPA controller) is what tests observe.
+//! There is no kubelet here: without nodes the scheduler leaves Pods Pending, and a Deployment's
+//! `spec.replicas` (set by the HPA controller) is what tests observe. The testbed
+//! ([`crate::testbed`]) adds the process kubelet ([`crate::kubelet`]), so Pods run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,6 +30,8 @@ pub struct KubeBinaries {
     pub apiserver: PathBuf,
     /// kube-controller-manager.
     pub controller_manager: PathBuf,
+    /// kube-scheduler.
+    pub scheduler: PathBuf,
     /// Debian's kubectl 1.20.2.
     pub kubectl: PathBuf,
     /// etcd (Debian package etcd-server).
@@ -76,6 +79,7 @@ impl KubeBinaries {
         Ok(Self {
             apiserver: need("kube-apiserver")?,
             controller_manager: need("kube-controller-manager")?,
+            scheduler: need("kube-scheduler")?,
             kubectl: need("kubectl")?,
             etcd,
         })
@@ -94,6 +98,9 @@ pub struct ControlPlaneConfig {
     pub adapter_dns: Vec<String>,
     /// Bound on each readiness wait.
     pub ready_timeout: Duration,
+    /// Controllers started besides the ones every test needs (e.g. `garbagecollector`, so that
+    /// deleting a Deployment removes its Pods, which the testbed wants).
+    pub extra_controllers: Vec<String>,
 }
 
 impl Default for ControlPlaneConfig {
@@ -103,11 +110,15 @@ impl Default for ControlPlaneConfig {
             hpa_tolerance: 0.0,
             adapter_dns: vec!["kis-adapter.kis-system.svc".into()],
             ready_timeout: Duration::from_secs(120),
+            extra_controllers: Vec::new(),
         }
     }
 }
 
-/// A running etcd + kube-apiserver + kube-controller-manager.
+/// The controllers every control plane runs (`--controllers`).
+const CONTROLLERS: &str = "deployment,replicaset,serviceaccount,serviceaccount-token,horizontalpodautoscaling,clusterrole-aggregation";
+
+/// A running etcd + kube-apiserver + kube-controller-manager + kube-scheduler.
 #[derive(Debug)]
 pub struct ControlPlane {
     /// The run's PKI (certs, keys, CAs).
@@ -121,15 +132,16 @@ pub struct ControlPlane {
     /// The binaries in use.
     pub bins: KubeBinaries,
     dir: PathBuf,
-    // Stop order: controller-manager, apiserver, etcd.
+    // Stop order: scheduler, controller-manager, apiserver, etcd.
     procs: Mutex<Vec<Supervised>>,
     watchdog: Watchdog,
     _tempdir: Option<tempfile::TempDir>,
 }
 
 impl ControlPlane {
-    /// Generates a PKI, starts etcd, kube-apiserver and kube-controller-manager, and waits until
-    /// the apiserver is ready and the controller-manager has issued service-account tokens.
+    /// Generates a PKI, starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler,
+    /// and waits until the apiserver is ready, the controller-manager has issued service-account
+    /// tokens and the scheduler answers its health check.
     /// `KIS_E2E_KEEP=1` keeps the working directory (logs, certs) for inspection.
     pub fn start(config: &ControlPlaneConfig) -> Result<Self, Error> {
         let bins = KubeBinaries::locate()?;
@@ -278,7 +290,7 @@ impl ControlPlane {
         // service-account credentials, as in a real cluster.
         let mut kcm = Command::new(&bins.controller_manager);
         kcm.arg(format!("--kubeconfig={}", p(&kcm_cfg)))
-            .arg("--controllers=deployment,replicaset,serviceaccount,serviceaccount-token,horizontalpodautoscaling,clusterrole-aggregation")
+            .arg(format!("--controllers={}", controllers(config)))
             .arg("--use-service-account-credentials=true")
             .arg(format!(
                 "--service-account-private-key-file={}",
@@ -326,6 +338,15 @@ impl ControlPlane {
         )
         .map_err(|e| with_log(e, &procs[2]))?;
         tracing::info!(elapsed = ?started.elapsed(), "kube-controller-manager ready");
+
+        let (scheduler, healthz) = start_scheduler(&bins, &pki, &dir, &server, &watchdog)?;
+        procs.push(scheduler);
+        wait_until("kube-scheduler /healthz", config.ready_timeout, || {
+            procs[3].check_running().map_err(|e| e.to_string())?;
+            scheduler_healthy(healthz)
+        })
+        .map_err(|e| with_log(e, &procs[3]))?;
+        tracing::info!(elapsed = ?started.elapsed(), "kube-scheduler ready");
 
         // Stop order is the reverse of start order.
         procs.reverse();
@@ -422,7 +443,7 @@ impl ControlPlane {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
-    /// Stops the controller-manager, the apiserver and etcd, in that order.
+    /// Stops the scheduler, the controller-manager, the apiserver and etcd, in that order.
     pub fn stop(&mut self) {
         let mut procs = self.procs.lock().unwrap_or_else(|p| p.into_inner());
         for p in procs.iter_mut() {
@@ -437,6 +458,81 @@ impl ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The `--controllers` list: the fixed set plus `config.extra_controllers`.
+fn controllers(config: &ControlPlaneConfig) -> String {
+    let mut list = CONTROLLERS.to_string();
+    for c in &config.extra_controllers {
+        list.push(',');
+        list.push_str(c);
+    }
+    list
+}
+
+/// Starts kube-scheduler as `system:kube-scheduler` (the bootstrap RBAC role of that name lets
+/// it bind Pods), without leader election, serving only `/healthz` on a free loopback port.
+/// Returns the process and that port.
+fn start_scheduler(
+    bins: &KubeBinaries,
+    pki: &Pki,
+    dir: &Path,
+    server: &str,
+    watchdog: &Watchdog,
+) -> Result<(Supervised, u16), Error> {
+    let cert = pki.cluster_ca.issue(
+        "scheduler",
+        "system:kube-scheduler",
+        &[],
+        &[],
+        crate::pki::Usage::Client,
+    )?;
+    let kubeconfig = dir.join("scheduler.kubeconfig");
+    write_kubeconfig(
+        &kubeconfig,
+        server,
+        &pki.cluster_ca.pair.cert,
+        &UserAuth::Cert {
+            cert: cert.cert,
+            key: cert.key,
+        },
+    )?;
+    let port = free_port()?;
+    let mut cmd = Command::new(&bins.scheduler);
+    cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg("--leader-elect=false")
+        .arg("--port=0")
+        .arg("--bind-address=127.0.0.1")
+        .arg(format!("--secure-port={port}"))
+        .arg(format!(
+            "--cert-dir={}",
+            dir.join("scheduler-certs").display()
+        ))
+        .arg("--profiling=false")
+        .arg("--v=1");
+    let proc = Supervised::spawn(
+        "kube-scheduler",
+        cmd,
+        &dir.join("kube-scheduler.log"),
+        watchdog,
+    )?;
+    Ok((proc, port))
+}
+
+/// `Ok` when kube-scheduler's `/healthz` on `port` says `ok` (its self-signed serving cert is
+/// not verified: the check is only whether it is up).
+fn scheduler_healthy(port: u16) -> Result<(), String> {
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "5"])
+        .arg(format!("https://127.0.0.1:{port}/healthz"))
+        .output()
+        .map_err(|e| format!("curl: {e}"))?;
+    let body = String::from_utf8_lossy(&out.stdout);
+    if body.trim() == "ok" {
+        Ok(())
+    } else {
+        Err(format!("healthz: {body:?}"))
     }
 }
 

@@ -1,17 +1,26 @@
 //! Cross-component end-to-end tests for KIS, run against real processes.
 //!
 //! The harness here starts a real Kubernetes control plane on loopback ([`cluster`]): etcd,
-//! kube-apiserver and kube-controller-manager v1.20.2 built from Debian's source package, with a
-//! throwaway PKI ([`pki`]), driven through Debian's kubectl ([`kubectl`]). Every process runs in
-//! its own process group under a parent-death watchdog ([`proc`]), so nothing outlives the test
-//! binary. The integration tests in `tests/` use it to check RBAC, the API aggregator and the
-//! stock HPA acting on kis-adapter.
+//! kube-apiserver, kube-controller-manager and kube-scheduler v1.20.2 built from Debian's source
+//! package, with a throwaway PKI ([`pki`]), driven through Debian's kubectl ([`kubectl`]). Every
+//! process runs in its own process group under a parent-death watchdog ([`proc`]), so nothing
+//! outlives the test binary. The integration tests in `tests/` use it to check RBAC, the API
+//! aggregator and the stock HPA acting on kis-adapter.
+//!
+//! [`testbed`] adds the one stand-in, the process kubelet ([`kubelet`]), which runs every Pod as
+//! a real Triton server serving the emulated accelerator ([`emulated`]), scraped by Prometheus
+//! ([`prometheus`]) and behind nginx ([`balancer`]): a live cluster on one machine, brought up and down by the `kis-e2e testbed` command.
 
 pub mod adapter;
+pub mod balancer;
 pub mod cluster;
+pub mod emulated;
 pub mod kubectl;
+pub mod kubelet;
 pub mod pki;
 pub mod proc;
+pub mod prometheus;
+pub mod testbed;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -1,0 +1,261 @@
+//! The testbed's load balancer: Debian's nginx (`nginx-light`, installed by
+//! `scripts/kube/build.sh`) on one loopback URL in front of the Ready Pods of one namespace,
+//! routing `/v2/models/M/...` to the Pods that load model M (their port named `http`) and
+//! `/v2/health/...` to any of them. Its configuration is rewritten from the apiserver's Pod list
+//! every half second and applied with SIGHUP, nginx's graceful reload (old workers finish their
+//! requests), so a Pod leaves the pool as soon as it is not Ready or is being deleted — before its
+//! `preStop` hook ends and Triton stops — and scale-down drains instead of cutting requests.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::cluster::ControlPlane;
+use crate::kubelet::container::loaded_models;
+use crate::proc::{Supervised, free_port};
+use crate::prometheus::{PodWatch, pod_port, serving};
+use crate::{Error, wait_until};
+
+/// Backends per model: model name → `IP:PORT` of each Ready Pod that loads it.
+pub type Backends = BTreeMap<String, Vec<String>>;
+
+/// A running nginx kept in step with the Ready Pods.
+#[derive(Debug)]
+pub struct Balancer {
+    /// `http://127.0.0.1:PORT`: what kis-loadgen is pointed at.
+    pub url: String,
+    backends: Arc<Mutex<Backends>>,
+    proc: Arc<Mutex<Supervised>>,
+    _watch: Option<PodWatch>,
+}
+
+fn binary() -> Result<PathBuf, Error> {
+    let p = PathBuf::from("/usr/sbin/nginx");
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(Error::Missing(
+            "/usr/sbin/nginx not found (Debian package nginx-light): run `bash scripts/setup.sh` first".into(),
+        ))
+    }
+}
+
+impl Balancer {
+    /// Starts nginx in front of the Ready Pods of `namespace`, listing them with `kubeconfig`.
+    pub fn start(
+        cp: &ControlPlane,
+        kubeconfig: &Path,
+        namespace: &str,
+        bound: Duration,
+    ) -> Result<Self, Error> {
+        let bin = binary()?;
+        let dir = cp.dir().join("nginx");
+        std::fs::create_dir_all(dir.join("tmp")).map_err(|e| Error::Io(dir.clone(), e))?;
+        let port = free_port()?;
+        let conf = dir.join("nginx.conf");
+        write(&conf, &config(&dir, port, &Backends::new()))?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(dir.join("error.log"));
+        let proc = Supervised::spawn("nginx", cmd, &cp.dir().join("nginx.log"), cp.watchdog())?;
+        let mut lb = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            backends: Arc::new(Mutex::new(Backends::new())),
+            proc: Arc::new(Mutex::new(proc)),
+            _watch: None,
+        };
+        wait_until("nginx to listen", bound, || {
+            lb.check_running().map_err(|e| e.to_string())?;
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })?;
+        let (backends, proc, ns) = (lb.backends.clone(), lb.proc.clone(), namespace.to_string());
+        lb._watch = Some(PodWatch::start(
+            kubeconfig,
+            Duration::from_millis(500),
+            move |pods| {
+                let now = backends_of(pods, &ns);
+                let mut current = backends.lock().unwrap_or_else(|p| p.into_inner());
+                if *current == now {
+                    return;
+                }
+                if write(&conf, &config(&dir, port, &now)).is_err() {
+                    return;
+                }
+                let pid = proc.lock().unwrap_or_else(|p| p.into_inner()).pid();
+                // SIGHUP: nginx's graceful reload.
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGHUP);
+                tracing::info!(?now, "load balancer reloaded");
+                *current = now;
+            },
+        )?);
+        Ok(lb)
+    }
+
+    /// The backends nginx was last configured with.
+    pub fn backends(&self) -> Backends {
+        self.backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Fails with the log's tail if nginx has exited.
+    pub fn check_running(&self) -> Result<(), Error> {
+        self.proc
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check_running()
+            .map_err(Error::from)
+    }
+
+    /// nginx's master PID.
+    pub fn pid(&self) -> u32 {
+        self.proc.lock().unwrap_or_else(|p| p.into_inner()).pid()
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        // The watch first, so no reload is sent to a stopping nginx.
+        self._watch = None;
+        self.proc
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stop(Duration::from_secs(5));
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| Error::Io(tmp.clone(), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::Io(path.to_path_buf(), e))
+}
+
+/// Ready, not terminating Pods of `namespace` by the models they load.
+pub fn backends_of(pods: &[Pod], namespace: &str) -> Backends {
+    let mut out = Backends::new();
+    for p in pods
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace) && serving(p))
+    {
+        let Some(addr) = pod_port(p, "http") else {
+            continue;
+        };
+        for m in loaded_models(p) {
+            out.entry(m).or_default().push(addr.clone());
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
+/// The nginx configuration for `backends`, with every path under `dir`.
+pub fn config(dir: &Path, port: u16, backends: &Backends) -> String {
+    let d = dir.display();
+    let mut upstreams = String::new();
+    let mut locations = String::new();
+    let mut all: Vec<&String> = backends.values().flatten().collect();
+    all.sort();
+    all.dedup();
+    let upstream = |name: &str, servers: &[&String]| {
+        let list: String = servers
+            .iter()
+            .map(|s| format!("    server {s} max_fails=0;\n"))
+            .collect();
+        format!("  upstream {name} {{\n{list}    keepalive 32;\n  }}\n")
+    };
+    for (i, (model, servers)) in backends.iter().enumerate() {
+        let refs: Vec<&String> = servers.iter().collect();
+        upstreams.push_str(&upstream(&format!("model_{i}"), &refs));
+        // Exact (model metadata) and prefix (ready, infer, stats): a prefix alone with a
+        // trailing slash would answer the bare path with a redirect.
+        locations.push_str(&format!(
+            "    location = /v2/models/{model} {{ proxy_pass http://model_{i}; }}\n    location /v2/models/{model}/ {{ proxy_pass http://model_{i}; }}\n"
+        ));
+    }
+    if all.is_empty() {
+        locations.push_str("    location /v2/ { return 503; }\n");
+    } else {
+        upstreams.push_str(&upstream("any", &all));
+        locations.push_str("    location /v2/health/ { proxy_pass http://any; }\n");
+    }
+    format!(
+        r#"# Written by the kis-e2e testbed from the apiserver's Ready Pods; reloaded with SIGHUP.
+daemon off;
+master_process on;
+worker_processes 1;
+pid {d}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/tmp/body;
+  proxy_temp_path {d}/tmp/proxy;
+  fastcgi_temp_path {d}/tmp/fastcgi;
+  uwsgi_temp_path {d}/tmp/uwsgi;
+  scgi_temp_path {d}/tmp/scgi;
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  # A connection refused by a Pod that just left is retried on another (inference is
+  # side-effect free, so a retried POST is safe).
+  proxy_next_upstream error non_idempotent;
+  proxy_read_timeout 60s;
+{upstreams}  server {{
+    listen 127.0.0.1:{port};
+{locations}  }}
+}}
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, ns: &str, ip: &str, ready: &str, model: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"containers": [{"name": "t", "command": ["tritonserver"],
+                "args": [format!("--load-model={model}")],
+                "ports": [{"name": "http", "containerPort": 8000}]}]},
+            "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": ready}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn backends_are_ready_pods_of_the_namespace_by_model() {
+        let pods = [
+            pod("a", "ns", "127.1.1.3", "True", "m1"),
+            pod("b", "ns", "127.1.1.2", "True", "m1"),
+            pod("c", "ns", "127.1.1.4", "False", "m1"),
+            pod("d", "other", "127.1.1.5", "True", "m1"),
+            pod("e", "ns", "127.1.1.6", "True", "m2"),
+        ];
+        let b = backends_of(&pods, "ns");
+        assert_eq!(b["m1"], ["127.1.1.2:8000", "127.1.1.3:8000"]);
+        assert_eq!(b["m2"], ["127.1.1.6:8000"]);
+        let conf = config(Path::new("/d"), 9000, &b);
+        assert!(conf.contains("location /v2/models/m1/ { proxy_pass http://model_0; }"));
+        assert!(conf.contains("location = /v2/models/m1 { proxy_pass http://model_0; }"));
+        assert!(conf.contains("server 127.1.1.6:8000 max_fails=0;"));
+        assert!(conf.contains("listen 127.0.0.1:9000;"));
+        let empty = config(Path::new("/d"), 9000, &Backends::new());
+        assert!(empty.contains("return 503") && !empty.contains("upstream any"));
+    }
+}

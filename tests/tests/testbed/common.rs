@@ -1,0 +1,117 @@
+//! The shared testbed and helpers to read Pods.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use kis_e2e::testbed::{Testbed, TestbedConfig};
+use serde_json::Value;
+
+/// The repository root.
+pub fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+}
+
+/// The kis-e2e binary cargo built for these tests.
+pub fn kis_e2e() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_kis-e2e"))
+}
+
+/// One test at a time: each runs up to three Tritons, or a whole second testbed.
+pub fn turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The testbed shared by this binary's in-process tests (with kis-adapter registered), started
+/// on first use.
+pub fn testbed() -> &'static Testbed {
+    static TB: OnceLock<Result<Testbed, String>> = OnceLock::new();
+    let tb = TB.get_or_init(|| {
+        let t0 = std::time::Instant::now();
+        let config = TestbedConfig::new(workspace(), kis_e2e());
+        let tb = Testbed::start(&config).map_err(|e| e.to_string());
+        eprintln!(
+            "kis-e2e: testbed start took {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        tb
+    });
+    match tb {
+        Ok(tb) => tb,
+        Err(e) => panic!("the testbed did not start: {e}"),
+    }
+}
+
+/// Bound for Tritons to start and pass readiness on a busy 2-core machine.
+pub const READY_BOUND: Duration = Duration::from_secs(240);
+
+/// The Pods in `ns` with label `app=APP`.
+pub fn pods(tb: &Testbed, ns: &str, app: &str) -> Vec<Value> {
+    tb.cp
+        .admin
+        .json(&["-n", ns, "get", "pods", "-l", &format!("app={app}")])
+        .map(|l| l["items"].as_array().cloned().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// Whether a Pod's Ready condition is True.
+pub fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// The PID in a Pod's `containerID` (`kis-process://PID`).
+pub fn container_pid(pod: &Value) -> Option<u32> {
+    pod["status"]["containerStatuses"][0]["containerID"]
+        .as_str()?
+        .strip_prefix("kis-process://")?
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+}
+
+/// One inference on the model `model` of the Triton at `ip:8000`; the echoed output.
+pub fn infer(ip: &str, model: &str) -> Result<Value, String> {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-X", "POST"])
+        .arg(format!("http://{ip}:8000/v2/models/{model}/infer"))
+        .args([
+            "-d",
+            r#"{"inputs":[{"name":"INPUT0","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#,
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let body: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))?;
+    Ok(body["outputs"][0]["data"].clone())
+}
+
+/// Deletes the Deployment(s) and waits until no Pod of `app` is left (bounded).
+pub fn clean_up(tb: &Testbed, ns: &str, apps: &[&str]) {
+    for app in apps {
+        let _ = tb
+            .cp
+            .admin
+            .run(&["-n", ns, "delete", "deployment", app, "--wait=false"]);
+    }
+    kis_e2e::wait_until("the Pods to be removed", READY_BOUND, || {
+        let left: usize = apps.iter().map(|a| pods(tb, ns, a).len()).sum();
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(format!("{left} Pods left"))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}

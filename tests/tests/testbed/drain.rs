@@ -1,0 +1,126 @@
+//! Scale-down under load through the load balancer loses nothing: nginx drops a Pod from its pool
+//! as soon as it is being deleted, while its `preStop` hook keeps Triton serving, and only then is
+//! Triton stopped.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kis_e2e::emulated::CPU_MODEL;
+use kis_e2e::wait_until;
+
+use crate::common::{READY_BOUND, clean_up, is_ready, pods, testbed, turn, workspace};
+
+const NS: &str = "kis-serving";
+
+fn loadgen() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("kis-loadgen");
+    assert!(
+        bin.is_file(),
+        "{} not found: `cargo build -p kis-loadgen` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn scale_down_from_three_to_one_under_load_loses_no_request() {
+    let _turn = turn();
+    let tb = testbed();
+    let lb = tb
+        .balancer
+        .as_ref()
+        .expect("the shared testbed runs the load balancer");
+    tb.cp
+        .admin
+        .apply(r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kis-serving"}}"#)
+        .unwrap();
+    tb.apply_tritons(workspace(), NS, &[("triton-cpu", 3)])
+        .unwrap();
+    wait_until(
+        "three Ready Pods behind the load balancer",
+        READY_BOUND,
+        || {
+            let ready = pods(tb, NS, "triton-cpu")
+                .iter()
+                .filter(|p| is_ready(p))
+                .count();
+            let behind = lb.backends().get(CPU_MODEL).map_or(0, Vec::len);
+            if ready == 3 && behind == 3 {
+                Ok(())
+            } else {
+                Err(format!("{ready} Ready, {behind} behind nginx"))
+            }
+        },
+    )
+    .unwrap();
+
+    // A steady 8 requests/s for 25 s (one emulated CPU replica serves about 12/s).
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let load = Command::new(loadgen())
+        .args(["--url", &lb.url, "--model", CPU_MODEL, "--json-body"])
+        .args([
+            "--shape",
+            "INPUT0:1,3",
+            "--pattern",
+            "constant",
+            "--rate",
+            "8",
+        ])
+        .args(["--duration", "25s", "--timeout", "30", "--quiet", "--json"])
+        .arg(&report)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    tb.cp
+        .admin
+        .run(&[
+            "-n",
+            NS,
+            "scale",
+            "deployment",
+            "triton-cpu",
+            "--replicas=1",
+        ])
+        .unwrap();
+    let t0 = Instant::now();
+    wait_until("two Pods to be removed under load", READY_BOUND, || {
+        let n = pods(tb, NS, "triton-cpu").len();
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(format!("{n} Pods"))
+        }
+    })
+    .unwrap();
+    eprintln!(
+        "scaled 3 -> 1 under load in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let out = load.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kis-loadgen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let t = &r["totals"];
+    assert_eq!(t["errors"], 0, "requests lost on scale-down: {t}");
+    assert_eq!(t["dropped"], 0, "{t}");
+    assert_eq!(t["ok"], t["scheduled"], "{t}");
+    assert!(
+        t["ok"].as_u64().unwrap() >= 150,
+        "too few requests to mean anything: {t}"
+    );
+    assert_eq!(lb.backends().get(CPU_MODEL).map_or(0, Vec::len), 1);
+    clean_up(tb, NS, &["triton-cpu"]);
+}

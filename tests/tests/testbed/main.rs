@@ -1,0 +1,11 @@
+//! The live testbed (tests/README.md): the real scheduler and ReplicaSet controller place Pods
+//! that the process kubelet (the stand-in) runs as real Triton servers serving the emulated
+//! accelerator. One testbed is shared by the in-process tests, which take turns (a lock) so that
+//! at most three Tritons run at once on a small machine; the up/down test runs its own through
+//! the `kis-e2e testbed` command.
+
+mod common;
+mod drain;
+mod hpa;
+mod lifecycle;
+mod up_down;
