@@ -14,7 +14,7 @@ pub mod pki;
 pub mod proc;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What can go wrong while setting up or driving the real processes.
 #[derive(Debug, thiserror::Error)]
@@ -65,27 +65,19 @@ pub enum Error {
 }
 
 /// Polls `check` every 250 ms until it returns `Ok`, for at most `timeout`. `Err(state)` means
-/// "not yet" and describes what was seen; the last one is reported on time-out.
+/// "not yet" and describes what was seen; the last one is reported on time-out. Built on
+/// [`kis_fixtures::poll_until`], the one bounded poll of the test crates.
 pub fn wait_until<T>(
     what: &str,
     timeout: Duration,
-    mut check: impl FnMut() -> Result<T, String>,
+    check: impl FnMut() -> Result<T, String>,
 ) -> Result<T, Error> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check() {
-            Ok(v) => return Ok(v),
-            Err(last) => {
-                if Instant::now() >= deadline {
-                    return Err(Error::Timeout {
-                        what: what.to_string(),
-                        last,
-                    });
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let (Ok(last) | Err(last)) =
+        kis_fixtures::poll_until(timeout, Duration::from_millis(250), check, Result::is_ok);
+    last.map_err(|last| Error::Timeout {
+        what: what.to_string(),
+        last,
+    })
 }
 
 #[cfg(test)]
