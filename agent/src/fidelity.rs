@@ -14,7 +14,7 @@ use kis_sim::{PoolConfig, Pools, ServiceProfile, SimConfig, Simulation, Summary,
 use kis_traffic::{ArrivalKind, ShapeSpec};
 use serde::Serialize;
 
-use crate::calibrate::{ModelConfig, Server, now_utc, parse_seconds};
+use crate::calibrate::{ModelClient, ModelConfig, now_utc, parse_seconds};
 use crate::cli::FidelityArgs;
 use crate::scenario::load_profile;
 
@@ -100,7 +100,7 @@ impl Row {
 
 /// The shape kis-loadgen builds from `--pattern --min --max --duration` (so both sides share it).
 fn loadgen_config(
-    server: &Server,
+    server: &ModelClient,
     shape: &str,
     min: f64,
     max: f64,
@@ -140,7 +140,7 @@ fn loadgen_config(
 
 /// Runs one shape on both sides.
 pub fn compare_shape(
-    server: &Server,
+    server: &ModelClient,
     model: &ModelConfig,
     profile: &ServiceProfile,
     shape: &str,
@@ -256,9 +256,9 @@ pub fn run(a: &FidelityArgs) -> Result<()> {
         }
     }
     let profile = load_profile(&a.profile)?;
-    let server = Server::new(&a.url, &a.model)?;
+    let server = ModelClient::new(&a.url, &a.model)?;
     let model = server.config()?;
-    let version = server.version()?;
+    let version = server.server_version()?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let started = now_utc();
     let mut rows = Vec::new();

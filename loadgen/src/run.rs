@@ -171,6 +171,8 @@ struct Collector {
     last_scheduled: u64,
     last_dropped: u64,
     last_server: Option<ServerStats>,
+    /// `success + fail` of the server's counters before the run.
+    server_base: Option<u64>,
     total_hists: Hists,
     total_counts: Counts,
     rows: Windows,
@@ -339,6 +341,7 @@ async fn run_async(cfg: Config) -> Result<Report> {
         last_cpu: cpu0,
         last_scheduled: 0,
         last_dropped: 0,
+        server_base: server0.as_ref().map(|s| s.success + s.fail),
         last_server: server0,
         total_hists: Hists::default(),
         total_counts: Counts::default(),
@@ -593,18 +596,23 @@ async fn collect_window<W: Write>(
         (Some(a), Some(b)) if dt > 0.0 => Some((b - a) / dt),
         _ => None,
     };
-    let server = match &prepared.stats {
-        Some((ep, m, v)) => ServerStats::fetch(ep, m, v.as_deref()).await,
-        None => None,
+    let server = match (&prepared.stats, col.server_base) {
+        // The last window: Triton records the last answers just after sending them.
+        (Some((ep, m, v)), Some(base)) if engine.finished() => {
+            let answered = base + col.total_counts.ok + win.counts.ok;
+            ServerStats::fetch_settled(ep, m, v.as_deref(), answered).await
+        }
+        (Some((ep, m, v)), _) => ServerStats::fetch(ep, m, v.as_deref()).await,
+        (None, _) => None,
     };
-    let (sq, sc, ss) = match (col.last_server, server) {
+    let (sq, sc, ss) = match (&col.last_server, &server) {
         (Some(a), Some(b)) if b.success >= a.success => {
             let n = b.success - a.success;
             let per =
                 |x: u64, y: u64| (n > 0).then(|| (y.saturating_sub(x)) as f64 / n as f64 / 1e6);
             (
                 per(a.queue_ns, b.queue_ns),
-                per(a.compute_ns, b.compute_ns),
+                per(a.compute_infer_ns, b.compute_infer_ns),
                 Some(n),
             )
         }
