@@ -7,29 +7,6 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// Parses `500ms`, `10s`, `2m`, `1h` or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, mul) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 10s, 2m)"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("invalid duration {s:?}: must be finite and >= 0"));
-    }
-    Ok(Duration::from_secs_f64(v * mul))
-}
-
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -96,7 +73,7 @@ pub struct Cli {
     pub authentication_skip_lookup: bool,
     /// How often the certificate, CA, token and targets files are re-read (the ConfigMaps are
     /// watched, not polled).
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = kis_units::parse_duration, default_value = "10s")]
     pub authentication_config_resync: Duration,
     /// Groups that skip the SubjectAccessReview.
     #[arg(long, value_delimiter = ',', default_value = "system:masters")]
@@ -105,10 +82,10 @@ pub struct Cli {
     #[arg(long, value_delimiter = ',', default_value = "/healthz,/readyz,/livez")]
     pub authorization_always_allow_paths: Vec<String>,
     /// How long an allowed SubjectAccessReview is cached.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = kis_units::parse_duration, default_value = "10s")]
     pub authorization_webhook_cache_authorized_ttl: Duration,
     /// How long a denied SubjectAccessReview is cached.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = kis_units::parse_duration, default_value = "10s")]
     pub authorization_webhook_cache_unauthorized_ttl: Duration,
     /// Development only: allow every authenticated user, no SubjectAccessReview.
     #[arg(long)]
@@ -143,16 +120,6 @@ pub struct Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("x").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
 
     #[test]
     fn flags_parse() {

@@ -14,7 +14,7 @@ use kis_sim::{PoolConfig, Pools, ServiceProfile, SimConfig, Simulation, Summary,
 use kis_traffic::{ArrivalKind, ShapeSpec};
 use serde::Serialize;
 
-use crate::calibrate::{ModelClient, ModelConfig, now_utc, parse_seconds};
+use crate::calibrate::{ModelClient, ModelConfig, now_utc};
 use crate::cli::FidelityArgs;
 use crate::scenario::load_profile;
 
@@ -236,7 +236,7 @@ pub fn render(rows: &[Row], tolerance: f64) -> String {
 
 /// Runs the subcommand.
 pub fn run(a: &FidelityArgs) -> Result<()> {
-    let seconds = parse_seconds("--duration", &a.duration)?;
+    let seconds = a.duration;
     if !(a.min.is_finite() && a.max.is_finite() && a.min > 0.0 && a.max >= a.min) {
         bail!(
             "--min/--max: need 0 < min <= max, got {} and {}",
