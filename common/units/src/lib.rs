@@ -1,5 +1,5 @@
 //! The one duration grammar of every KIS command line: a bare number is seconds; otherwise one or
-//! more `NUMBER UNIT` parts with units `ms`, `s`, `m`, `h`, `d`, added together (`1m30s`), each
+//! more `NUMBER UNIT` parts with units `ms`, `s`, `m` (or `min`), `h`, `d`, added together (`1m30s`), each
 //! number possibly fractional (`1.5s`). This is Go's `time.ParseDuration` (which k6 uses) minus
 //! the sub-millisecond units, plus days and bare seconds.
 //!
@@ -13,9 +13,11 @@
 use std::fmt;
 use std::time::Duration;
 
-/// The units and their length in nanoseconds, longest name first so that `ms` is not read as `m`.
-const UNITS: [(&str, u128); 5] = [
+/// The units and their length in nanoseconds. `min` is accepted for minutes too, as `kis-agent`
+/// did before this grammar.
+const UNITS: [(&str, u128); 6] = [
     ("ms", 1_000_000),
+    ("min", 60_000_000_000),
     ("s", 1_000_000_000),
     ("m", 60_000_000_000),
     ("h", 3_600_000_000_000),
@@ -232,6 +234,7 @@ mod tests {
             ("1.5s", 1500),
             ("2m", 120_000),
             ("2.5m", 150_000),
+            ("2min", 120_000),
             ("1h", 3_600_000),
             ("1d", 86_400_000),
             ("1m30s", 90_000),
@@ -248,7 +251,7 @@ mod tests {
         assert_eq!(parse_duration(""), Err(DurationError::Empty));
         assert_eq!(parse_duration("  "), Err(DurationError::Empty));
         for bad in [
-            "soon", "-1", "-1s", "5x", "1e3", "s", "ms", "1m 30s", "1min", "10sec", "1..2s",
+            "soon", "-1", "-1s", "5x", "1e3", "s", "ms", "1m 30s", "1mins", "10sec", "1..2s",
             "90 30s", "1h-5m", ".s",
         ] {
             let e = parse_duration(bad).expect_err(bad);
