@@ -1,7 +1,7 @@
 //! The one duration grammar of every KIS command line: a bare number is seconds; otherwise one or
-//! more `NUMBER UNIT` parts with units `ms`, `s`, `m` (or `min`), `h`, `d`, added together (`1m30s`), each
-//! number possibly fractional (`1.5s`). This is Go's `time.ParseDuration` (which k6 uses) minus
-//! the sub-millisecond units, plus days and bare seconds.
+//! more `NUMBER UNIT` parts with units `ms`, `s`, `m` (or `min`), `h`, `d`, added together
+//! (`1m30s`), each number possibly fractional (`1.5s`). This is Go's `time.ParseDuration` (which
+//! k6 uses) minus the sub-millisecond units, plus days and bare seconds.
 //!
 //! ```
 //! use std::time::Duration;
