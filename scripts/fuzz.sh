@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Runs the adapter's label-selector fuzz target for SECONDS (default 30): libFuzzer through
-# cargo-fuzz on the nightly toolchain (installed by scripts/setup.d/45-fuzz.sh). Fails on a crash,
-# and when nightly or cargo-fuzz is missing.
+# Runs the adapter's label-selector fuzz target for SECONDS (default 30; 0 skips): libFuzzer through
+# cargo-fuzz on the nightly toolchain (set up by scripts/setup.d/45-fuzz.sh). Fails on a crash, and
+# when nightly or cargo-fuzz is missing.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 seconds="${1:-30}"
-fuzz="$KIS_CACHE/cargo-fuzz-0.13.1/bin/cargo-fuzz"
-if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-  echo "fuzz: the nightly toolchain is missing (rustup toolchain list); cargo fuzz needs it" >&2
-  exit 1
+[[ "$seconds" =~ ^[0-9]+$ ]] || { echo "fuzz: SECONDS must be a whole number, got '$seconds'" >&2; exit 2; }
+if [ "$seconds" = 0 ]; then
+  echo "fuzz: skipped (0 seconds)"
+  exit 0
 fi
-[ -x "$fuzz" ] || { echo "fuzz: $fuzz missing; run bash scripts/setup.sh" >&2; exit 1; }
+fuzz="$KIS_CACHE/cargo-fuzz-0.13.1/bin/cargo-fuzz"
+fuzz_requirements || exit 1
+[ -x "$fuzz" ] || { echo "fuzz: $fuzz missing; run bash scripts/setup.sh fuzz" >&2; exit 1; }
 cd "$KIS_ROOT/adapter/fuzz"
 # Run through cargo so cargo-fuzz finds the toolchain; `cargo-fuzz fuzz ...` is how cargo calls it.
 cargo +nightly --version >/dev/null

@@ -6,7 +6,21 @@ export KIS_CACHE KIS_ROOT
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-# apt_install PKG...: installs the Debian packages that are missing; runs apt-get update once.
+# apt_update [--force]: apt-get update when the package lists are older than a day (stamp under
+# $KIS_CACHE, so it is per machine and expires), or always with --force.
+APT_STAMP="$KIS_CACHE/apt-updated"
+apt_update() {
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  if [ "${1:-}" = --force ] || [ ! -f "$APT_STAMP" ] || [ -n "$(find "$APT_STAMP" -mmin +1440 2>/dev/null)" ]; then
+    log "apt-get update"
+    $sudo apt-get update -qq || return 1
+    mkdir -p "$KIS_CACHE" && touch "$APT_STAMP"
+  fi
+}
+
+# apt_install PKG...: installs the Debian packages that are missing. The lists are refreshed when
+# stale (apt_update), and once more if the install still fails (a mirror moved on since).
 apt_install() {
   local missing=()
   for p in "$@"; do
@@ -16,10 +30,18 @@ apt_install() {
   log "apt-get install ${missing[*]}"
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  if [ ! -f /tmp/.kis-apt-updated ]; then
-    $sudo apt-get update -qq && touch /tmp/.kis-apt-updated
+  apt_update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || { apt_update --force && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+}
+
+# fuzz_requirements: says on stderr what fuzzing (scripts/fuzz.sh) lacks and returns 1, or returns 0.
+# libFuzzer needs the nightly toolchain; cargo-fuzz is built by setup.d/45-fuzz.sh.
+fuzz_requirements() {
+  if ! command -v rustup >/dev/null || ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    echo "fuzzing needs the nightly Rust toolchain (\`rustup toolchain install nightly\`); set KIS_FUZZ_SECONDS=0 to skip fuzzing" >&2
+    return 1
   fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # debian_kubectl: unpacks Debian's kubectl 1.20.2 (package kubernetes-client) once into
@@ -33,7 +55,7 @@ debian_kubectl() {
     mkdir -p "$KIS_CACHE" || return 1
     tmp="$(mktemp -d "${TMPDIR:-/tmp}/kis-kubectl.XXXXXX")" || return 1
     if ! (cd "$tmp" && apt-get download kubernetes-client >/dev/null 2>&1); then
-      $sudo apt-get update -qq && touch /tmp/.kis-apt-updated
+      apt_update --force
       (cd "$tmp" && apt-get download kubernetes-client >/dev/null) || { rm -rf "$tmp"; return 1; }
     fi
     rm -rf "$dest.partial"

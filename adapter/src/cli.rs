@@ -8,29 +8,6 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// Parses `500ms`, `10s`, `2m`, `1h` or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, mul) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 10s, 2m)"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("invalid duration {s:?}: must be finite and >= 0"));
-    }
-    Ok(Duration::from_secs_f64(v * mul))
-}
-
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -97,7 +74,7 @@ pub struct Cli {
     pub authentication_skip_lookup: bool,
     /// How often the certificate, CA, token and targets files are re-read (the ConfigMaps are
     /// watched, not polled).
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = kis_units::parse_duration, default_value = "10s")]
     pub authentication_config_resync: Duration,
     /// Groups that skip the SubjectAccessReview.
     #[arg(long, value_delimiter = ',', default_value = "system:masters")]
@@ -106,10 +83,10 @@ pub struct Cli {
     #[arg(long, value_delimiter = ',', default_value = "/healthz,/readyz,/livez")]
     pub authorization_always_allow_paths: Vec<String>,
     /// How long an allowed SubjectAccessReview is cached.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = kis_units::parse_duration, default_value = "10s")]
     pub authorization_webhook_cache_authorized_ttl: Duration,
     /// How long a denied SubjectAccessReview is cached.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = kis_units::parse_duration, default_value = "10s")]
     pub authorization_webhook_cache_unauthorized_ttl: Duration,
     /// Development only: allow every authenticated user, no SubjectAccessReview.
     #[arg(long)]
@@ -141,14 +118,14 @@ pub struct Cli {
     pub worker_threads: Option<usize>,
     /// A connection must finish its TLS handshake, and then send a complete first request
     /// header, each within this time (slow or silent clients are closed).
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = kis_units::parse_duration, default_value = "10s")]
     pub request_header_timeout: Duration,
     /// A request (its body read and its answer) must finish within this; a slower one is
     /// answered 504 and its connection closed.
-    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    #[arg(long, value_parser = kis_units::parse_duration, default_value = "60s")]
     pub request_timeout: Duration,
     /// A keep-alive connection with no request in flight for this long is closed.
-    #[arg(long, value_parser = parse_duration, default_value = "90s")]
+    #[arg(long, value_parser = kis_units::parse_duration, default_value = "90s")]
     pub idle_timeout: Duration,
     /// Most connections open at once on the HTTPS port; more are closed on accept. About 25 KB
     /// each, so the default stays far below deploy/'s 128 Mi limit.
@@ -159,26 +136,16 @@ pub struct Cli {
     #[arg(long, default_value_t = 256)]
     pub max_connections_per_client: usize,
     /// A ConfigMap watch failing without a break for longer than this makes /readyz fail.
-    #[arg(long, value_parser = parse_duration, default_value = "2m")]
+    #[arg(long, value_parser = kis_units::parse_duration, default_value = "2m")]
     pub watch_failure_budget: Duration,
     /// On SIGTERM: how long open connections get to finish their requests.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    #[arg(long, value_parser = kis_units::parse_duration, default_value = "5s")]
     pub shutdown_grace: Duration,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("x").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
 
     #[test]
     fn flags_parse() {

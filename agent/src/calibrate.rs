@@ -12,252 +12,20 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use kis_sim::{BatchPoint, Device, Dist, Histogram, PROFILE_SCHEMA, RatePoint, ServiceProfile};
 use kis_traffic::{ArrivalKind, ShapeSpec};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::cli::CalibrateArgs;
 
 /// Levels below this many executions of a batch size are too thin to fit (a handful of stray batches).
 const MIN_BATCHES: u64 = 20;
 
-/// What `/v2/models/M/config` says about scheduling.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ModelConfig {
-    /// `max_batch_size` (0 = the model does not batch).
-    pub max_batch_size: u32,
-    /// `dynamic_batching.max_queue_delay_microseconds`, in seconds; `None` without dynamic batching.
-    pub max_queue_delay: Option<f64>,
-    /// Sum of `instance_group[].count` (1 when absent).
-    pub instances: u32,
-}
-
-impl ModelConfig {
-    /// The simulator's batch limit: 1 without dynamic batching (Triton then never merges requests).
-    pub fn sim_max_batch(&self) -> u32 {
-        if self.max_queue_delay.is_some() {
-            self.max_batch_size.max(1)
-        } else {
-            1
-        }
-    }
-}
-
-/// Cumulative counters of one model: per batch size (executions, compute ns), and per request.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Stats {
-    /// `(batch_size, executions, compute_input + compute_infer + compute_output ns)`, by size.
-    pub batches: Vec<(u32, u64, u64)>,
-    /// Successful requests.
-    pub success: u64,
-    /// Their total time inside the server, ns.
-    pub success_ns: u64,
-    /// Total queue time, ns.
-    pub queue_ns: u64,
-    /// Failed requests.
-    pub fail: u64,
-}
-
-impl Stats {
-    /// `self - before`, per batch size.
-    pub fn since(&self, before: &Stats) -> Stats {
-        let batches = self
-            .batches
-            .iter()
-            .map(|&(s, c, ns)| {
-                let (c0, ns0) = before
-                    .batches
-                    .iter()
-                    .find(|b| b.0 == s)
-                    .map_or((0, 0), |b| (b.1, b.2));
-                (s, c.saturating_sub(c0), ns.saturating_sub(ns0))
-            })
-            .filter(|b| b.1 > 0)
-            .collect();
-        Stats {
-            batches,
-            success: self.success.saturating_sub(before.success),
-            success_ns: self.success_ns.saturating_sub(before.success_ns),
-            queue_ns: self.queue_ns.saturating_sub(before.queue_ns),
-            fail: self.fail.saturating_sub(before.fail),
-        }
-    }
-
-    /// Total compute ns over all batches.
-    pub fn compute_ns(&self) -> u64 {
-        self.batches.iter().map(|b| b.2).sum()
-    }
-}
-
-/// A u64 that protobuf's JSON mapping may write as a string.
-fn as_u64(v: Option<&Value>) -> u64 {
-    match v {
-        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
-        Some(Value::String(s)) => s.parse().unwrap_or(0),
-        _ => 0,
-    }
-}
-
-/// Parses a `/v2/models/M/config` body.
-pub fn parse_config(v: &Value) -> ModelConfig {
-    let max_queue_delay = v.get("dynamic_batching").map(|d| {
-        as_u64(
-            d.get("max_queue_delay_microseconds")
-                .or_else(|| d.get("maxQueueDelayMicroseconds")),
-        ) as f64
-            * 1e-6
-    });
-    let instances = v
-        .get("instance_group")
-        .and_then(Value::as_array)
-        .map(|g| g.iter().map(|i| as_u64(i.get("count")).max(1)).sum::<u64>())
-        .filter(|&n| n > 0)
-        .unwrap_or(1);
-    ModelConfig {
-        max_batch_size: as_u64(v.get("max_batch_size")) as u32,
-        max_queue_delay,
-        instances: instances as u32,
-    }
-}
-
-/// Parses a `/v2/models/M/stats` body, summing every version listed.
-pub fn parse_stats(v: &Value) -> Result<Stats> {
-    let models = v
-        .get("model_stats")
-        .and_then(Value::as_array)
-        .ok_or_else(|| anyhow!("statistics answer has no model_stats array"))?;
-    let mut s = Stats::default();
-    for m in models {
-        let inf = m.get("inference_stats");
-        let f = |k: &str, f: &str| as_u64(inf.and_then(|i| i.get(k)).and_then(|x| x.get(f)));
-        s.success += f("success", "count");
-        s.success_ns += f("success", "ns");
-        s.queue_ns += f("queue", "ns");
-        s.fail += f("fail", "count");
-        for b in m
-            .get("batch_stats")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let size = as_u64(b.get("batch_size")) as u32;
-            let count = as_u64(b.get("compute_infer").and_then(|x| x.get("count")));
-            let ns: u64 = ["compute_input", "compute_infer", "compute_output"]
-                .iter()
-                .map(|k| as_u64(b.get(*k).and_then(|x| x.get("ns"))))
-                .sum();
-            match s.batches.iter_mut().find(|e| e.0 == size) {
-                Some(e) => {
-                    e.1 += count;
-                    e.2 += ns;
-                }
-                None => s.batches.push((size, count, ns)),
-            }
-        }
-    }
-    s.batches.sort_by_key(|b| b.0);
-    Ok(s)
-}
-
-/// A blocking client for the few Triton endpoints calibration reads.
-pub struct Server {
-    base: String,
-    model: String,
-    agent: ureq::Agent,
-}
-
-impl Server {
-    /// Checks `url` looks like `http://host:port` and remembers the model.
-    pub fn new(url: &str, model: &str) -> Result<Server> {
-        let base = url.trim_end_matches('/');
-        if !base.starts_with("http://") || base.len() <= "http://".len() {
-            bail!("--url {url:?}: expected http://HOST:PORT");
-        }
-        if model.is_empty() || model.contains('/') {
-            bail!("--model {model:?}: expected a model name");
-        }
-        Ok(Server {
-            base: base.to_string(),
-            model: model.to_string(),
-            agent: ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(10))
-                .build(),
-        })
-    }
-
-    fn get(&self, path: &str) -> Result<Value> {
-        let url = format!("{}{path}", self.base);
-        match self.agent.get(&url).call() {
-            Ok(r) => {
-                let text = r
-                    .into_string()
-                    .with_context(|| format!("{url}: cannot read the answer"))?;
-                serde_json::from_str(&text).with_context(|| format!("{url}: answer is not JSON"))
-            }
-            Err(ureq::Error::Status(404 | 400, _)) if path.starts_with("/v2/models/") => {
-                bail!("unknown model {:?} at {} (HTTP 4xx)", self.model, self.base)
-            }
-            Err(ureq::Error::Status(code, _)) => bail!("{url}: HTTP {code}"),
-            Err(ureq::Error::Transport(t)) => {
-                bail!("cannot reach the server at {}: {t}", self.base)
-            }
-        }
-    }
-
-    /// `GET /v2`: the server's name and version.
-    pub fn version(&self) -> Result<String> {
-        let v = self.get("/v2")?;
-        Ok(format!(
-            "{} {}",
-            v.get("name").and_then(Value::as_str).unwrap_or("server"),
-            v.get("version").and_then(Value::as_str).unwrap_or("?")
-        ))
-    }
-
-    /// `GET /v2/models/M/config`.
-    pub fn config(&self) -> Result<ModelConfig> {
-        Ok(parse_config(
-            &self.get(&format!("/v2/models/{}/config", self.model))?,
-        ))
-    }
-
-    /// `GET /v2/models/M/stats`.
-    pub fn stats(&self) -> Result<Stats> {
-        parse_stats(&self.get(&format!("/v2/models/{}/stats", self.model))?)
-    }
-
-    /// Base URL.
-    pub fn url(&self) -> &str {
-        &self.base
-    }
-
-    /// Model name.
-    pub fn model(&self) -> &str {
-        &self.model
-    }
-}
-
-/// Parses `10s`, `500ms`, `2m` or a plain number of seconds.
-pub fn parse_seconds(flag: &str, s: &str) -> Result<f64> {
-    let t = s.trim();
-    let (num, mul) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
-    match num.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v * mul),
-        _ => bail!("{flag} {s:?}: expected a positive duration such as 10s, 500ms or 2m"),
-    }
-}
+/// Triton's model configuration and statistics, and the client that reads them: one parser and
+/// one client for the workspace, in kis-loadgen.
+pub use kis_loadgen::kserve::{ModelClient, ModelConfig, ServerStats};
 
 /// One closed-loop level as measured.
 #[derive(Clone, Debug, Serialize)]
@@ -373,21 +141,13 @@ impl Options {
         }
         open_rates.sort_by(f64::total_cmp);
         open_rates.dedup();
-        let duration = parse_seconds("--duration", &a.duration)?;
         Ok(Options {
             url: a.url.clone(),
             model: a.model.clone(),
             levels,
-            duration,
-            open_duration: match &a.open_duration {
-                Some(d) => parse_seconds("--open-duration", d)?,
-                None => duration,
-            },
-            warmup: if a.warmup.trim() == "0" || a.warmup.trim() == "0s" {
-                0.0
-            } else {
-                parse_seconds("--warmup", &a.warmup)?
-            },
+            duration: a.duration,
+            open_duration: a.open_duration.unwrap_or(a.duration),
+            warmup: a.warmup,
             seed: a.seed,
             open_rates,
             open_rounds: match a.open_rounds {
@@ -401,7 +161,7 @@ impl Options {
 /// Runs kis-loadgen for `seconds`: closed loop with `users` users and no think time, or (`open_rate`)
 /// open loop with Poisson arrivals at that constant rate.
 fn drive(
-    server: &Server,
+    server: &ModelClient,
     users: u32,
     open_rate: Option<f64>,
     seconds: f64,
@@ -440,8 +200,8 @@ pub fn lognormal_cv(mean: f64, p95: f64) -> f64 {
 
 /// Measures every level and fits the profile.
 pub fn calibrate(o: &Options) -> Result<Calibration> {
-    let server = Server::new(&o.url, &o.model)?;
-    let version = server.version()?;
+    let server = ModelClient::new(&o.url, &o.model)?;
+    let version = server.server_version()?;
     let config = server.config()?;
     server.stats()?;
     let load_before = std::fs::read_to_string("/proc/loadavg")
@@ -465,7 +225,8 @@ pub fn calibrate(o: &Options) -> Result<Calibration> {
             o.duration
         };
         let r = drive(&server, n, open, secs, o.seed + 1 + i as u64)?;
-        let d = server.stats()?.since(&before);
+        // Settled: Triton counts a request just after answering it, so wait for every answer.
+        let d = server.stats_settled(&before, r.totals.ok)?.since(&before);
         tracing::info!(concurrency = n, ok = r.totals.ok, "level done");
         if r.totals.ok == 0 {
             bail!(
@@ -489,7 +250,7 @@ pub fn calibrate(o: &Options) -> Result<Calibration> {
             &r.latency.service
         };
         let queue = per_req(d.queue_ns);
-        let compute = per_req(d.compute_ns());
+        let compute = per_req(d.batch_compute_ns());
         let elapsed = r.elapsed_s.max(1e-9);
         levels.push(Level {
             concurrency: n,
@@ -511,7 +272,7 @@ pub fn calibrate(o: &Options) -> Result<Calibration> {
             server_queue_ms: queue,
             server_compute_ms: compute,
             network_ms: (svc.mean_ms - queue - compute).max(0.0),
-            busy_fraction: d.compute_ns() as f64 * 1e-9
+            busy_fraction: d.batch_compute_ns() as f64 * 1e-9
                 / (elapsed * config.instances.max(1) as f64),
             batches: d
                 .batches
@@ -1008,43 +769,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_triton_config_and_stats() {
-        let cfg: Value = serde_json::from_str(
-            r#"{"max_batch_size":16,"dynamic_batching":{"max_queue_delay_microseconds":"2000"},
-                "instance_group":[{"count":2,"kind":"KIND_CPU"}]}"#,
-        )
-        .unwrap();
-        let c = parse_config(&cfg);
-        assert_eq!(c.max_batch_size, 16);
-        assert_eq!(c.instances, 2);
-        assert!((c.max_queue_delay.unwrap() - 0.002).abs() < 1e-12);
-        assert_eq!(c.sim_max_batch(), 16);
-        let st = |n1: u64, n2: u64| -> Value {
-            serde_json::from_str(&format!(
-                r#"{{"model_stats":[{{"inference_stats":{{"success":{{"count":{},"ns":{}}},
-                "queue":{{"count":1,"ns":{}}},"fail":{{"count":0,"ns":0}}}},
-                "batch_stats":[{{"batch_size":1,"compute_input":{{"count":{n1},"ns":{}}},
-                "compute_infer":{{"count":{n1},"ns":{}}},"compute_output":{{"count":{n1},"ns":0}}}},
-                {{"batch_size":4,"compute_input":{{"count":{n2},"ns":0}},
-                "compute_infer":{{"count":{n2},"ns":{}}},"compute_output":{{"count":{n2},"ns":0}}}}]}}]}}"#,
-                n1 + 4 * n2,
-                (n1 + 4 * n2) * 1000,
-                n1 * 10,
-                n1 * 100,
-                n1 * 900,
-                n2 * 3000
-            ))
-            .unwrap()
-        };
-        let a = parse_stats(&st(10, 0)).unwrap();
-        let b = parse_stats(&st(30, 5)).unwrap();
-        let d = b.since(&a);
-        assert_eq!(d.batches, vec![(1, 20, 20_000), (4, 5, 15_000)]);
-        assert_eq!(d.success, 40);
-        assert_eq!(d.compute_ns(), 35_000);
-    }
-
-    #[test]
     fn lognormal_fit_recovers_the_cv() {
         // Mean 10, cv 0.3: sigma^2 = ln(1.09), p95 = exp(mu + 1.645 sigma).
         let s2 = (1.0f64 + 0.09).ln();
@@ -1055,13 +779,7 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_dates() {
-        assert_eq!(parse_seconds("--duration", "10s").unwrap(), 10.0);
-        assert_eq!(parse_seconds("--duration", "500ms").unwrap(), 0.5);
-        assert_eq!(parse_seconds("--duration", "2m").unwrap(), 120.0);
-        let e = parse_seconds("--duration", "soon").unwrap_err().to_string();
-        assert!(e.contains("--duration"), "{e}");
-        assert!(parse_seconds("--duration", "-1s").is_err());
+    fn dates() {
         assert!(now_utc().starts_with("20"));
     }
 

@@ -78,7 +78,7 @@ pub struct SimulateArgs {
     pub speedup: Option<f64>,
     /// Simulated duration: seconds (`600`) or with a unit (`600s`, `10m`, `1h`); stretches the
     /// shape, and for a trace is the window length.
-    #[arg(long, value_parser = parse_seconds)]
+    #[arg(long, value_parser = kis_units::parse_positive_secs)]
     pub duration: Option<f64>,
     /// Arrival process.
     #[arg(long)]
@@ -124,7 +124,7 @@ pub struct CompareArgs {
     pub seeds: u64,
     /// Simulated time per synthetic shape (the 300 s shapes are stretched to this): seconds or
     /// with a unit (`1800s`, `30m`).
-    #[arg(long, default_value = "1800", value_parser = parse_seconds)]
+    #[arg(long, default_value = "1800", value_parser = kis_units::parse_positive_secs)]
     pub duration: f64,
     /// Which held-out traces to include: none, short (the three 1-2 h ones) or all.
     #[arg(long, default_value = "short")]
@@ -231,7 +231,7 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub only: Option<String>,
     /// Simulated time of a synthetic shape: seconds or with a unit.
-    #[arg(long, default_value = "1800", value_parser = parse_seconds)]
+    #[arg(long, default_value = "1800", value_parser = kis_units::parse_positive_secs)]
     pub duration: f64,
     /// Trace seconds per simulated second for ServeGen days 7-13 (tune's default, 20).
     #[arg(long, default_value_t = 20.0)]
@@ -266,9 +266,9 @@ pub struct CalibrateArgs {
     /// Closed-loop concurrency levels, comma-separated.
     #[arg(long, default_value = "1,2,4,8")]
     pub levels: String,
-    /// Run length of each level (e.g. 10s, 500ms).
-    #[arg(long, default_value = "10s")]
-    pub duration: String,
+    /// Run length of each level (e.g. 10s, 500ms, 1m30s; a bare number is seconds).
+    #[arg(long, default_value = "10s", value_parser = kis_units::parse_positive_secs)]
+    pub duration: f64,
     /// Rates of the open-loop levels (Poisson, req/s, comma-separated) at which the per-request
     /// overhead and its quantiles are fitted (one `network_by_rate` point each); 0 = none (then the
     /// lowest closed level sets a constant log-normal overhead). `--open-rate` is an alias.
@@ -276,15 +276,15 @@ pub struct CalibrateArgs {
     pub open_rates: String,
     /// Length of each open-loop level in each round (default: --duration). Its tail quantiles need
     /// requests: p99 is fitted from 500 answers per round, p99.9 from 5,000.
-    #[arg(long)]
-    pub open_duration: Option<String>,
+    #[arg(long, value_parser = kis_units::parse_positive_secs)]
+    pub open_duration: Option<f64>,
     /// Rounds over the open-loop rates (20,80,150,20,80,150,...): the fit uses each latency figure's
     /// median over the rounds, so one disturbed run on a shared machine does not set the profile.
     #[arg(long, default_value_t = 3)]
     pub open_rounds: u32,
     /// Unmeasured warm-up at the highest level before the first (0 = none).
-    #[arg(long, default_value = "2s")]
-    pub warmup: String,
+    #[arg(long, default_value = "2s", value_parser = kis_units::parse_secs)]
+    pub warmup: f64,
     /// Seed of the request payloads.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -315,9 +315,9 @@ pub struct FidelityArgs {
     /// rates of the table in agent/docs/fidelity.md.
     #[arg(long, default_value_t = 150.0)]
     pub max: f64,
-    /// Length of each shape (e.g. 60s).
-    #[arg(long, default_value = "60s")]
-    pub duration: String,
+    /// Length of each shape (e.g. 60s, 2m).
+    #[arg(long, default_value = "60s", value_parser = kis_units::parse_positive_secs)]
+    pub duration: f64,
     /// Seed of arrivals and random levels (the same for the real run and the simulation).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -331,49 +331,4 @@ pub struct FidelityArgs {
     /// Print the rows as JSON instead of the table.
     #[arg(long)]
     pub json: bool,
-}
-
-/// A duration in seconds from `300`, `300s`, `2.5m`, `1h` or `500ms` (a bare number is seconds),
-/// so that simulated durations read like calibrate's and kis-loadgen's `--duration`.
-pub fn parse_seconds(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let scale = match unit {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        "d" => 86_400.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {s:?} (use s, ms, m, h or d)"
-            ));
-        }
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 300, 300s, 5m, 1h)"))?;
-    if !v.is_finite() || v <= 0.0 {
-        return Err(format!("{s:?}: a duration must be positive"));
-    }
-    Ok(v * scale)
-}
-
-#[cfg(test)]
-mod duration_tests {
-    use super::parse_seconds;
-
-    #[test]
-    fn seconds_with_and_without_units() {
-        assert_eq!(parse_seconds("300"), Ok(300.0));
-        assert_eq!(parse_seconds("300s"), Ok(300.0));
-        assert_eq!(parse_seconds("2.5m"), Ok(150.0));
-        assert_eq!(parse_seconds("1h"), Ok(3600.0));
-        assert_eq!(parse_seconds("500ms"), Ok(0.5));
-        for bad in ["", "abc", "5x", "-3", "0", "1e999", "s"] {
-            assert!(parse_seconds(bad).is_err(), "{bad:?} accepted");
-        }
-    }
 }

@@ -14,7 +14,7 @@ use kis_sim::{PoolConfig, Pools, ServiceProfile, SimConfig, Simulation, Summary,
 use kis_traffic::{ArrivalKind, Pattern, ShapeSpec};
 use serde::Serialize;
 
-use crate::calibrate::{ModelConfig, Server, now_utc, parse_seconds};
+use crate::calibrate::{ModelClient, ModelConfig, now_utc};
 use crate::cli::FidelityArgs;
 use crate::scenario::load_profile;
 
@@ -108,7 +108,7 @@ pub fn shape_spec(pattern: &str, min: f64, max: f64, seconds: f64) -> Result<Sha
 }
 
 /// kis-loadgen's configuration of one shape: open loop, Poisson arrivals, against the model.
-fn loadgen_config(server: &Server, spec: ShapeSpec, seed: u64) -> Result<kis_loadgen::Config> {
+fn loadgen_config(server: &ModelClient, spec: ShapeSpec, seed: u64) -> Result<kis_loadgen::Config> {
     let target = kis_loadgen::config::Target::kserve(server.url(), server.model())?;
     Ok(
         kis_loadgen::Config::open_loop(target, spec, ArrivalKind::Poisson)
@@ -119,7 +119,7 @@ fn loadgen_config(server: &Server, spec: ShapeSpec, seed: u64) -> Result<kis_loa
 
 /// Runs one shape on both sides.
 pub fn compare_shape(
-    server: &Server,
+    server: &ModelClient,
     model: &ModelConfig,
     profile: &ServiceProfile,
     shape: &str,
@@ -211,7 +211,7 @@ pub fn render(rows: &[Row], tolerance: f64) -> String {
 
 /// Runs the subcommand.
 pub fn run(a: &FidelityArgs) -> Result<()> {
-    let seconds = parse_seconds("--duration", &a.duration)?;
+    let seconds = a.duration;
     if !(a.min.is_finite() && a.max.is_finite() && a.min > 0.0 && a.max >= a.min) {
         bail!(
             "--min/--max: need 0 < min <= max, got {} and {}",
@@ -231,9 +231,9 @@ pub fn run(a: &FidelityArgs) -> Result<()> {
         }
     }
     let profile = load_profile(&a.profile)?;
-    let server = Server::new(&a.url, &a.model)?;
+    let server = ModelClient::new(&a.url, &a.model)?;
     let model = server.config()?;
-    let version = server.version()?;
+    let version = server.server_version()?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let started = now_utc();
     let mut rows = Vec::new();

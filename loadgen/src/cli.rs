@@ -37,7 +37,7 @@ pub struct Cli {
     #[arg(long, help_heading = "Target")]
     pub header: Vec<String>,
     /// How long to wait for the server (and model) to be ready before the run.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = "Target")]
+    #[arg(long, default_value = "10s", value_parser = kis_units::parse_secs, help_heading = "Target")]
     pub ready_timeout: f64,
 
     // --- load ---
@@ -64,7 +64,7 @@ pub struct Cli {
     #[arg(long, help_heading = "Load")]
     pub cycles: Option<f64>,
     /// Random: seconds between new levels.
-    #[arg(long, value_parser = parse_duration, help_heading = "Load")]
+    #[arg(long, value_parser = kis_units::parse_secs, help_heading = "Load")]
     pub interval: Option<f64>,
     /// Spike: start of the peak as a fraction of the duration.
     #[arg(long, help_heading = "Load")]
@@ -83,7 +83,7 @@ pub struct Cli {
     pub trace_offset: Option<f64>,
     /// Run length in wall-clock time (stretches the shape; e.g. `60s`, `5m`); a trace plays
     /// duration x --trace-speedup of trace time. Shape default otherwise (300 s).
-    #[arg(long, value_parser = parse_duration, help_heading = "Load")]
+    #[arg(long, value_parser = kis_units::parse_secs, help_heading = "Load")]
     pub duration: Option<f64>,
     /// Inter-arrival times: uniform (constant spacing) or poisson.
     #[arg(long, default_value = "uniform", help_heading = "Load")]
@@ -115,10 +115,10 @@ pub struct Cli {
     #[arg(long, help_heading = "Load")]
     pub busy_poll: bool,
     /// Per-request timeout (at most 1 h, the top of the latency histograms).
-    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Load")]
+    #[arg(long, default_value = "60s", value_parser = kis_units::parse_secs, help_heading = "Load")]
     pub timeout: f64,
     /// After the schedule ends or a signal, how long in-flight requests may still finish.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, help_heading = "Load")]
+    #[arg(long, default_value = "5s", value_parser = kis_units::parse_secs, help_heading = "Load")]
     pub grace: f64,
 
     // --- outputs ---
@@ -143,33 +143,9 @@ pub struct Cli {
     pub quiet: bool,
 }
 
-/// Parses `60s`, `1m30s`, `250ms` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<f64, String> {
-    let s = s.trim();
-    if let Ok(v) = s.parse::<f64>() {
-        return if v.is_finite() && v >= 0.0 {
-            Ok(v)
-        } else {
-            Err(format!("{s:?} is not a duration >= 0"))
-        };
-    }
-    humantime::parse_duration(s)
-        .map(|d| d.as_secs_f64())
-        .map_err(|e| format!("{s:?} is not a duration ({e})"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_in_both_forms() {
-        assert_eq!(parse_duration("60s"), Ok(60.0));
-        assert_eq!(parse_duration("1.5"), Ok(1.5));
-        assert_eq!(parse_duration("250ms"), Ok(0.25));
-        assert!(parse_duration("-1").is_err());
-        assert!(parse_duration("soon").is_err());
-    }
 
     #[test]
     fn defaults_aim_at_the_quick_start() {

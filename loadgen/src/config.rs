@@ -388,14 +388,14 @@ fn positive(name: &str, v: f64) -> Result<f64> {
 
 /// Parses `A..B`, `A` (both durations).
 pub fn parse_wait(s: &str) -> Result<Wait> {
-    let bad = |e: String| usage(format!("--wait {s:?}: {e}"));
+    let bad = |e: kis_units::DurationError| usage(format!("--wait {s:?}: {e}"));
     let (a, b) = match s.split_once("..") {
         Some((a, b)) => (
-            crate::cli::parse_duration(a).map_err(bad)?,
-            crate::cli::parse_duration(b).map_err(bad)?,
+            kis_units::parse_secs(a).map_err(bad)?,
+            kis_units::parse_secs(b).map_err(bad)?,
         ),
         None => {
-            let v = crate::cli::parse_duration(s).map_err(bad)?;
+            let v = kis_units::parse_secs(s).map_err(bad)?;
             (v, v)
         }
     };

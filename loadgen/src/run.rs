@@ -173,6 +173,8 @@ struct Collector {
     last_scheduled: u64,
     last_dropped: u64,
     last_server: Option<ServerStats>,
+    /// `success + fail` of the server's counters before the run.
+    server_base: Option<u64>,
     total_hists: Hists,
     total_counts: Counts,
     rows: Windows,
@@ -436,6 +438,7 @@ async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
         last_cpu: cpu0,
         last_scheduled: 0,
         last_dropped: 0,
+        server_base: server0.as_ref().map(|s| s.success + s.fail),
         last_server: server0,
         total_hists: Hists::default(),
         total_counts: Counts::default(),
@@ -611,8 +614,8 @@ struct WindowCtx<'a> {
 /// Mean server-side queue and compute time per request (ms) and successes between two readings
 /// of Triton's statistics.
 fn server_delta(
-    a: Option<ServerStats>,
-    b: Option<ServerStats>,
+    a: Option<&ServerStats>,
+    b: Option<&ServerStats>,
 ) -> (Option<f64>, Option<f64>, Option<u64>) {
     match (a, b) {
         (Some(a), Some(b)) if b.success >= a.success => {
@@ -621,7 +624,7 @@ fn server_delta(
                 |x: u64, y: u64| (n > 0).then(|| (y.saturating_sub(x)) as f64 / n as f64 / 1e6);
             (
                 per(a.queue_ns, b.queue_ns),
-                per(a.compute_ns, b.compute_ns),
+                per(a.compute_infer_ns, b.compute_infer_ns),
                 Some(n),
             )
         }
@@ -653,11 +656,16 @@ async fn collect_window<W: Write>(
         (Some(a), Some(b)) if dt > 0.0 => Some((b - a) / dt),
         _ => None,
     };
-    let server = match &ctx.prepared.stats {
-        Some((ep, m, v)) => ServerStats::fetch(ep, m, v.as_deref()).await,
-        None => None,
+    let server = match (&ctx.prepared.stats, col.server_base) {
+        // The last window: Triton records the last answers just after sending them.
+        (Some((ep, m, v)), Some(base)) if ctx.engine.finished() => {
+            let answered = base + col.total_counts.ok + win.counts.ok;
+            ServerStats::fetch_settled(ep, m, v.as_deref(), answered).await
+        }
+        (Some((ep, m, v)), _) => ServerStats::fetch(ep, m, v.as_deref()).await,
+        (None, _) => None,
     };
-    let (sq, sc, ss) = server_delta(col.last_server, server);
+    let (sq, sc, ss) = server_delta(col.last_server.as_ref(), server.as_ref());
     col.total_hists.add(&win.hists);
     col.total_counts.add(&win.counts);
     let per_s = |n: f64| if dt > 0.0 { n / dt } else { 0.0 };

@@ -53,8 +53,7 @@ if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-s
   printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
     | $sudo tee "$src_list" >/dev/null
   # Unreachable third-party lists may make update warn or fail; the source fetch below is the check.
-  $sudo apt-get update -qq || true
-  touch /tmp/.kis-apt-updated
+  apt_update --force || true
 fi
 apt_install golang-go rsync jq make gcc libc6-dev golang-github-modern-go-reflect2-dev dpkg-dev
 
@@ -64,7 +63,7 @@ cd "$work"
 log "kube: fetching the kubernetes source package into $work"
 # A deb-src entry left by an earlier run may not have its lists fetched yet: update once and retry.
 apt-get source --download-only kubernetes >/dev/null 2>&1 \
-  || { $sudo apt-get update -qq || true; apt-get source --download-only kubernetes >/dev/null; }
+  || { apt_update --force || true; apt-get source --download-only kubernetes >/dev/null; }
 orig="$(ls kubernetes_*.orig.tar.* | head -n1)"
 mkdir tree
 tar -xf "$orig" -C tree --strip-components=1

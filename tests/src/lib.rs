@@ -23,7 +23,7 @@ pub mod prometheus;
 pub mod testbed;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What can go wrong while setting up or driving the real processes.
 #[derive(Debug, thiserror::Error)]
@@ -31,12 +31,15 @@ pub enum Error {
     /// A required binary or cache entry is absent.
     #[error("{0}")]
     Missing(String),
+    // The OS error is part of the message and not also a `source`: these errors end up in
+    // `panic!("{e}")` and `to_string()`, which print no chain, while a chain printer (anyhow)
+    // would print a cause that is both in the message and the source twice.
     /// A process could not be started or talked to.
     #[error("cannot run {0}: {1}")]
-    Spawn(String, #[source] std::io::Error),
+    Spawn(String, std::io::Error),
     /// A file could not be read or written.
-    #[error("{path}: {source}", path = .0.display(), source = .1)]
-    Io(PathBuf, #[source] std::io::Error),
+    #[error("{}: {}", .0.display(), .1)]
+    Io(PathBuf, std::io::Error),
     /// A command exited with a failure.
     #[error("`{cmd}` failed ({status}): {stderr}")]
     Command {
@@ -74,27 +77,19 @@ pub enum Error {
 }
 
 /// Polls `check` every 250 ms until it returns `Ok`, for at most `timeout`. `Err(state)` means
-/// "not yet" and describes what was seen; the last one is reported on time-out.
+/// "not yet" and describes what was seen; the last one is reported on time-out. Built on
+/// [`kis_fixtures::poll_until`], the one bounded poll of the test crates.
 pub fn wait_until<T>(
     what: &str,
     timeout: Duration,
-    mut check: impl FnMut() -> Result<T, String>,
+    check: impl FnMut() -> Result<T, String>,
 ) -> Result<T, Error> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check() {
-            Ok(v) => return Ok(v),
-            Err(last) => {
-                if Instant::now() >= deadline {
-                    return Err(Error::Timeout {
-                        what: what.to_string(),
-                        last,
-                    });
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let (Ok(last) | Err(last)) =
+        kis_fixtures::poll_until(timeout, Duration::from_millis(250), check, Result::is_ok);
+    last.map_err(|last| Error::Timeout {
+        what: what.to_string(),
+        last,
+    })
 }
 
 #[cfg(test)]
@@ -117,5 +112,21 @@ mod tests {
         .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("never") && msg.contains("still no"), "{msg}");
+    }
+
+    #[test]
+    fn errors_state_their_cause_once() {
+        use std::error::Error as _;
+        let os = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        for e in [
+            Error::Spawn("kubectl".into(), os()),
+            Error::Io(PathBuf::from("/x/y"), os()),
+        ] {
+            let msg = e.to_string();
+            let cause = os().to_string();
+            assert_eq!(msg.matches(&cause).count(), 1, "{msg}");
+            // No source either, so a chain printer does not print it a second time.
+            assert!(e.source().is_none(), "{msg}");
+        }
     }
 }

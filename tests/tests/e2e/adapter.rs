@@ -151,10 +151,16 @@ fn hpa_scales_to_the_published_target_up_and_down() {
         .unwrap();
     let up = wait_replicas(&ns, "web", 7, HPA_BOUND);
     eprintln!("HPA 1 -> 7 in {up:.1} s");
-    assert_eq!(
-        hpa_condition(&ns, "web", "ScalingActive").map(|c| c.0),
-        Some("True".into())
-    );
+    // The controller scales first and writes its status after: wait for the condition too.
+    wait_until(
+        "HPA ScalingActive=True",
+        CONTROLLER_BOUND,
+        || match hpa_condition(&ns, "web", "ScalingActive") {
+            Some((status, _)) if status == "True" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .unwrap();
 
     a.publish(&ns, METRIC, &[("target", "web")], 3.0, 600)
         .unwrap();
