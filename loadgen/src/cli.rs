@@ -114,6 +114,14 @@ pub struct Cli {
     /// microseconds even on a virtual machine, at the cost of one busy core per thread.
     #[arg(long, help_heading = "Load")]
     pub busy_poll: bool,
+    /// Send only shard K of N of the schedule (and of the users), e.g. `0/4`: N processes with
+    /// the same flags and seed together send exactly the single-process schedule.
+    #[arg(long, value_name = "K/N", help_heading = "Load")]
+    pub shard: Option<String>,
+    /// Number of shards, the index coming from `JOB_COMPLETION_INDEX` (a Kubernetes Indexed
+    /// Job); also from the `KIS_LOADGEN_SHARDS` environment variable.
+    #[arg(long, value_name = "N", help_heading = "Load")]
+    pub shards: Option<u32>,
     /// Per-request timeout (at most 1 h, the top of the latency histograms).
     #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Load")]
     pub timeout: f64,

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::cli::Cli;
 use crate::error::{Error, Result};
+use crate::shard::Shard;
 
 /// An `http://host:port` endpoint and the path below it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -197,6 +198,8 @@ pub struct Config {
     pub grace_s: f64,
     /// Readiness wait bound, seconds.
     pub ready_timeout_s: f64,
+    /// This process's share of the schedule (`--shard K/N`; `0/1`: all of it).
+    pub shard: Shard,
     /// Outputs.
     pub outputs: Outputs,
 }
@@ -297,6 +300,7 @@ impl Config {
             timeout_s: defaults::TIMEOUT_S,
             grace_s: defaults::GRACE_S,
             ready_timeout_s: defaults::READY_TIMEOUT_S,
+            shard: Shard::WHOLE,
             outputs: Outputs::default(),
         }
     }
@@ -304,6 +308,12 @@ impl Config {
     /// The same configuration with `seed` for everything random.
     pub fn with_seed(mut self, seed: u64) -> Config {
         self.seed = seed;
+        self
+    }
+
+    /// The same configuration sending only `shard`'s share of the schedule and users.
+    pub fn with_shard(mut self, shard: Shard) -> Config {
+        self.shard = shard;
         self
     }
 
@@ -726,6 +736,7 @@ impl TryFrom<Cli> for Config {
         cfg.timeout_s = cli.timeout;
         cfg.grace_s = cli.grace;
         cfg.ready_timeout_s = cli.ready_timeout;
+        cfg.shard = Shard::resolve(cli.shard.as_deref(), cli.shards, |k| std::env::var(k).ok())?;
         cfg.outputs = Outputs {
             json: cli.json,
             csv: cli.csv,

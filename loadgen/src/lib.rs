@@ -52,6 +52,7 @@ pub mod record;
 pub mod report;
 mod run;
 pub mod schedule;
+pub mod shard;
 pub mod timer;
 
 pub use config::Config;

@@ -356,6 +356,7 @@ async fn start(cfg: &Config) -> Result<Running> {
         t0,
         threads: cfg.threads.max(1),
         busy_poll: cfg.load.busy_poll(),
+        shard: cfg.shard,
         load,
     })
     .map_err(|e| Error::Usage(format!("cannot start the generator threads: {e}")))?;
@@ -474,7 +475,8 @@ async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
     // Arrivals taken from the schedule plus the due ones a stop left unsent.
     let scheduled = col.totals.consumed + col.totals.cancelled;
     let intended_total = match &run.profile {
-        Some(p) => p.cumulative(elapsed.max(1e-9).min(p.duration())),
+        // A shard intends its 1/N of the global schedule.
+        Some(p) => p.cumulative(elapsed.max(1e-9).min(p.duration())) / f64::from(cfg.shard.count),
         None => scheduled as f64,
     };
     Ok(Collected {
@@ -561,6 +563,16 @@ async fn collect_until_done<W: Write>(
 }
 
 fn describe_load(cfg: &Config, profile: Option<&Profile>) -> String {
+    let whole = describe_whole_load(cfg, profile);
+    if cfg.shard.is_whole() {
+        whole
+    } else {
+        format!("shard {} of {whole}", cfg.shard)
+    }
+}
+
+/// The load of the whole (unsharded) run, in words.
+fn describe_whole_load(cfg: &Config, profile: Option<&Profile>) -> String {
     match (&cfg.load, profile) {
         (
             Load::Open {
@@ -645,7 +657,7 @@ async fn collect_window<W: Write>(
         now.saturating_duration_since(col.t0).as_secs_f64(),
     );
     let intended = match ctx.profile {
-        Some(p) => p.cumulative(t_b) - p.cumulative(t_a),
+        Some(p) => (p.cumulative(t_b) - p.cumulative(t_a)) / f64::from(ctx.cfg.shard.count),
         None => (snap.consumed - col.last_scheduled) as f64,
     };
     let cpu_now = diag::cpu_seconds();

@@ -10,6 +10,8 @@ mod schedule;
 mod outputs;
 // Load models: closed loop, overflow policies, plain HTTP and KServe bodies.
 mod load;
+// Exact shards: the union of the shards is the single schedule.
+mod shards;
 // Bad input and shutdown, through the real binary.
 mod cli;
 // End to end against the real Triton fixture.
