@@ -4,14 +4,14 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use kis_traffic::{ArrivalKind, Pattern, ShapeSpec};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::Cli;
 use crate::error::{Error, Result};
 use crate::shard::Shard;
 
 /// An `http://host:port` endpoint and the path below it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Endpoint {
     /// `host:port` to connect to and send as `Host`.
     pub authority: String,
@@ -56,7 +56,7 @@ impl Endpoint {
 }
 
 /// Where the input tensor data comes from.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum InputData {
     /// Seeded uniform random values.
@@ -68,7 +68,7 @@ pub enum InputData {
 }
 
 /// What is being driven.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Target {
     /// A KServe-v2 model: the request is built from its metadata.
@@ -98,7 +98,7 @@ pub enum Target {
 }
 
 /// Closed-loop think time, seconds.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Wait {
     /// Lower bound.
     pub min_s: f64,
@@ -107,7 +107,7 @@ pub struct Wait {
 }
 
 /// What to do with an arrival when the in-flight limit is reached.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Overflow {
     /// Wait for a free slot; latency is still charged from the intended time.
@@ -117,7 +117,7 @@ pub enum Overflow {
 }
 
 /// The load model.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "model", rename_all = "lowercase")]
 pub enum Load {
     /// Arrivals at a rate that does not depend on the server (the default).
@@ -161,7 +161,7 @@ impl Load {
 }
 
 /// Output files and endpoints.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Outputs {
     /// JSON report.
     pub json: Option<PathBuf>,
@@ -178,7 +178,7 @@ pub struct Outputs {
 }
 
 /// Everything a run needs, checked.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Config {
     /// What to drive.
     pub target: Target,
@@ -199,10 +199,17 @@ pub struct Config {
     /// Readiness wait bound, seconds.
     pub ready_timeout_s: f64,
     /// This process's share of the schedule (`--shard K/N`; `0/1`: all of it).
+    #[serde(default)]
     pub shard: Shard,
+    /// Names the run all shards belong to (`--run-id`), checked by `kis-loadgen merge`.
+    #[serde(default)]
+    pub run_id: Option<String>,
     /// Outputs.
     pub outputs: Outputs,
 }
+
+/// Environment variable for `--run-id` (an Indexed Job sets it from its own name).
+pub const RUN_ID_ENV: &str = "KIS_LOADGEN_RUN_ID";
 
 /// Longest `--timeout`: latencies are recorded up to [`crate::record::MAX_US`] (1 h).
 pub const MAX_TIMEOUT_S: f64 = 3600.0;
@@ -301,6 +308,7 @@ impl Config {
             grace_s: defaults::GRACE_S,
             ready_timeout_s: defaults::READY_TIMEOUT_S,
             shard: Shard::WHOLE,
+            run_id: None,
             outputs: Outputs::default(),
         }
     }
@@ -736,6 +744,10 @@ impl TryFrom<Cli> for Config {
         cfg.timeout_s = cli.timeout;
         cfg.grace_s = cli.grace;
         cfg.ready_timeout_s = cli.ready_timeout;
+        cfg.run_id = cli
+            .run_id
+            .or_else(|| std::env::var(RUN_ID_ENV).ok())
+            .filter(|s| !s.is_empty());
         cfg.shard = Shard::resolve(cli.shard.as_deref(), cli.shards, |k| std::env::var(k).ok())?;
         cfg.outputs = Outputs {
             json: cli.json,

@@ -47,6 +47,7 @@ pub mod error;
 pub mod h1;
 pub mod http;
 pub mod kserve;
+pub mod merge;
 pub mod metrics;
 pub mod record;
 pub mod report;

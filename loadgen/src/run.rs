@@ -415,6 +415,7 @@ async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
         Some(f) => Some(
             IntervalLogWriterBuilder::new()
                 .add_comment("kis-loadgen interval log; values in microseconds; tags corrected, service, lag")
+                .add_comment(&crate::merge::log_identity(cfg))
                 .with_start_time(start_sys)
                 .with_base_time(start_sys)
                 .with_max_value_divisor(1000.0)

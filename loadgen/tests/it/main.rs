@@ -12,6 +12,8 @@ mod outputs;
 mod load;
 // Exact shards: the union of the shards is the single schedule.
 mod shards;
+// Shard processes merged; refusals.
+mod merge;
 // Bad input and shutdown, through the real binary.
 mod cli;
 // End to end against the real Triton fixture.
