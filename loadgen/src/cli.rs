@@ -122,6 +122,11 @@ pub struct Cli {
     /// Job); also from the `KIS_LOADGEN_SHARDS` environment variable.
     #[arg(long, value_name = "N", help_heading = "Load")]
     pub shards: Option<u32>,
+    /// Start the schedule at this wall-clock time: RFC 3339 in UTC (`2026-12-03T13:00:00Z`) or `+30s` from now, so shards on different machines begin together. The
+    /// target must be ready before it; a process ready only after it keeps the schedule and
+    /// says how late it started (its due sends count as late).
+    #[arg(long, value_name = "TIME", help_heading = "Load")]
+    pub start_at: Option<String>,
     /// Name of the run the shards belong to (also `KIS_LOADGEN_RUN_ID`); `merge` refuses
     /// shards of different runs.
     #[arg(long, help_heading = "Load")]

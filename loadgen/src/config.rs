@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use kis_traffic::{ArrivalKind, Pattern, ShapeSpec};
 use serde::{Deserialize, Serialize};
@@ -201,6 +202,10 @@ pub struct Config {
     /// This process's share of the schedule (`--shard K/N`; `0/1`: all of it).
     #[serde(default)]
     pub shard: Shard,
+    /// Time zero of the schedule on the wall clock, Unix seconds (`--start-at`); `None`: as
+    /// soon as the target is ready.
+    #[serde(default)]
+    pub start_at_unix_s: Option<f64>,
     /// Names the run all shards belong to (`--run-id`), checked by `kis-loadgen merge`.
     #[serde(default)]
     pub run_id: Option<String>,
@@ -309,6 +314,7 @@ impl Config {
             ready_timeout_s: defaults::READY_TIMEOUT_S,
             shard: Shard::WHOLE,
             run_id: None,
+            start_at_unix_s: None,
             outputs: Outputs::default(),
         }
     }
@@ -402,6 +408,44 @@ fn positive(name: &str, v: f64) -> Result<f64> {
     } else {
         Err(usage(format!("{name} must be > 0, got {v}")))
     }
+}
+
+/// Longest a `--start-at` may lie ahead.
+pub const MAX_START_AHEAD_S: f64 = 86_400.0;
+
+/// Parses `--start-at`: an RFC 3339 time (`2026-12-03T13:00:00Z`) or `+DURATION` from `now`;
+/// returns Unix seconds. A time already past, or more than a day ahead, is refused.
+pub fn parse_start_at(s: &str, now: SystemTime) -> Result<f64> {
+    let t = s.trim();
+    let at = if let Some(rel) = t.strip_prefix('+') {
+        let d =
+            crate::cli::parse_duration(rel).map_err(|e| usage(format!("--start-at {s:?}: {e}")))?;
+        now + std::time::Duration::from_secs_f64(d)
+    } else {
+        humantime::parse_rfc3339_weak(t).map_err(|e| {
+            usage(format!(
+                "--start-at {s:?} is neither an RFC 3339 time (2026-12-03T13:00:00Z) nor +DURATION ({e})"
+            ))
+        })?
+    };
+    let unix = |x: SystemTime| {
+        x.duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let ahead = unix(at) - unix(now);
+    if ahead < 0.0 {
+        return Err(usage(format!(
+            "--start-at {s:?} is {:.1} s in the past",
+            -ahead
+        )));
+    }
+    if ahead > MAX_START_AHEAD_S {
+        return Err(usage(format!(
+            "--start-at {s:?} is {:.0} s ahead, more than a day",
+            ahead
+        )));
+    }
+    Ok(unix(at))
 }
 
 /// Parses `A..B`, `A` (both durations).
@@ -748,6 +792,10 @@ impl TryFrom<Cli> for Config {
             .run_id
             .or_else(|| std::env::var(RUN_ID_ENV).ok())
             .filter(|s| !s.is_empty());
+        cfg.start_at_unix_s = match &cli.start_at {
+            Some(s) => Some(parse_start_at(s, SystemTime::now())?),
+            None => None,
+        };
         cfg.shard = Shard::resolve(cli.shard.as_deref(), cli.shards, |k| std::env::var(k).ok())?;
         cfg.outputs = Outputs {
             json: cli.json,
@@ -771,6 +819,25 @@ mod tests {
         let mut v = vec!["kis-loadgen"];
         v.extend_from_slice(args);
         Config::try_from(Cli::parse_from(v))
+    }
+
+    #[test]
+    fn start_at_parses_both_forms_and_refuses_the_past() {
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        assert_eq!(parse_start_at("+30s", now).unwrap(), 1_800_000_030.0);
+        // 1_800_000_000 is 2027-01-15T08:00:00Z.
+        let t = parse_start_at("2027-01-15T08:01:00Z", now).unwrap();
+        assert_eq!(t, 1_800_000_060.0);
+        for bad in ["2000-01-01T00:00:00Z", "soon", "+x", "2030-01-01T00:00:00Z"] {
+            let e = parse_start_at(bad, now).unwrap_err().to_string();
+            assert!(e.contains("--start-at") && !e.contains('\n'), "{bad}: {e}");
+        }
+        assert!(
+            parse_start_at("2000-01-01T00:00:00Z", now)
+                .unwrap_err()
+                .to_string()
+                .contains("in the past")
+        );
     }
 
     #[test]

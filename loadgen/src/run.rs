@@ -54,8 +54,17 @@ struct Prepared {
     stats: Option<(crate::config::Endpoint, String, Option<String>)>,
 }
 
+/// How long to wait for the target to be ready: `--ready-timeout`, or until `--start-at` when
+/// that is later (the readiness gate before a shared start).
+fn ready_bound(cfg: &Config) -> Duration {
+    let until_start = cfg
+        .start_at_unix_s
+        .map_or(0.0, |at| (at - unix_now()).max(0.0));
+    Duration::from_secs_f64(cfg.ready_timeout_s.max(until_start))
+}
+
 async fn prepare(cfg: &Config) -> Result<Prepared> {
-    let ready = Duration::from_secs_f64(cfg.ready_timeout_s);
+    let ready = ready_bound(cfg);
     match &cfg.target {
         Target::Kserve {
             endpoint,
@@ -120,7 +129,7 @@ async fn prepare(cfg: &Config) -> Result<Prepared> {
             loop {
                 match tokio::net::TcpStream::connect(&endpoint.authority).await {
                     Ok(_) => break,
-                    Err(e) if start.elapsed().as_secs_f64() >= cfg.ready_timeout_s => {
+                    Err(e) if start.elapsed() >= ready => {
                         return Err(Error::Unreachable {
                             url: format!("http://{}{}", endpoint.authority, endpoint.path),
                             reason: e.to_string(),
@@ -197,6 +206,10 @@ struct Running {
     metrics: Arc<Metrics>,
     background: JoinSet<()>,
     t0: Instant,
+    /// Time zero on the wall clock.
+    t0_sys: SystemTime,
+    /// Warning when the run started after its `--start-at` (the schedule is not shifted).
+    late_start: Option<String>,
     duration_s: f64,
 }
 
@@ -340,7 +353,9 @@ async fn start(cfg: &Config) -> Result<Running> {
         _ => 0.0,
     };
     // Warm-up: open every connection before time zero so the first sends are not charged for it.
-    let t0 = Instant::now() + WARM_UP;
+    // With --start-at, time zero is that instant, after the readiness wait above; a shard that
+    // is ready only after it keeps the schedule (its due arrivals go out late, counted as such).
+    let (t0, t0_sys, late_start) = time_zero(cfg, profile.as_ref());
     let load = plan_load(cfg, profile.as_ref(), users_profile.clone(), t0)?;
     let authority = prepared
         .template
@@ -368,12 +383,39 @@ async fn start(cfg: &Config) -> Result<Running> {
         metrics,
         background,
         t0,
+        t0_sys,
+        late_start,
         duration_s,
     })
 }
 
 /// Time between start-up and the schedule's time zero, for the connections to open.
 const WARM_UP: Duration = Duration::from_millis(200);
+
+/// The schedule's time zero (monotonic and wall clock) and, when `--start-at` has already
+/// passed, the warning that says how late this process is and how many arrivals were due.
+fn time_zero(cfg: &Config, profile: Option<&Profile>) -> (Instant, SystemTime, Option<String>) {
+    let (now, now_sys) = (Instant::now(), SystemTime::now());
+    let Some(at) = cfg.start_at_unix_s else {
+        return (now + WARM_UP, now_sys + WARM_UP, None);
+    };
+    let at_sys = UNIX_EPOCH + Duration::from_secs_f64(at);
+    match at_sys.duration_since(now_sys) {
+        Ok(ahead) => (now + ahead, at_sys, None),
+        Err(e) => {
+            let late = e.duration();
+            let due = profile.map_or(0.0, |p| {
+                p.cumulative(late.as_secs_f64().min(p.duration())) / f64::from(cfg.shard.count)
+            });
+            let w = format!(
+                "started {:.3} s after --start-at: about {due:.0} arrivals were already due; they are sent late and counted as late sends (the schedule is not shifted)",
+                late.as_secs_f64()
+            );
+            tracing::warn!("{w}");
+            (now.checked_sub(late).unwrap_or(now), at_sys, Some(w))
+        }
+    }
+}
 
 /// The live status line: on a terminal and not `--quiet`.
 fn progress_bar(quiet: bool, duration_s: f64) -> ProgressBar {
@@ -400,7 +442,10 @@ fn file_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_
 /// and hands over what the run collected.
 async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
     let (t0, duration_s) = (run.t0, run.duration_s);
-    let started_unix = unix_now() + WARM_UP.as_secs_f64();
+    let started_unix = run
+        .t0_sys
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let bar = progress_bar(cfg.outputs.quiet, duration_s);
     // HDR interval log, written as windows close.
     let mut hdr_file = match &cfg.outputs.hdr_log {
@@ -410,7 +455,7 @@ async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
         None => None,
     };
     let mut ser = V2DeflateSerializer::new();
-    let start_sys = SystemTime::now() + WARM_UP;
+    let start_sys = run.t0_sys;
     let mut hdr = match hdr_file.as_mut() {
         Some(f) => Some(
             IntervalLogWriterBuilder::new()
@@ -442,7 +487,7 @@ async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
         total_hists: Hists::default(),
         total_counts: Counts::default(),
         rows: Windows::new(),
-        warnings: Vec::new(),
+        warnings: run.late_start.take().into_iter().collect(),
         warned_late: false,
         warned_cpu: false,
         warned_saturated: false,

@@ -144,3 +144,69 @@ fn a_sharded_dispatcher_hands_out_its_share() {
         .collect();
     assert_eq!(union, single);
 }
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn constant_cfg(url: &str) -> kis_loadgen::Config {
+    let target = kis_loadgen::config::Target::http(&format!("{url}/"), "GET").unwrap();
+    kis_loadgen::Config::open_loop(
+        target,
+        ShapeSpec::Constant {
+            rate: 200.0,
+            duration: 1.5,
+        },
+        ArrivalKind::Uniform,
+    )
+    .quiet()
+}
+
+/// `--start-at` ahead: time zero is that instant, not when the process happened to be ready.
+#[test]
+fn the_schedule_starts_at_start_at() {
+    let server = crate::common::start(crate::common::Behavior::Fast);
+    let mut cfg = constant_cfg(&server.url());
+    let at = unix_now() + 1.5;
+    cfg.start_at_unix_s = Some(at);
+    let r = kis_loadgen::run(cfg).unwrap();
+    assert!(
+        (r.started_unix_s - at).abs() < 1e-3,
+        "{} vs {at}",
+        r.started_unix_s
+    );
+    assert_eq!(r.totals.requests, r.totals.scheduled);
+    assert!(
+        !r.generator
+            .warnings
+            .iter()
+            .any(|w| w.contains("--start-at")),
+        "{:?}",
+        r.generator.warnings
+    );
+}
+
+/// A process that is ready only after `--start-at` keeps the schedule: it says how late it
+/// is, and the arrivals already due go out late and are counted as late sends.
+#[test]
+fn a_late_start_is_said_and_counted_not_shifted() {
+    let server = crate::common::start(crate::common::Behavior::Fast);
+    let mut cfg = constant_cfg(&server.url());
+    let at = unix_now() - 0.5;
+    cfg.start_at_unix_s = Some(at);
+    let r = kis_loadgen::run(cfg).unwrap();
+    assert!((r.started_unix_s - at).abs() < 1e-3);
+    let w = r
+        .generator
+        .warnings
+        .iter()
+        .find(|w| w.contains("after --start-at"))
+        .unwrap_or_else(|| panic!("{:?}", r.generator.warnings));
+    assert!(w.contains("not shifted"), "{w}");
+    // About 0.5 s x 200/s were due before the process started: all late.
+    assert!(r.totals.late_sends >= 90, "{} late", r.totals.late_sends);
+    assert_eq!(r.totals.scheduled, 300);
+}
