@@ -751,6 +751,7 @@ async fn collect_window<W: Write>(
         server_success: ss,
     };
     ctx.metrics.observe(&row, &win.counts);
+    ctx.metrics.observe_latency(&win.hists);
     let window_start = row.unix_s - dt;
     for (label, _) in win.counts.failures() {
         col.failures_seen
