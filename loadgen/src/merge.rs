@@ -531,7 +531,7 @@ fn collect(
         request: request_of(
             &config,
             r0.request_bytes,
-            format!("{} shards ({n} in the run) of {target}", inputs.len()),
+            format!("{} of {n} shards: {target}", inputs.len()),
         ),
         config,
         started_unix_s: inputs
