@@ -16,6 +16,8 @@
 //!   form). [`report`] writes the JSON report (checked against `report/schema.json`), Locust
 //!   CSVs and the plot, from a [`report::Collected`] ([`report::finish`]); [`diag`] says which
 //!   side limits; [`metrics`] serves Prometheus `/metrics`.
+//! - [`shard`] splits the schedule and the users exactly over N processes (`--shard K/N`);
+//!   [`merge`] adds the shards' histograms and counts into one run's outputs.
 //!
 //! # Example
 //! Typed (a shape value from kis-traffic, no flags):
