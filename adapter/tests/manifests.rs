@@ -112,6 +112,7 @@ fn check(doc: &Value) -> Result<String, String> {
         ("rbac.authorization.k8s.io/v1", "Role") => strict::<Role>(doc),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => strict::<RoleBinding>(doc),
         ("apps/v1", "Deployment") => strict::<Deployment>(doc),
+        ("batch/v1", "Job") => strict::<k8s_openapi::api::batch::v1::Job>(doc),
         ("policy/v1", "PodDisruptionBudget") => strict::<PodDisruptionBudget>(doc),
         ("networking.k8s.io/v1", "NetworkPolicy") => strict::<NetworkPolicy>(doc),
         ("apiregistration.k8s.io/v1", "APIService") => strict::<APIService>(doc),
@@ -184,6 +185,7 @@ fn every_manifest_parses_strictly() {
         "Certificate",
         "Issuer",
         "NetworkPolicy",
+        "Job",
     ] {
         assert!(kinds.iter().any(|k| k == want), "deploy/ has no {want}");
     }

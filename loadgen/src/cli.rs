@@ -114,6 +114,23 @@ pub struct Cli {
     /// microseconds even on a virtual machine, at the cost of one busy core per thread.
     #[arg(long, help_heading = "Load")]
     pub busy_poll: bool,
+    /// Send only shard K of N of the schedule (and of the users), e.g. `0/4`: N processes with
+    /// the same flags and seed together send exactly the single-process schedule.
+    #[arg(long, value_name = "K/N", help_heading = "Load")]
+    pub shard: Option<String>,
+    /// Number of shards, the index coming from `JOB_COMPLETION_INDEX` (a Kubernetes Indexed
+    /// Job); also from the `KIS_LOADGEN_SHARDS` environment variable.
+    #[arg(long, value_name = "N", help_heading = "Load")]
+    pub shards: Option<u32>,
+    /// Start the schedule at this wall-clock time: RFC 3339 in UTC (`2026-12-03T13:00:00Z`) or `+30s` from now, so shards on different machines begin together. The
+    /// target must be ready before it; a process ready only after it keeps the schedule and
+    /// says how late it started (its due sends count as late).
+    #[arg(long, value_name = "TIME", help_heading = "Load")]
+    pub start_at: Option<String>,
+    /// Name of the run the shards belong to (also `KIS_LOADGEN_RUN_ID`); `merge` refuses
+    /// shards of different runs.
+    #[arg(long, help_heading = "Load")]
+    pub run_id: Option<String>,
     /// Per-request timeout (at most 1 h, the top of the latency histograms).
     #[arg(long, default_value = "60s", value_parser = kis_units::parse_secs, help_heading = "Load")]
     pub timeout: f64,
@@ -139,6 +156,37 @@ pub struct Cli {
     #[arg(long, help_heading = "Outputs")]
     pub plot: Option<PathBuf>,
     /// No status line and no summary table.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `kis-loadgen merge DIR|FILES...`: the shards of one run into one report (see [`crate::merge`]).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "kis-loadgen merge",
+    about = "Merge the shards of one run (their JSON reports and HDR interval logs) into the outputs one process writes"
+)]
+pub struct MergeCli {
+    /// Shard JSON reports, or directories of them (`*.json`); each shard's --hdr-log is looked
+    /// for beside its report, then at the path the shard wrote it to.
+    #[arg(required = true, value_name = "DIR|FILE")]
+    pub inputs: Vec<PathBuf>,
+    /// Write the merged JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the merged Locust CSVs with this prefix.
+    #[arg(long, value_name = "PREFIX")]
+    pub csv: Option<PathBuf>,
+    /// Write the merged HDR interval log here.
+    #[arg(long)]
+    pub hdr_log: Option<PathBuf>,
+    /// Write the merged plot here (.png or .svg).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Merge even when some shards are missing (they are named in a warning).
+    #[arg(long)]
+    pub allow_missing: bool,
+    /// No shard table and no summary.
     #[arg(long, short)]
     pub quiet: bool,
 }

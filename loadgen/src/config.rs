@@ -2,15 +2,17 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use kis_traffic::{ArrivalKind, Pattern, ShapeSpec};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::Cli;
 use crate::error::{Error, Result};
+use crate::shard::Shard;
 
 /// An `http://host:port` endpoint and the path below it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Endpoint {
     /// `host:port` to connect to and send as `Host`.
     pub authority: String,
@@ -55,7 +57,7 @@ impl Endpoint {
 }
 
 /// Where the input tensor data comes from.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum InputData {
     /// Seeded uniform random values.
@@ -67,7 +69,7 @@ pub enum InputData {
 }
 
 /// What is being driven.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Target {
     /// A KServe-v2 model: the request is built from its metadata.
@@ -97,7 +99,7 @@ pub enum Target {
 }
 
 /// Closed-loop think time, seconds.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Wait {
     /// Lower bound.
     pub min_s: f64,
@@ -106,7 +108,7 @@ pub struct Wait {
 }
 
 /// What to do with an arrival when the in-flight limit is reached.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Overflow {
     /// Wait for a free slot; latency is still charged from the intended time.
@@ -116,7 +118,7 @@ pub enum Overflow {
 }
 
 /// The load model.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "model", rename_all = "lowercase")]
 pub enum Load {
     /// Arrivals at a rate that does not depend on the server (the default).
@@ -160,7 +162,7 @@ impl Load {
 }
 
 /// Output files and endpoints.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Outputs {
     /// JSON report.
     pub json: Option<PathBuf>,
@@ -177,7 +179,7 @@ pub struct Outputs {
 }
 
 /// Everything a run needs, checked.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Config {
     /// What to drive.
     pub target: Target,
@@ -197,9 +199,22 @@ pub struct Config {
     pub grace_s: f64,
     /// Readiness wait bound, seconds.
     pub ready_timeout_s: f64,
+    /// This process's share of the schedule (`--shard K/N`; `0/1`: all of it).
+    #[serde(default)]
+    pub shard: Shard,
+    /// Time zero of the schedule on the wall clock, Unix seconds (`--start-at`); `None`: as
+    /// soon as the target is ready.
+    #[serde(default)]
+    pub start_at_unix_s: Option<f64>,
+    /// Names the run all shards belong to (`--run-id`), checked by `kis-loadgen merge`.
+    #[serde(default)]
+    pub run_id: Option<String>,
     /// Outputs.
     pub outputs: Outputs,
 }
+
+/// Environment variable for `--run-id` (an Indexed Job sets it from its own name).
+pub const RUN_ID_ENV: &str = "KIS_LOADGEN_RUN_ID";
 
 /// Longest `--timeout`: latencies are recorded up to [`crate::record::MAX_US`] (1 h).
 pub const MAX_TIMEOUT_S: f64 = 3600.0;
@@ -297,6 +312,9 @@ impl Config {
             timeout_s: defaults::TIMEOUT_S,
             grace_s: defaults::GRACE_S,
             ready_timeout_s: defaults::READY_TIMEOUT_S,
+            shard: Shard::WHOLE,
+            run_id: None,
+            start_at_unix_s: None,
             outputs: Outputs::default(),
         }
     }
@@ -304,6 +322,12 @@ impl Config {
     /// The same configuration with `seed` for everything random.
     pub fn with_seed(mut self, seed: u64) -> Config {
         self.seed = seed;
+        self
+    }
+
+    /// The same configuration sending only `shard`'s share of the schedule and users.
+    pub fn with_shard(mut self, shard: Shard) -> Config {
+        self.shard = shard;
         self
     }
 
@@ -384,6 +408,44 @@ fn positive(name: &str, v: f64) -> Result<f64> {
     } else {
         Err(usage(format!("{name} must be > 0, got {v}")))
     }
+}
+
+/// Longest a `--start-at` may lie ahead.
+pub const MAX_START_AHEAD_S: f64 = 86_400.0;
+
+/// Parses `--start-at`: an RFC 3339 time (`2026-12-03T13:00:00Z`) or `+DURATION` from `now`;
+/// returns Unix seconds. A time already past, or more than a day ahead, is refused.
+pub fn parse_start_at(s: &str, now: SystemTime) -> Result<f64> {
+    let t = s.trim();
+    let at = if let Some(rel) = t.strip_prefix('+') {
+        let d =
+            kis_units::parse_duration(rel).map_err(|e| usage(format!("--start-at {s:?}: {e}")))?;
+        now + d
+    } else {
+        humantime::parse_rfc3339_weak(t).map_err(|e| {
+            usage(format!(
+                "--start-at {s:?} is neither an RFC 3339 time (2026-12-03T13:00:00Z) nor +DURATION ({e})"
+            ))
+        })?
+    };
+    let unix = |x: SystemTime| {
+        x.duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let ahead = unix(at) - unix(now);
+    if ahead < 0.0 {
+        return Err(usage(format!(
+            "--start-at {s:?} is {:.1} s in the past",
+            -ahead
+        )));
+    }
+    if ahead > MAX_START_AHEAD_S {
+        return Err(usage(format!(
+            "--start-at {s:?} is {:.0} s ahead, more than a day",
+            ahead
+        )));
+    }
+    Ok(unix(at))
 }
 
 /// Parses `A..B`, `A` (both durations).
@@ -726,6 +788,15 @@ impl TryFrom<Cli> for Config {
         cfg.timeout_s = cli.timeout;
         cfg.grace_s = cli.grace;
         cfg.ready_timeout_s = cli.ready_timeout;
+        cfg.run_id = cli
+            .run_id
+            .or_else(|| std::env::var(RUN_ID_ENV).ok())
+            .filter(|s| !s.is_empty());
+        cfg.start_at_unix_s = match &cli.start_at {
+            Some(s) => Some(parse_start_at(s, SystemTime::now())?),
+            None => None,
+        };
+        cfg.shard = Shard::resolve(cli.shard.as_deref(), cli.shards, |k| std::env::var(k).ok())?;
         cfg.outputs = Outputs {
             json: cli.json,
             csv: cli.csv,
@@ -748,6 +819,25 @@ mod tests {
         let mut v = vec!["kis-loadgen"];
         v.extend_from_slice(args);
         Config::try_from(Cli::parse_from(v))
+    }
+
+    #[test]
+    fn start_at_parses_both_forms_and_refuses_the_past() {
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        assert_eq!(parse_start_at("+30s", now).unwrap(), 1_800_000_030.0);
+        // 1_800_000_000 is 2027-01-15T08:00:00Z.
+        let t = parse_start_at("2027-01-15T08:01:00Z", now).unwrap();
+        assert_eq!(t, 1_800_000_060.0);
+        for bad in ["2000-01-01T00:00:00Z", "soon", "+x", "2030-01-01T00:00:00Z"] {
+            let e = parse_start_at(bad, now).unwrap_err().to_string();
+            assert!(e.contains("--start-at") && !e.contains('\n'), "{bad}: {e}");
+        }
+        assert!(
+            parse_start_at("2000-01-01T00:00:00Z", now)
+                .unwrap_err()
+                .to_string()
+                .contains("in the past")
+        );
     }
 
     #[test]

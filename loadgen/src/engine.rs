@@ -31,6 +31,7 @@ use crate::config::{Overflow, Wait};
 use crate::http::{Conn, Wire};
 use crate::record::{ErrorKind, Handover, Window};
 use crate::schedule::Sched;
+use crate::shard::Shard;
 use crate::timer::{Timer, tighten_timer_slack};
 
 /// Gap between arrivals from which the dispatcher wakes early and polls for the last stretch
@@ -61,6 +62,8 @@ pub struct Plan {
     pub threads: usize,
     /// Open loop: poll instead of sleeping between sends (see [`dispatcher`]).
     pub busy_poll: bool,
+    /// This process's share of the global schedule and users.
+    pub shard: Shard,
     /// Open or closed loop.
     pub load: PlanLoad,
 }
@@ -92,6 +95,7 @@ impl Plan {
             t0: Instant::now() + lead,
             threads: 1,
             busy_poll: false,
+            shard: Shard::WHOLE,
             load: PlanLoad::Open {
                 profile,
                 kind,
@@ -523,8 +527,9 @@ async fn run_generator(
             connections,
             overflow,
         } => {
+            let (offset, stride) = plan.shard.thread_slice(index, threads);
             *l.sched.borrow_mut() =
-                Some(Sched::new(profile, *kind, *seed, plan.t0, index, threads));
+                Some(Sched::new(profile, *kind, *seed, plan.t0, offset, stride));
             for _ in (index..*connections).step_by(threads) {
                 tasks.spawn_local(open_connection(l.clone(), Rc::new(Slot::default())));
             }
@@ -556,7 +561,7 @@ async fn run_generator(
                 shaper = Some(task);
                 rx
             });
-            for u in (index..*users as usize).step_by(threads) {
+            for u in plan.shard.users_of(index, threads, *users) {
                 let rng = rand_pcg::Pcg64::seed_from_u64(
                     seed ^ (u as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 );
@@ -885,7 +890,8 @@ pub fn dispatch_probe(plan: &Plan) -> std::io::Result<Vec<(Instant, Instant)>> {
         tighten_timer_slack();
         let control = Arc::new(Control::new());
         let l = Rc::new(Local::new(plan, control.clone()));
-        *l.sched.borrow_mut() = Some(Sched::new(profile, *kind, *seed, plan.t0, 0, 1));
+        let (offset, stride) = plan.shard.thread_slice(0, 1);
+        *l.sched.borrow_mut() = Some(Sched::new(profile, *kind, *seed, plan.t0, offset, stride));
         let seen = Rc::new(RefCell::new(Vec::new()));
         let mut tasks = JoinSet::new();
         for _ in 0..*connections {

@@ -16,6 +16,8 @@
 //!   form). [`report`] writes the JSON report (checked against `report/schema.json`), Locust
 //!   CSVs and the plot, from a [`report::Collected`] ([`report::finish`]); [`diag`] says which
 //!   side limits; [`metrics`] serves Prometheus `/metrics`.
+//! - [`shard`] splits the schedule and the users exactly over N processes (`--shard K/N`);
+//!   [`merge`] adds the shards' histograms and counts into one run's outputs.
 //!
 //! # Example
 //! Typed (a shape value from kis-traffic, no flags):
@@ -47,11 +49,13 @@ pub mod error;
 pub mod h1;
 pub mod http;
 pub mod kserve;
+pub mod merge;
 pub mod metrics;
 pub mod record;
 pub mod report;
 mod run;
 pub mod schedule;
+pub mod shard;
 pub mod timer;
 
 pub use config::Config;

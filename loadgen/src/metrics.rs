@@ -1,8 +1,9 @@
 //! Prometheus `/metrics` for a running load test: counters and gauges updated by the collector
 //! once a second (never on the request path), served on `--metrics-addr`.
 
-use std::sync::Arc;
+use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::record::{Counts, ErrorKind};
+use crate::record::{Counts, ErrorKind, Hists};
 use crate::report::WindowRow;
 
 /// Outcome labels.
@@ -35,6 +36,24 @@ pub struct QuantileLabels {
     pub kind: &'static str,
     /// 0.5, 0.95, 0.99.
     pub quantile: &'static str,
+}
+
+/// Upper bounds (seconds) of the latency histogram's buckets: the same in every process, so
+/// Prometheus can sum the buckets of all shards (`sum by (le)`) and take quantiles of the sum.
+pub const LATENCY_BUCKETS_S: [f64; 18] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
+/// Name of the summable latency histogram (`_bucket`, `_sum`, `_count` series).
+pub const LATENCY_HISTOGRAM: &str = "kis_loadgen_request_latency_seconds";
+
+/// Cumulative counts of one latency view: per bucket (values <= bound), the count, the sum.
+#[derive(Clone, Debug, Default)]
+struct Cumulative {
+    buckets: [u64; LATENCY_BUCKETS_S.len()],
+    count: u64,
+    sum_s: f64,
 }
 
 /// Every metric kis-loadgen exports.
@@ -66,6 +85,8 @@ pub struct Metrics {
     pub server_queue: Gauge<f64, AtomicU64>,
     /// Server-side mean compute time of the last window, seconds.
     pub server_compute: Gauge<f64, AtomicU64>,
+    /// Cumulative latency histograms (corrected, service, send_lag), from the window histograms.
+    histograms: Mutex<[Cumulative; 3]>,
 }
 
 impl Default for Metrics {
@@ -93,6 +114,7 @@ impl Metrics {
             cpu_ratio: Gauge::default(),
             server_queue: Gauge::default(),
             server_compute: Gauge::default(),
+            histograms: Mutex::default(),
         };
         registry.register(
             "requests",
@@ -214,11 +236,74 @@ impl Metrics {
         }
     }
 
+    /// Adds a closed window's histograms (µs) to the cumulative latency histograms. Bucket
+    /// counts are read from the HDR histograms, so every request is counted once, at HDR
+    /// precision (a value within 0.1 % of a bound may fall on either side of it).
+    pub fn observe_latency(&self, hists: &Hists) {
+        let Ok(mut all) = self.histograms.lock() else {
+            return;
+        };
+        for (c, h) in all
+            .iter_mut()
+            .zip([&hists.corrected, &hists.service, &hists.lag])
+        {
+            if h.is_empty() {
+                continue;
+            }
+            for (b, bound) in c.buckets.iter_mut().zip(LATENCY_BUCKETS_S) {
+                *b += h.count_between(0, (bound * 1e6) as u64);
+            }
+            c.count += h.len();
+            c.sum_s += h.mean() * h.len() as f64 / 1e6;
+        }
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut s = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
-        s
+        // The histogram goes before the OpenMetrics end marker.
+        let body = s.strip_suffix("# EOF\n").map(str::to_string);
+        let mut out = body.unwrap_or(s.clone());
+        self.render_histograms(&mut out);
+        if s.ends_with("# EOF\n") {
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+
+    fn render_histograms(&self, out: &mut String) {
+        let Ok(all) = self.histograms.lock() else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "# HELP {LATENCY_HISTOGRAM} Request latency by kind (corrected = from intended send), cumulative; sum the buckets across shards, then take quantiles"
+        );
+        let _ = writeln!(out, "# TYPE {LATENCY_HISTOGRAM} histogram");
+        for (c, kind) in all.iter().zip(["corrected", "service", "send_lag"]) {
+            for (n, bound) in c.buckets.iter().zip(LATENCY_BUCKETS_S) {
+                let _ = writeln!(
+                    out,
+                    "{LATENCY_HISTOGRAM}_bucket{{kind=\"{kind}\",le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{LATENCY_HISTOGRAM}_bucket{{kind=\"{kind}\",le=\"+Inf\"}} {}",
+                c.count
+            );
+            let _ = writeln!(
+                out,
+                "{LATENCY_HISTOGRAM}_sum{{kind=\"{kind}\"}} {}",
+                c.sum_s
+            );
+            let _ = writeln!(
+                out,
+                "{LATENCY_HISTOGRAM}_count{{kind=\"{kind}\"}} {}",
+                c.count
+            );
+        }
     }
 }
 
@@ -268,7 +353,29 @@ mod tests {
         m.in_flight.set(2);
         m.dispatcher_gaps.inc_by(2);
         m.dispatcher_gap_seconds.inc_by(0.0035);
+        let mut h = Hists::default();
+        for us in [50, 700, 700, 3000, 120_000_000] {
+            h.corrected.record(us).unwrap();
+        }
+        m.observe_latency(&h);
+        m.observe_latency(&h);
         let text = m.render();
+        // Cumulative, summable buckets: values <= 1 ms are 3 of 5 per window, twice.
+        for line in [
+            "kis_loadgen_request_latency_seconds_bucket{kind=\"corrected\",le=\"0.0001\"} 2",
+            "kis_loadgen_request_latency_seconds_bucket{kind=\"corrected\",le=\"0.001\"} 6",
+            "kis_loadgen_request_latency_seconds_bucket{kind=\"corrected\",le=\"0.005\"} 8",
+            "kis_loadgen_request_latency_seconds_bucket{kind=\"corrected\",le=\"60\"} 8",
+            "kis_loadgen_request_latency_seconds_bucket{kind=\"corrected\",le=\"+Inf\"} 10",
+            "kis_loadgen_request_latency_seconds_count{kind=\"service\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
+        assert!(text.contains("# TYPE kis_loadgen_request_latency_seconds histogram"));
+        assert!(
+            text.ends_with("# EOF\n") && text.matches("# EOF").count() == 1,
+            "{text}"
+        );
         assert!(
             text.contains("kis_loadgen_requests_total{outcome=\"ok\",code=\"200\"} 3"),
             "{text}"

@@ -25,7 +25,9 @@ fn us(d: Duration) -> u64 {
 }
 
 /// Why a request did not succeed (errors are counted by kind, never by message text).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The server answered with a non-2xx status.

@@ -54,8 +54,17 @@ struct Prepared {
     stats: Option<(crate::config::Endpoint, String, Option<String>)>,
 }
 
+/// How long to wait for the target to be ready: `--ready-timeout`, or until `--start-at` when
+/// that is later (the readiness gate before a shared start).
+fn ready_bound(cfg: &Config) -> Duration {
+    let until_start = cfg
+        .start_at_unix_s
+        .map_or(0.0, |at| (at - unix_now()).max(0.0));
+    Duration::from_secs_f64(cfg.ready_timeout_s.max(until_start))
+}
+
 async fn prepare(cfg: &Config) -> Result<Prepared> {
-    let ready = Duration::from_secs_f64(cfg.ready_timeout_s);
+    let ready = ready_bound(cfg);
     match &cfg.target {
         Target::Kserve {
             endpoint,
@@ -120,7 +129,7 @@ async fn prepare(cfg: &Config) -> Result<Prepared> {
             loop {
                 match tokio::net::TcpStream::connect(&endpoint.authority).await {
                     Ok(_) => break,
-                    Err(e) if start.elapsed().as_secs_f64() >= cfg.ready_timeout_s => {
+                    Err(e) if start.elapsed() >= ready => {
                         return Err(Error::Unreachable {
                             url: format!("http://{}{}", endpoint.authority, endpoint.path),
                             reason: e.to_string(),
@@ -199,6 +208,10 @@ struct Running {
     metrics: Arc<Metrics>,
     background: JoinSet<()>,
     t0: Instant,
+    /// Time zero on the wall clock.
+    t0_sys: SystemTime,
+    /// Warning when the run started after its `--start-at` (the schedule is not shifted).
+    late_start: Option<String>,
     duration_s: f64,
 }
 
@@ -342,7 +355,9 @@ async fn start(cfg: &Config) -> Result<Running> {
         _ => 0.0,
     };
     // Warm-up: open every connection before time zero so the first sends are not charged for it.
-    let t0 = Instant::now() + WARM_UP;
+    // With --start-at, time zero is that instant, after the readiness wait above; a shard that
+    // is ready only after it keeps the schedule (its due arrivals go out late, counted as such).
+    let (t0, t0_sys, late_start) = time_zero(cfg, profile.as_ref());
     let load = plan_load(cfg, profile.as_ref(), users_profile.clone(), t0)?;
     let authority = prepared
         .template
@@ -358,6 +373,7 @@ async fn start(cfg: &Config) -> Result<Running> {
         t0,
         threads: cfg.threads.max(1),
         busy_poll: cfg.load.busy_poll(),
+        shard: cfg.shard,
         load,
     })
     .map_err(|e| Error::Usage(format!("cannot start the generator threads: {e}")))?;
@@ -369,12 +385,39 @@ async fn start(cfg: &Config) -> Result<Running> {
         metrics,
         background,
         t0,
+        t0_sys,
+        late_start,
         duration_s,
     })
 }
 
 /// Time between start-up and the schedule's time zero, for the connections to open.
 const WARM_UP: Duration = Duration::from_millis(200);
+
+/// The schedule's time zero (monotonic and wall clock) and, when `--start-at` has already
+/// passed, the warning that says how late this process is and how many arrivals were due.
+fn time_zero(cfg: &Config, profile: Option<&Profile>) -> (Instant, SystemTime, Option<String>) {
+    let (now, now_sys) = (Instant::now(), SystemTime::now());
+    let Some(at) = cfg.start_at_unix_s else {
+        return (now + WARM_UP, now_sys + WARM_UP, None);
+    };
+    let at_sys = UNIX_EPOCH + Duration::from_secs_f64(at);
+    match at_sys.duration_since(now_sys) {
+        Ok(ahead) => (now + ahead, at_sys, None),
+        Err(e) => {
+            let late = e.duration();
+            let due = profile.map_or(0.0, |p| {
+                p.cumulative(late.as_secs_f64().min(p.duration())) / f64::from(cfg.shard.count)
+            });
+            let w = format!(
+                "started {:.3} s after --start-at: about {due:.0} arrivals were already due; they are sent late and counted as late sends (the schedule is not shifted)",
+                late.as_secs_f64()
+            );
+            tracing::warn!("{w}");
+            (now.checked_sub(late).unwrap_or(now), at_sys, Some(w))
+        }
+    }
+}
 
 /// The live status line: on a terminal and not `--quiet`.
 fn progress_bar(quiet: bool, duration_s: f64) -> ProgressBar {
@@ -401,7 +444,10 @@ fn file_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_
 /// and hands over what the run collected.
 async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
     let (t0, duration_s) = (run.t0, run.duration_s);
-    let started_unix = unix_now() + WARM_UP.as_secs_f64();
+    let started_unix = run
+        .t0_sys
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let bar = progress_bar(cfg.outputs.quiet, duration_s);
     // HDR interval log, written as windows close.
     let mut hdr_file = match &cfg.outputs.hdr_log {
@@ -411,11 +457,12 @@ async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
         None => None,
     };
     let mut ser = V2DeflateSerializer::new();
-    let start_sys = SystemTime::now() + WARM_UP;
+    let start_sys = run.t0_sys;
     let mut hdr = match hdr_file.as_mut() {
         Some(f) => Some(
             IntervalLogWriterBuilder::new()
                 .add_comment("kis-loadgen interval log; values in microseconds; tags corrected, service, lag")
+                .add_comment(&crate::merge::log_identity(cfg))
                 .with_start_time(start_sys)
                 .with_base_time(start_sys)
                 .with_max_value_divisor(1000.0)
@@ -443,7 +490,7 @@ async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
         total_hists: Hists::default(),
         total_counts: Counts::default(),
         rows: Windows::new(),
-        warnings: Vec::new(),
+        warnings: run.late_start.take().into_iter().collect(),
         warned_late: false,
         warned_cpu: false,
         warned_saturated: false,
@@ -477,7 +524,8 @@ async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
     // Arrivals taken from the schedule plus the due ones a stop left unsent.
     let scheduled = col.totals.consumed + col.totals.cancelled;
     let intended_total = match &run.profile {
-        Some(p) => p.cumulative(elapsed.max(1e-9).min(p.duration())),
+        // A shard intends its 1/N of the global schedule.
+        Some(p) => p.cumulative(elapsed.max(1e-9).min(p.duration())) / f64::from(cfg.shard.count),
         None => scheduled as f64,
     };
     Ok(Collected {
@@ -564,6 +612,16 @@ async fn collect_until_done<W: Write>(
 }
 
 fn describe_load(cfg: &Config, profile: Option<&Profile>) -> String {
+    let whole = describe_whole_load(cfg, profile);
+    if cfg.shard.is_whole() {
+        whole
+    } else {
+        format!("shard {} of {whole}", cfg.shard)
+    }
+}
+
+/// The load of the whole (unsharded) run, in words.
+fn describe_whole_load(cfg: &Config, profile: Option<&Profile>) -> String {
     match (&cfg.load, profile) {
         (
             Load::Open {
@@ -648,7 +706,7 @@ async fn collect_window<W: Write>(
         now.saturating_duration_since(col.t0).as_secs_f64(),
     );
     let intended = match ctx.profile {
-        Some(p) => p.cumulative(t_b) - p.cumulative(t_a),
+        Some(p) => (p.cumulative(t_b) - p.cumulative(t_a)) / f64::from(ctx.cfg.shard.count),
         None => (snap.consumed - col.last_scheduled) as f64,
     };
     let cpu_now = diag::cpu_seconds();
@@ -701,6 +759,7 @@ async fn collect_window<W: Write>(
         server_success: ss,
     };
     ctx.metrics.observe(&row, &win.counts);
+    ctx.metrics.observe_latency(&win.hists);
     let window_start = row.unix_s - dt;
     for (label, _) in win.counts.failures() {
         col.failures_seen

@@ -83,7 +83,7 @@ pub struct WindowRow {
 }
 
 /// Run totals.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Totals {
     /// Arrivals the schedule produced.
     pub scheduled: u64,
@@ -141,7 +141,7 @@ impl Totals {
 
 /// Rates over the run. Only sends made by the schedule's end count as achieved: a generator
 /// that falls behind and catches up afterwards shows it as an overrun, not as a full rate.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Rates {
     /// Length of the schedule, seconds.
     pub schedule_s: f64,
@@ -223,7 +223,7 @@ impl Rates {
 }
 
 /// Latency percentiles over the run.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Latency {
     /// End − intended start.
     pub corrected: Percentiles,
@@ -234,7 +234,7 @@ pub struct Latency {
 }
 
 /// The generator's own cost.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Generator {
     /// User + system CPU seconds during the run.
     pub cpu_seconds: f64,

@@ -54,6 +54,10 @@ fn impossible_parameters() {
     assert_one_line(&["--url", "https://127.0.0.1:8000"], "https");
     assert_one_line(&["--pattern", "trace"], "--trace");
     assert_one_line(&["--users", "3", "--busy-poll"], "--busy-poll");
+    assert_one_line(&["--start-at", "2001-01-01T00:00:00Z"], "in the past");
+    assert_one_line(&["--start-at", "noonish"], "--start-at");
+    assert_one_line(&["--shard", "4/4"], "shard index 4");
+    assert_one_line(&["--shards", "4"], "JOB_COMPLETION_INDEX");
 }
 
 #[test]

@@ -10,6 +10,10 @@ mod schedule;
 mod outputs;
 // Load models: closed loop, overflow policies, plain HTTP and KServe bodies.
 mod load;
+// Exact shards: the union of the shards is the single schedule.
+mod shards;
+// Shard processes merged; refusals.
+mod merge;
 // Bad input and shutdown, through the real binary.
 mod cli;
 // End to end against the real Triton fixture.
