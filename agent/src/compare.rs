@@ -10,11 +10,10 @@ use kis_sim::SimConfig;
 use serde::Serialize;
 
 use crate::cli::CompareArgs;
-use crate::eval::policy::builtin;
+use crate::eval::policy::tuned_and_policies;
 use crate::eval::results::{Row, RunResult, aggregate, pm, run_all};
 use crate::eval::runner::threads;
 use crate::eval::setup::{Setup, base_config_for, compare_setups, filter_setups};
-use crate::eval::tuned::load_tuned;
 use crate::eval::workload::{Scenario, compare_traces, filter_scenarios, synthetic};
 
 /// The whole comparison, as `--json` prints it.
@@ -57,15 +56,7 @@ pub fn compare(a: &CompareArgs) -> Result<Comparison> {
     }
     let base = base_config(a)?;
     let scenarios = scenarios(a, &base)?;
-    let tuned = match &a.tuned {
-        Some(p) => load_tuned(p)?,
-        None => Vec::new(),
-    };
-    let policies = a
-        .policies
-        .iter()
-        .map(|p| builtin(p).with_context(|| format!("--policy {p}")))
-        .collect::<Result<Vec<_>>>()?;
+    let (tuned, policies) = tuned_and_policies(a.tuned.as_deref(), &a.policies)?;
     let mut setups = Vec::new();
     for sc in &scenarios {
         let p = sc.profile(0)?;

@@ -14,14 +14,13 @@ use serde::Serialize;
 
 use crate::cli::EvaluateArgs;
 use crate::eval::pareto::{Point, Verdict, plot_png, verdict};
-use crate::eval::policy::{PolicySetup, builtin};
+use crate::eval::policy::{PolicySetup, tuned_and_policies};
 use crate::eval::results::{Row, RunResult, aggregate, objective_for, pm, run_all};
 use crate::eval::runner::threads;
 use crate::eval::setup::{
     RULES, Setup, base_config_for, filter_setups, fixed_gpu_1, karb_treatments, static_for,
 };
 use crate::eval::stats::{Stat, stat};
-use crate::eval::tuned::load_tuned;
 use crate::eval::workload::{
     Scenario, compare_traces, filter_scenarios, servegen_held_out, synthetic,
 };
@@ -151,15 +150,7 @@ pub fn evaluate(a: &EvaluateArgs) -> Result<Evaluation> {
     }
     let base = base_config_for(&a.scenario)?;
     let scenarios = scenarios(a, &base)?;
-    let tuned = match &a.tuned {
-        Some(p) => load_tuned(p)?,
-        None => Vec::new(),
-    };
-    let policies = a
-        .policies
-        .iter()
-        .map(|p| builtin(p).with_context(|| format!("--policy {p}")))
-        .collect::<Result<Vec<_>>>()?;
+    let (tuned, policies) = tuned_and_policies(a.tuned.as_deref(), &a.policies)?;
     let mut all_setups = Vec::new();
     for sc in &scenarios {
         all_setups.push(filter_setups(

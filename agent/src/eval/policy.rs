@@ -209,16 +209,34 @@ impl PolicySetup {
     }
 }
 
+/// The `--tuned FILE` and `--policy P...` flags `compare` and `evaluate` share, loaded.
+pub fn tuned_and_policies(
+    tuned: Option<&Path>,
+    policies: &[String],
+) -> Result<(Vec<super::setup::Setup>, Vec<PolicySetup>)> {
+    let tuned = match tuned {
+        Some(p) => super::tuned::load_tuned(p)?,
+        None => Vec::new(),
+    };
+    let policies = policies
+        .iter()
+        .map(|p| builtin(p).with_context(|| format!("--policy {p}")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((tuned, policies))
+}
+
 /// A policy by name: `hold`, `scripted:g,c,p;g,c,p;...`, or a policy file (`*.kpol`).
 pub fn builtin(spec: &str) -> Result<PolicySetup> {
     let spec = spec.trim();
     if spec.ends_with(".kpol") || Path::new(spec).is_file() {
         let path = Path::new(spec);
         let p = FilePolicy::load(path)?;
-        let name = format!(
-            "policy:{}",
-            path.file_stem().and_then(|s| s.to_str()).unwrap_or(spec)
-        );
+        // Set-up labels add "policy:" themselves.
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or(spec)
+            .to_string();
         let n = name.clone();
         return Ok(PolicySetup::new(name, move || {
             Box::new(FilePolicy::new(n.clone(), p.clone()))

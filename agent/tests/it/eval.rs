@@ -12,7 +12,7 @@ use kis_traffic::{Pattern, ShapeSpec};
 
 use super::{run, scratch};
 
-fn no_flags() -> ScenarioArgs {
+pub(crate) fn no_flags() -> ScenarioArgs {
     ScenarioArgs {
         gpu_profile: None,
         cpu_profile: None,
@@ -31,17 +31,22 @@ fn evaluate_args(extra: &[&str]) -> EvaluateArgs {
     }
 }
 
+/// The default spike shape stretched to `seconds`, as a synthetic scenario.
+pub(crate) fn spike(seconds: f64) -> Scenario {
+    Scenario {
+        name: "spike".into(),
+        split: "synthetic",
+        shape: ShapeSpec::default_for(Pattern::Spike).with_duration(seconds),
+        scale: 1.0,
+    }
+}
+
 #[test]
 fn the_end_backlog_counts_as_missed() {
     // One GPU replica (about 13 req/s) under the 10 -> 100 -> 10 req/s spike: most arrivals are
     // still queued when the run stops, and they count.
     let base = base_config_for(&no_flags()).unwrap();
-    let sc = Scenario {
-        name: "spike".into(),
-        split: "synthetic",
-        shape: ShapeSpec::default_for(Pattern::Spike).with_duration(900.0),
-        scale: 1.0,
-    };
+    let sc = spike(900.0);
     let setup = kis_agent::eval::setup::fixed_gpu_1();
     let s = run_one(&base, &sc, &setup, 1).unwrap();
     assert!(s.conserved());

@@ -6,6 +6,7 @@ use clap::Parser;
 use kis_agent::cli::Cli;
 
 mod eval;
+mod shipped;
 mod tune;
 
 /// A fresh scratch directory under the system temp dir.
