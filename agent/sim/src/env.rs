@@ -401,6 +401,9 @@ pub struct SimEnv {
     /// The observation at the end of a finished episode, taken before the extra `slo` seconds
     /// that score the last cohort.
     last_obs: Option<Vec<f32>>,
+    /// The run's summary at the workload's end, before those extra seconds: what a rule-driven
+    /// run of the same workload reports, so policies and rules are scored over the same time.
+    end_summary: Option<crate::Summary>,
 }
 
 impl SimEnv {
@@ -427,12 +430,19 @@ impl SimEnv {
             history: RateHistory::new(),
             prev: Totals::default(),
             last_obs: None,
+            end_summary: None,
         }
     }
 
     /// The traces read for the randomisation (shared by a [`crate::vec_env::VecEnv`]'s envs).
     pub(crate) fn traces(&self) -> Arc<Vec<TraceData>> {
         self.traces.clone()
+    }
+
+    /// The summary at the end of the workload of a finished episode (before the extra `slo`
+    /// seconds that score the last cohort): the figure to compare with a rule-driven run.
+    pub fn end_summary(&self) -> Option<&crate::Summary> {
+        self.end_summary.as_ref()
     }
 
     /// The settings.
@@ -566,6 +576,7 @@ impl SimEnv {
         }
         self.prev = sim.totals();
         self.last_obs = None;
+        self.end_summary = None;
         self.history.clear();
         self.push_history(&sim);
         self.sim = Some(sim);
@@ -645,6 +656,7 @@ impl SimEnv {
             let mut last = vec![0.0; self.obs_dim()];
             self.observe_sim(&sim, &mut last);
             self.last_obs = Some(last);
+            self.end_summary = Some(sim.summary());
             sim.run_until(stop + slo);
             sim.take_cohort(stop)
         } else {

@@ -300,10 +300,11 @@ pub fn run_episode(
             break;
         }
     }
-    Ok(env
-        .sim()
-        .ok_or_else(|| anyhow!("environment lost its simulation"))?
-        .summary())
+    // At the workload's end, as a rule-driven run reports it (not after the environment's extra
+    // seconds that only score the last cohort's reward).
+    env.end_summary()
+        .cloned()
+        .ok_or_else(|| anyhow!("environment ended without a summary"))
 }
 
 #[cfg(test)]

@@ -78,9 +78,9 @@ pub fn score(policy: &Policy, cfg: &EnvConfig, seed: u64) -> Result<Score> {
         }
     }
     let sum = env
-        .sim()
-        .map(|s| s.summary())
-        .ok_or_else(|| anyhow!("validation episode has no simulation"))?;
+        .end_summary()
+        .cloned()
+        .ok_or_else(|| anyhow!("validation episode ended without a summary"))?;
     Ok(Score {
         ret,
         slo_miss: sum.slo_miss_fraction,
