@@ -132,10 +132,7 @@ fn a_checkpoint_of_another_observation_spec_is_refused() {
         .unwrap();
     let before = snapshot(&dir);
     let e = format!("{:#}", train(&dir, &["--resume"]).unwrap_err());
-    assert!(
-        e.contains("cartpole-v1") && e.contains("kis-sim-paper10"),
-        "{e}"
-    );
+    assert!(e.contains("cartpole-v1") && e.contains("default-v1"), "{e}");
     assert_eq!(snapshot(&dir), before);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -154,7 +151,7 @@ fn bad_input_is_one_line_and_a_failure() {
     let bin = env!("CARGO_BIN_EXE_kis-agent");
     let sc = scenario();
     let cases: [(&[&str], &str); 3] = [
-        (&["--scenario", held.to_str().unwrap()], "held-out trace"),
+        (&["--scenario", held.to_str().unwrap()], "held-out data"),
         (
             &["--scenario", sc.to_str().unwrap(), "--device", "tpu"],
             "unknown device",
