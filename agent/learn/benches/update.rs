@@ -32,7 +32,8 @@ impl VecEnv for Noise {
         self.n
     }
     fn obs_spec(&self) -> ObsSpec {
-        SimVecEnv::spec()
+        // The paper's 10 features (the network sizes of tch-setup.md).
+        SimVecEnv::spec_of(kis_autoscale::obs::ObsSet::Paper)
     }
     fn action_dims(&self) -> Vec<usize> {
         vec![5, 5, 3]
