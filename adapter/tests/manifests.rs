@@ -407,13 +407,21 @@ fn every_workload_is_restricted_drains_and_has_probes() {
             }
         }
     }
-    let cf = std::fs::read_to_string(deploy_dir().join("Containerfile")).unwrap();
-    let froms: Vec<&str> = cf.lines().filter(|l| l.starts_with("FROM ")).collect();
-    assert!(froms.len() >= 2, "multi-stage: {froms:?}");
-    assert!(froms.last().unwrap().contains("distroless"), "{froms:?}");
-    let user = cf.lines().rfind(|l| l.starts_with("USER ")).expect("USER");
-    assert!(!user.contains("root") && user != "USER 0", "{user}");
-    assert!(cf.contains("kis-adapter:0.1.0"));
+    for (file, image) in [
+        ("Containerfile", "kis-adapter:0.1.0"),
+        ("Containerfile.agent", "kis-agent:0.1.0"),
+    ] {
+        let cf = std::fs::read_to_string(deploy_dir().join(file)).unwrap();
+        let froms: Vec<&str> = cf.lines().filter(|l| l.starts_with("FROM ")).collect();
+        assert!(froms.len() >= 2, "{file}: multi-stage: {froms:?}");
+        assert!(
+            froms.last().unwrap().contains("distroless"),
+            "{file}: {froms:?}"
+        );
+        let user = cf.lines().rfind(|l| l.starts_with("USER ")).expect("USER");
+        assert!(!user.contains("root") && user != "USER 0", "{file}: {user}");
+        assert!(cf.contains(image), "{file}");
+    }
 }
 
 /// kis-adapter: a priority class for an aggregated API, its readiness path, a drain that fits
