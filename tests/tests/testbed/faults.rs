@@ -68,6 +68,17 @@ fn a_probe_that_never_passes_leaves_the_pod_running_not_ready_and_deletable() {
     .unwrap();
     let name = pod["metadata"]["name"].as_str().unwrap().to_string();
     let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    // The startup probe's warm-up is the one inference the model has served so far.
+    let stats = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://{ip}:8000/v2/models/{CPU_MODEL}/stats"))
+        .output()
+        .unwrap();
+    let stats: Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(
+        stats["model_stats"][0]["inference_count"], 1,
+        "the warm-up inference: {stats}"
+    );
     assert!(infer(&ip, CPU_MODEL).is_ok(), "the Triton itself answers");
     // Over several readiness periods (2 s, failure threshold 2) it never becomes Ready and never
     // reaches the load balancer; readiness failures do not restart it.
