@@ -467,12 +467,7 @@ fn triton_container(name: &str, c: &Value, grace: u64) {
         c["readinessProbe"]["httpGet"]["path"], "/v2/health/ready",
         "{name}"
     );
-    let args: Vec<&str> = c["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let args = container_args(c);
     assert!(args.contains(&"--strict-readiness=true"), "{name}");
     assert!(
         args.iter().any(|a| a.starts_with("--load-model=")),
@@ -514,12 +509,7 @@ fn triton_container(name: &str, c: &Value, grace: u64) {
 fn agent_container(name: &str, d: &Value, c: &Value) {
     assert_eq!(d["spec"]["replicas"], 1, "{name}");
     assert_eq!(d["spec"]["strategy"]["type"], "Recreate", "{name}");
-    let args: Vec<&str> = c["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let args = container_args(c);
     assert_eq!(args[0], "live", "{name}");
     assert!(args.contains(&"--mode=shadow"), "{name}: {args:?}");
     for flag in [
@@ -543,6 +533,16 @@ fn agent_container(name: &str, d: &Value, c: &Value) {
     assert_eq!(vol("configMap")["configMap"]["name"], "kis-agent-policy");
     assert_eq!(vol("secret")["secret"]["secretName"], "kis-agent-adapter");
     assert_eq!(c["image"], "kis-agent:0.1.0", "{name}");
+}
+
+/// A container's args.
+fn container_args(c: &Value) -> Vec<&str> {
+    c["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
 }
 
 /// The seconds in `FLAG=Ns` or `FLAG=N` among the container's args.
@@ -612,18 +612,36 @@ fn network_policy_denies_by_default_and_allows_exactly_three_callers() {
     }
 }
 
+/// A file under deploy/ as text.
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(deploy_dir().join(rel)).unwrap_or_else(|e| panic!("deploy/{rel}: {e}"))
+}
+
+/// Whether a (Cluster)RoleBinding binds the ServiceAccount `ns/name`.
+fn binds_service_account(b: &Value, ns: &str, name: &str) -> bool {
+    b["subjects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["kind"] == "ServiceAccount" && s["name"] == name && s["namespace"] == ns)
+}
+
+/// The port numbers of a NetworkPolicy rule.
+fn rule_ports(r: &Value) -> Vec<u64> {
+    r["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].as_u64().unwrap())
+        .collect()
+}
+
 /// RBAC: the adapter holds only what it uses (SubjectAccessReview, the authentication reader
 /// role, its own targets ConfigMap); no system:auth-delegator (TokenReview is never called).
 #[test]
 fn rbac_grants_only_what_the_adapter_uses() {
     let all = all_docs();
-    let is_adapter = |b: &Value| {
-        b["subjects"].as_array().into_iter().flatten().any(|s| {
-            s["kind"] == "ServiceAccount"
-                && s["name"] == "kis-adapter"
-                && s["namespace"] == "kis-system"
-        })
-    };
+    let is_adapter = |b: &Value| binds_service_account(b, "kis-system", "kis-adapter");
     let mut roles = Vec::new();
     for b in of_kind(&all, "ClusterRoleBinding")
         .into_iter()
@@ -730,12 +748,7 @@ fn serving_and_agent_network_policies_allow_only_their_paths() {
     };
     let serving = rules(&in_ns("kis-serving"), "ingress");
     for r in &serving {
-        let ports: Vec<u64> = r["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["port"].as_u64().unwrap())
-            .collect();
+        let ports = rule_ports(r);
         if ports.contains(&8002) {
             assert_eq!(ports, [8002], "metrics shares a rule: {r}");
             assert_eq!(r["from"], prometheus, "{r}");
@@ -763,12 +776,7 @@ fn serving_and_agent_network_policies_allow_only_their_paths() {
     );
     assert!(to("monitoring", "prometheus", 9090), "agent -> Prometheus");
     for r in &egress {
-        let ports: Vec<u64> = r["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["port"].as_u64().unwrap())
-            .collect();
+        let ports = rule_ports(r);
         assert!(
             ports.iter().all(|p| [443, 6443, 9090, 53].contains(p)),
             "{r}"
@@ -781,13 +789,7 @@ fn serving_and_agent_network_policies_allow_only_their_paths() {
 #[test]
 fn rbac_lets_the_agent_only_read_the_serving_pools() {
     let all = all_docs();
-    let is_agent = |b: &Value| {
-        b["subjects"].as_array().into_iter().flatten().any(|s| {
-            s["kind"] == "ServiceAccount"
-                && s["name"] == "kis-agent"
-                && s["namespace"] == "kis-agent"
-        })
-    };
+    let is_agent = |b: &Value| binds_service_account(b, "kis-agent", "kis-agent");
     assert!(
         !of_kind(&all, "ClusterRoleBinding")
             .into_iter()
@@ -820,10 +822,7 @@ fn rbac_lets_the_agent_only_read_the_serving_pools() {
 /// forgotten there would silently not be installed), and the policy it packs is the shipped one.
 #[test]
 fn the_kustomization_installs_every_manifest_and_the_shipped_policy() {
-    let k: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(deploy_dir().join("kustomization.yaml")).unwrap(),
-    )
-    .unwrap();
+    let k: Value = serde_yaml::from_str(&read("kustomization.yaml")).unwrap();
     let resources: Vec<&str> = k["resources"]
         .as_array()
         .unwrap()
@@ -876,10 +875,7 @@ fn the_kustomization_installs_every_manifest_and_the_shipped_policy() {
 /// testbed labels them (namespace, pod, app), and the adapter's and agent's metrics ports.
 #[test]
 fn the_prometheus_jobs_keep_the_metrics_ports_with_the_testbed_labels() {
-    let c: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(deploy_dir().join("prometheus/scrape-configs.yml")).unwrap(),
-    )
-    .unwrap();
+    let c: Value = serde_yaml::from_str(&read("prometheus/scrape-configs.yml")).unwrap();
     let jobs = c["scrape_configs"].as_array().unwrap();
     let job = |name: &str| {
         jobs.iter()
@@ -933,10 +929,7 @@ fn the_prometheus_jobs_keep_the_metrics_ports_with_the_testbed_labels() {
 /// with a query on the metric it is about.
 #[test]
 fn the_dashboard_shows_load_replicas_p95_decisions_and_fallbacks() {
-    let d: Value = serde_json::from_str(
-        &std::fs::read_to_string(deploy_dir().join("grafana/kis.json")).unwrap(),
-    )
-    .unwrap();
+    let d: Value = serde_json::from_str(&read("grafana/kis.json")).unwrap();
     let exprs: Vec<String> = d["panels"]
         .as_array()
         .unwrap()
