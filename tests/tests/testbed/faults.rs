@@ -12,7 +12,8 @@ use kis_e2e::wait_until;
 use serde_json::Value;
 
 use crate::common::{
-    READY_BOUND, clean_up, container_pid, infer, is_ready, pods, testbed, turn, workspace,
+    READY_BOUND, clean_up, container_pid, infer, infer_at, is_ready, pods, scale, testbed, turn,
+    wait_serving, workspace,
 };
 
 const NS: &str = "kis-serving";
@@ -119,21 +120,6 @@ fn a_probe_that_never_passes_leaves_the_pod_running_not_ready_and_deletable() {
     eprintln!("unready Pod removed in {:.1} s", t0.elapsed().as_secs_f64());
 }
 
-/// One inference on the CPU model through the load balancer at `url`; the echoed output.
-fn infer_through(url: &str) -> Option<Value> {
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "20", "-X", "POST"])
-        .arg(format!("{url}/v2/models/{CPU_MODEL}/infer"))
-        .args([
-            "-d",
-            r#"{"inputs":[{"name":"INPUT0","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#,
-        ])
-        .output()
-        .ok()?;
-    let body: Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some(body["outputs"][0]["data"].clone())
-}
-
 /// The kubelet's Lease for the node (renewTime), as the node-lifecycle controller reads it.
 fn lease_renewed(node: &str) -> String {
     testbed()
@@ -157,19 +143,7 @@ fn an_apiserver_restart_mid_run_keeps_pods_serving_and_everything_reconnects() {
     namespace();
     tb.apply_tritons(workspace(), NS, &[("triton-cpu", 1)])
         .unwrap();
-    let pod = wait_until("one Ready Pod behind nginx", READY_BOUND, || {
-        let p = pods(tb, NS, "triton-cpu")
-            .into_iter()
-            .find(is_ready)
-            .ok_or("not Ready yet")?;
-        let behind = lb.backends().get(CPU_MODEL).map_or(0, Vec::len);
-        if behind == 1 {
-            Ok(p)
-        } else {
-            Err(format!("{behind} behind nginx"))
-        }
-    })
-    .unwrap();
+    let pod = wait_serving(tb, NS, "triton-cpu", CPU_MODEL, 1).remove(0);
     let pid = container_pid(&pod).unwrap();
     let node = pod["spec"]["nodeName"].as_str().unwrap().to_string();
 
@@ -182,7 +156,9 @@ fn an_apiserver_restart_mid_run_keeps_pods_serving_and_everything_reconnects() {
         std::thread::spawn(move || {
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(180) {
-                let echoed = infer_through(&url).and_then(|v| v.as_array().map(Vec::len));
+                let echoed = infer_at(&url, CPU_MODEL)
+                    .ok()
+                    .and_then(|v| v.as_array().map(Vec::len));
                 if echoed == Some(3) {
                     ok.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -228,34 +204,8 @@ fn an_apiserver_restart_mid_run_keeps_pods_serving_and_everything_reconnects() {
     assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
     // The ReplicaSet controller, the scheduler and the kubelet all work again: scaling to 2
     // gives a second Ready Pod behind nginx.
-    tb.cp
-        .admin
-        .run(&[
-            "-n",
-            NS,
-            "scale",
-            "deployment",
-            "triton-cpu",
-            "--replicas=2",
-        ])
-        .unwrap();
-    wait_until(
-        "two Ready Pods behind nginx after the restart",
-        READY_BOUND,
-        || {
-            let ready = pods(tb, NS, "triton-cpu")
-                .iter()
-                .filter(|p| is_ready(p))
-                .count();
-            let behind = lb.backends().get(CPU_MODEL).map_or(0, Vec::len);
-            if ready == 2 && behind == 2 {
-                Ok(())
-            } else {
-                Err(format!("{ready} Ready, {behind} behind nginx"))
-            }
-        },
-    )
-    .unwrap();
+    scale(tb, NS, "triton-cpu", 2);
+    wait_serving(tb, NS, "triton-cpu", CPU_MODEL, 2);
     stop.store(true, Ordering::Relaxed);
     client.join().unwrap();
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
