@@ -512,9 +512,17 @@ fn agent_container(name: &str, d: &Value, c: &Value) {
     let args = container_args(c);
     assert_eq!(args[0], "live", "{name}");
     assert!(args.contains(&"--mode=shadow"), "{name}: {args:?}");
+    // Both pools of kis-serving, as the HPAs name them.
+    for pool in [
+        "--pool=gpu=kis-serving/triton-gpu",
+        "--pool=cpu=kis-serving/triton-cpu",
+    ] {
+        assert!(args.contains(&pool), "{name}: {pool}");
+    }
     for flag in [
         "--prometheus=",
         "--adapter=",
+        "--adapter-ca=",
         "--token-file=",
         "--policy=",
         "--metrics-addr=",
