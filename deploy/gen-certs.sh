@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Generates a CA and a serving certificate for kis-adapter, and writes to OUT:
 #   ca.crt ca.key tls.crt tls.key token     the material itself
-#   secrets.yaml                            Secrets kis-adapter-tls and kis-adapter-publish-token
+#   secrets.yaml                            Secrets kis-adapter-tls and kis-adapter-publish-token,
+#                                           and kis-agent/kis-agent-adapter (the same token and
+#                                           ca.crt, for the agent: Secrets do not cross namespaces)
 #   apiservice.yaml                         deploy/apiservice.yaml with spec.caBundle filled in
 # Usage: deploy/gen-certs.sh OUT [SERVICE] [NAMESPACE] [DAYS]
 # This operator-facing script uses the openssl command because it runs where there is no Rust
@@ -43,6 +45,14 @@ metadata: {name: ${svc}-publish-token, namespace: ${ns}}
 type: Opaque
 data:
   token: $(b64 token)
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: kis-agent-adapter, namespace: ${AGENT_NAMESPACE:-kis-agent}}
+type: Opaque
+data:
+  token: $(b64 token)
+  ca.crt: $(b64 ca.crt)
 YAML
 sed -e "s/^\(    name: \)kis-adapter$/\1${svc}/" -e "s/^\(    namespace: \)kis-system$/\1${ns}/" \
   "$here/apiservice.yaml" > apiservice.yaml

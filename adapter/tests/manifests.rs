@@ -1,12 +1,16 @@
 //! Every manifest in deploy/ (and what deploy/gen-certs.sh writes) is parsed into the
 //! k8s-openapi types; a field the types do not know fails the test (round-trip comparison:
-//! every field of the YAML must come back out of the typed value unchanged).
+//! every field of the YAML must come back out of the typed value unchanged). Then the
+//! governance every workload (kis-adapter, the Triton pools, kis-agent) is held to, and what
+//! is not a Kubernetes object: kustomization.yaml, the Prometheus jobs, the Grafana dashboard.
 
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -94,6 +98,7 @@ fn check(doc: &Value) -> Result<String, String> {
         ("v1", "ServiceAccount") => strict::<ServiceAccount>(doc),
         ("v1", "Service") => strict::<Service>(doc),
         ("v1", "Secret") => strict::<Secret>(doc),
+        ("v1", "PersistentVolumeClaim") => strict::<PersistentVolumeClaim>(doc),
         ("v1", "ConfigMap") => strict::<ConfigMap>(doc).and_then(|cm| {
             // A targets ConfigMap must hold a document the adapter accepts.
             match cm["data"]["targets.json"].as_str() {
@@ -141,10 +146,19 @@ fn docs(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Files and folders under deploy/ that hold no Kubernetes objects: the kustomization, the
+/// Prometheus jobs, and what `gen-certs.sh deploy/generated` writes (checked by the gen-certs
+/// test instead).
+const NOT_OBJECTS: [&str; 3] = ["kustomization.yaml", "prometheus", "generated"];
+
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if NOT_OBJECTS.contains(&name.as_str()) {
+            continue;
+        }
         if p.is_dir() {
             out.extend(yaml_files(&p));
         } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
@@ -186,6 +200,8 @@ fn every_manifest_parses_strictly() {
         "Issuer",
         "NetworkPolicy",
         "Job",
+        "PersistentVolumeClaim",
+        "Role",
     ] {
         assert!(kinds.iter().any(|k| k == want), "deploy/ has no {want}");
     }
@@ -328,15 +344,21 @@ fn every_namespace_is_labelled_restricted() {
     }
 }
 
-/// Workloads: restricted-compliant pods, a priority class for an aggregated API, a drain on
-/// rolling updates, a startup probe, and the image the Containerfile builds.
+/// Workloads: restricted-compliant pods, bounded resources, all three probes and a grace period,
+/// for every Deployment; then what each one needs on top (below).
 #[test]
 fn every_workload_is_restricted_drains_and_has_probes() {
     let all = all_docs();
     let deployments = of_kind(&all, "Deployment");
-    assert!(!deployments.is_empty());
+    let names: Vec<&str> = deployments
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    for want in ["kis-adapter", "triton-gpu", "triton-cpu", "kis-agent"] {
+        assert!(names.contains(&want), "deploy/ has no Deployment {want}");
+    }
     for d in deployments {
-        let name = d["metadata"]["name"].to_string();
+        let name = d["metadata"]["name"].as_str().unwrap().to_string();
         let pod = &d["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
         assert_eq!(
@@ -349,18 +371,13 @@ fn every_workload_is_restricted_drains_and_has_probes() {
         for v in pod["volumes"].as_array().into_iter().flatten() {
             assert!(v["hostPath"].is_null(), "{name}: hostPath volume");
         }
-        assert!(
-            ["system-cluster-critical", "system-node-critical"]
-                .contains(&pod["priorityClassName"].as_str().unwrap_or_default()),
-            "{name}: priorityClassName {}",
-            pod["priorityClassName"]
-        );
         let grace = pod["terminationGracePeriodSeconds"]
             .as_u64()
             .expect("terminationGracePeriodSeconds");
         for c in pod["containers"].as_array().unwrap() {
             let sc = &c["securityContext"];
             assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+            assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
             assert_eq!(
                 sc["capabilities"]["drop"],
                 serde_json::json!(["ALL"]),
@@ -374,32 +391,175 @@ fn every_workload_is_restricted_drains_and_has_probes() {
             for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
                 assert!(c[probe].is_object(), "{name}: {probe}");
             }
-            assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz", "{name}");
-            let pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("{name}: preStop sleep"));
-            // The drain fits the grace period: preStop, then the adapter's own shutdown grace.
-            let shutdown = c["args"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find_map(|a| a.as_str()?.strip_prefix("--shutdown-grace="))
-                .map(|v| v.trim_end_matches('s').parse::<u64>().unwrap())
-                .unwrap_or(5);
-            assert!(
-                pre_stop + shutdown < grace,
-                "{name}: {pre_stop} + {shutdown} >= {grace}"
-            );
-            assert_eq!(c["image"], "kis-adapter:0.1.0", "{name}");
+            for r in ["requests", "limits"] {
+                for k in ["cpu", "memory"] {
+                    assert!(
+                        c["resources"][r][k].is_string(),
+                        "{name}: resources.{r}.{k}"
+                    );
+                }
+            }
+            match name.as_str() {
+                "kis-adapter" => adapter_container(&name, pod, c, grace),
+                "triton-gpu" | "triton-cpu" => triton_container(&name, c, grace),
+                "kis-agent" => agent_container(&name, d, c),
+                other => panic!("no governance check for Deployment {other}"),
+            }
         }
     }
-    let cf = std::fs::read_to_string(deploy_dir().join("Containerfile")).unwrap();
-    let froms: Vec<&str> = cf.lines().filter(|l| l.starts_with("FROM ")).collect();
-    assert!(froms.len() >= 2, "multi-stage: {froms:?}");
-    assert!(froms.last().unwrap().contains("distroless"), "{froms:?}");
-    let user = cf.lines().rfind(|l| l.starts_with("USER ")).expect("USER");
-    assert!(!user.contains("root") && user != "USER 0", "{user}");
-    assert!(cf.contains("kis-adapter:0.1.0"));
+    for (file, image) in [
+        ("Containerfile", "kis-adapter:0.1.0"),
+        ("Containerfile.agent", "kis-agent:0.1.0"),
+    ] {
+        let cf = std::fs::read_to_string(deploy_dir().join(file)).unwrap();
+        let froms: Vec<&str> = cf.lines().filter(|l| l.starts_with("FROM ")).collect();
+        assert!(froms.len() >= 2, "{file}: multi-stage: {froms:?}");
+        assert!(
+            froms.last().unwrap().contains("distroless"),
+            "{file}: {froms:?}"
+        );
+        let user = cf.lines().rfind(|l| l.starts_with("USER ")).expect("USER");
+        assert!(!user.contains("root") && user != "USER 0", "{file}: {user}");
+        assert!(cf.contains(image), "{file}");
+    }
+}
+
+/// kis-adapter: a priority class for an aggregated API, its readiness path, a drain that fits
+/// the grace period, the image the Containerfile builds.
+fn adapter_container(name: &str, pod: &Value, c: &Value, grace: u64) {
+    assert!(
+        ["system-cluster-critical", "system-node-critical"]
+            .contains(&pod["priorityClassName"].as_str().unwrap_or_default()),
+        "{name}: priorityClassName {}",
+        pod["priorityClassName"]
+    );
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz", "{name}");
+    let pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name}: preStop sleep"));
+    // The drain fits the grace period: preStop, then the adapter's own shutdown grace.
+    let shutdown = flag_secs(c, "--shutdown-grace=").unwrap_or(5);
+    assert!(
+        pre_stop + shutdown < grace,
+        "{name}: {pre_stop} + {shutdown} >= {grace}"
+    );
+    assert_eq!(c["image"], "kis-adapter:0.1.0", "{name}");
+}
+
+/// A Triton pool: Ready only after the warm-up inference (the startup probe), strict readiness,
+/// a preStop drain and Triton's exit timeout inside the grace period, the `metrics` port the
+/// Prometheus job keeps, and one GPU per pod in the GPU pool only.
+fn triton_container(name: &str, c: &Value, grace: u64) {
+    let warm = &c["startupProbe"]["exec"]["command"];
+    assert_eq!(
+        warm[0], "python3",
+        "{name}: the warm-up runs with the image's python3"
+    );
+    let script = warm[2].as_str().unwrap_or_default();
+    for needle in ["/v2/repository/index", "/infer", "inference_count"] {
+        assert!(script.contains(needle), "{name}: warm-up lacks {needle}");
+    }
+    assert!(
+        c["startupProbe"]["timeoutSeconds"].as_u64().unwrap_or(1) >= 10,
+        "{name}: a first inference may take seconds"
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["path"], "/v2/health/ready",
+        "{name}"
+    );
+    let args = container_args(c);
+    assert!(args.contains(&"--strict-readiness=true"), "{name}");
+    assert!(
+        args.iter().any(|a| a.starts_with("--load-model=")),
+        "{name}"
+    );
+    let sleep = &c["lifecycle"]["preStop"]["exec"]["command"];
+    assert_eq!(sleep[0], "sleep", "{name}: preStop");
+    let pre_stop: u64 = sleep[1].as_str().unwrap().parse().unwrap();
+    let exit = flag_secs(c, "--exit-timeout-secs=").expect("--exit-timeout-secs");
+    assert!(
+        pre_stop >= 2 && pre_stop + exit < grace,
+        "{name}: {pre_stop} + {exit} >= {grace}"
+    );
+    let ports: Vec<(&str, u64)> = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["containerPort"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        ports.contains(&("metrics", 8002)) && ports.contains(&("http", 8000)),
+        "{name}"
+    );
+    let gpus = &c["resources"]["limits"]["nvidia.com/gpu"];
+    assert_eq!(
+        gpus.is_null(),
+        name == "triton-cpu",
+        "{name}: nvidia.com/gpu {gpus}"
+    );
+}
+
+/// kis-agent: shadow mode (the safe default), one replica replaced by Recreate, the publish
+/// token from a Secret and the policy from a ConfigMap.
+fn agent_container(name: &str, d: &Value, c: &Value) {
+    assert_eq!(d["spec"]["replicas"], 1, "{name}");
+    assert_eq!(d["spec"]["strategy"]["type"], "Recreate", "{name}");
+    let args = container_args(c);
+    assert_eq!(args[0], "live", "{name}");
+    assert!(args.contains(&"--mode=shadow"), "{name}: {args:?}");
+    // Both pools of kis-serving, as the HPAs name them.
+    for pool in [
+        "--pool=gpu=kis-serving/triton-gpu",
+        "--pool=cpu=kis-serving/triton-cpu",
+    ] {
+        assert!(args.contains(&pool), "{name}: {pool}");
+    }
+    for flag in [
+        "--prometheus=",
+        "--adapter=",
+        "--adapter-ca=",
+        "--token-file=",
+        "--policy=",
+        "--metrics-addr=",
+    ] {
+        assert!(args.iter().any(|a| a.starts_with(flag)), "{name}: {flag}");
+    }
+    let vols = &d["spec"]["template"]["spec"]["volumes"];
+    let vol = |kind: &str| {
+        vols.as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v[kind].is_object())
+            .unwrap_or_else(|| panic!("{name}: no {kind} volume"))
+            .clone()
+    };
+    assert_eq!(vol("configMap")["configMap"]["name"], "kis-agent-policy");
+    assert_eq!(vol("secret")["secret"]["secretName"], "kis-agent-adapter");
+    assert_eq!(c["image"], "kis-agent:0.1.0", "{name}");
+}
+
+/// A container's args.
+fn container_args(c: &Value) -> Vec<&str> {
+    c["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// The seconds in `FLAG=Ns` or `FLAG=N` among the container's args.
+fn flag_secs(c: &Value, flag: &str) -> Option<u64> {
+    c["args"]
+        .as_array()?
+        .iter()
+        .find_map(|a| a.as_str()?.strip_prefix(flag))
+        .map(|v| v.trim_end_matches('s').parse::<u64>().unwrap())
 }
 
 /// Network: default deny in every namespace with a workload, then the three explicit allows.
@@ -460,18 +620,36 @@ fn network_policy_denies_by_default_and_allows_exactly_three_callers() {
     }
 }
 
+/// A file under deploy/ as text.
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(deploy_dir().join(rel)).unwrap_or_else(|e| panic!("deploy/{rel}: {e}"))
+}
+
+/// Whether a (Cluster)RoleBinding binds the ServiceAccount `ns/name`.
+fn binds_service_account(b: &Value, ns: &str, name: &str) -> bool {
+    b["subjects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["kind"] == "ServiceAccount" && s["name"] == name && s["namespace"] == ns)
+}
+
+/// The port numbers of a NetworkPolicy rule.
+fn rule_ports(r: &Value) -> Vec<u64> {
+    r["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].as_u64().unwrap())
+        .collect()
+}
+
 /// RBAC: the adapter holds only what it uses (SubjectAccessReview, the authentication reader
 /// role, its own targets ConfigMap); no system:auth-delegator (TokenReview is never called).
 #[test]
 fn rbac_grants_only_what_the_adapter_uses() {
     let all = all_docs();
-    let is_adapter = |b: &Value| {
-        b["subjects"].as_array().into_iter().flatten().any(|s| {
-            s["kind"] == "ServiceAccount"
-                && s["name"] == "kis-adapter"
-                && s["namespace"] == "kis-system"
-        })
-    };
+    let is_adapter = |b: &Value| binds_service_account(b, "kis-system", "kis-adapter");
     let mut roles = Vec::new();
     for b in of_kind(&all, "ClusterRoleBinding")
         .into_iter()
@@ -552,5 +730,230 @@ fn example_hpas_follow_the_exact_n_recipe() {
                 assert_eq!(b["tolerance"], "0", "{name} {dir}");
             }
         }
+    }
+}
+
+/// Network, the serving and agent namespaces: Triton's metrics port only from Prometheus, and the
+/// agent's egress to exactly the adapter's publish port, Prometheus, the apiserver and DNS.
+#[test]
+fn serving_and_agent_network_policies_allow_only_their_paths() {
+    let all = all_docs();
+    let policies = of_kind(&all, "NetworkPolicy");
+    let in_ns = |ns: &str| -> Vec<&Value> {
+        policies
+            .iter()
+            .filter(|p| p["metadata"]["namespace"] == ns)
+            .copied()
+            .collect()
+    };
+    let prometheus = serde_json::json!([{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]);
+    let rules = |ps: &[&Value], dir: &str| -> Vec<Value> {
+        ps.iter()
+            .flat_map(|p| p["spec"][dir].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    let serving = rules(&in_ns("kis-serving"), "ingress");
+    for r in &serving {
+        let ports = rule_ports(r);
+        if ports.contains(&8002) {
+            assert_eq!(ports, [8002], "metrics shares a rule: {r}");
+            assert_eq!(r["from"], prometheus, "{r}");
+        } else {
+            assert!(ports.iter().all(|p| [8000, 8001].contains(p)), "{r}");
+        }
+    }
+    assert!(serving.iter().any(|r| r["ports"][0]["port"] == 8002));
+    let agent = in_ns("kis-agent");
+    let ingress = rules(&agent, "ingress");
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+    assert_eq!(ingress[0]["from"], prometheus);
+    assert_eq!(ingress[0]["ports"][0]["port"], 9091);
+    let egress = rules(&agent, "egress");
+    let to = |ns: &str, app: &str, port: u64| {
+        egress.iter().any(|r| {
+            r["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == ns
+                && r["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == app
+                && r["ports"] == serde_json::json!([{"protocol": "TCP", "port": port}])
+        })
+    };
+    assert!(
+        to("kis-system", "kis-adapter", 6443),
+        "agent -> adapter publish"
+    );
+    assert!(to("monitoring", "prometheus", 9090), "agent -> Prometheus");
+    for r in &egress {
+        let ports = rule_ports(r);
+        assert!(
+            ports.iter().all(|p| [443, 6443, 9090, 53].contains(p)),
+            "{r}"
+        );
+    }
+}
+
+/// RBAC: kis-agent reads pods, deployments and replicasets in kis-serving, and holds nothing
+/// else (no ClusterRoleBinding, no write verb).
+#[test]
+fn rbac_lets_the_agent_only_read_the_serving_pools() {
+    let all = all_docs();
+    let is_agent = |b: &Value| binds_service_account(b, "kis-agent", "kis-agent");
+    assert!(
+        !of_kind(&all, "ClusterRoleBinding")
+            .into_iter()
+            .any(is_agent)
+    );
+    let bindings: Vec<&Value> = of_kind(&all, "RoleBinding")
+        .into_iter()
+        .filter(|b| is_agent(b))
+        .collect();
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(bindings[0]["metadata"]["namespace"], "kis-serving");
+    assert_eq!(bindings[0]["roleRef"]["kind"], "Role");
+    let role = of_kind(&all, "Role")
+        .into_iter()
+        .find(|r| {
+            r["metadata"]["name"] == bindings[0]["roleRef"]["name"]
+                && r["metadata"]["namespace"] == "kis-serving"
+        })
+        .expect("the agent's Role");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["get", "list", "watch"]}
+        ])
+    );
+}
+
+/// kustomization.yaml lists every object file of the product (a manifest added to deploy/ and
+/// forgotten there would silently not be installed), and the policy it packs is the shipped one.
+#[test]
+fn the_kustomization_installs_every_manifest_and_the_shipped_policy() {
+    let k: Value = serde_yaml::from_str(&read("kustomization.yaml")).unwrap();
+    let resources: Vec<&str> = k["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    // Not installed by `apply -k`: the template gen-certs.sh fills, the cert-manager variant,
+    // the pre-1.23 HPAs, the load-generation Job, and a patch that is all comments.
+    let optional = [
+        "apiservice.yaml",
+        "apiservice-cert-manager.yaml",
+        "v1.20/hpa-cpu.yaml",
+        "v1.20/hpa-gpu.yaml",
+        "loadgen/job.yaml",
+        "loadgen/recording-rules.yaml",
+        "agent/patch-gpu-node.yaml",
+    ];
+    for f in yaml_files(&deploy_dir()) {
+        let rel = f
+            .strip_prefix(deploy_dir())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            resources.contains(&rel.as_str()) || optional.contains(&rel.as_str()),
+            "kustomization.yaml does not list {rel}"
+        );
+    }
+    for r in &resources {
+        assert!(
+            deploy_dir().join(r).is_file() || r.starts_with("generated/"),
+            "kustomization.yaml lists missing {r}"
+        );
+    }
+    for g in ["generated/secrets.yaml", "generated/apiservice.yaml"] {
+        assert!(resources.contains(&g), "{g}");
+    }
+    let cm = &k["configMapGenerator"][0];
+    assert_eq!(cm["name"], "kis-agent-policy");
+    assert_eq!(cm["namespace"], "kis-agent");
+    let file = cm["files"][0].as_str().unwrap();
+    assert_eq!(
+        std::fs::read(deploy_dir().join(file)).unwrap(),
+        std::fs::read(deploy_dir().join("../agent/policies/default.kpol")).unwrap(),
+        "{file} differs from agent/policies/default.kpol: copy it again"
+    );
+}
+
+/// The Prometheus jobs: Triton's Ready pods' `metrics` port in kis-serving, labelled as the
+/// testbed labels them (namespace, pod, app), and the adapter's and agent's metrics ports.
+#[test]
+fn the_prometheus_jobs_keep_the_metrics_ports_with_the_testbed_labels() {
+    let c: Value = serde_yaml::from_str(&read("prometheus/scrape-configs.yml")).unwrap();
+    let jobs = c["scrape_configs"].as_array().unwrap();
+    let job = |name: &str| {
+        jobs.iter()
+            .find(|j| j["job_name"] == name)
+            .unwrap_or_else(|| panic!("no job {name}"))
+    };
+    let triton = job("kis-triton");
+    assert_eq!(
+        triton["kubernetes_sd_configs"][0],
+        serde_json::json!({"role": "pod", "namespaces": {"names": ["kis-serving"]}})
+    );
+    let relabel = triton["relabel_configs"].as_array().unwrap();
+    let keeps: Vec<(String, String)> = relabel
+        .iter()
+        .filter(|r| r["action"] == "keep")
+        .map(|r| {
+            (
+                r["source_labels"][0].as_str().unwrap().into(),
+                r["regex"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(keeps.contains(&(
+        "__meta_kubernetes_pod_container_port_name".into(),
+        "metrics".into()
+    )));
+    assert!(keeps.contains(&("__meta_kubernetes_pod_ready".into(), "true".into())));
+    let mut targets: Vec<&str> = relabel
+        .iter()
+        .filter_map(|r| r["target_label"].as_str())
+        .collect();
+    targets.sort();
+    assert_eq!(targets, ["app", "namespace", "pod"]);
+    for (name, regex) in [
+        ("kis-adapter", "kis-adapter;metrics"),
+        ("kis-agent", "kis-agent;metrics"),
+    ] {
+        let j = job(name);
+        assert!(
+            j["relabel_configs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["action"] == "keep" && r["regex"] == regex),
+            "{name}"
+        );
+    }
+}
+
+/// The Grafana dashboard: load, replicas, p95, decisions and fallbacks by reason, each panel
+/// with a query on the metric it is about.
+#[test]
+fn the_dashboard_shows_load_replicas_p95_decisions_and_fallbacks() {
+    let d: Value = serde_json::from_str(&read("grafana/kis.json")).unwrap();
+    let exprs: Vec<String> = d["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    let has = |needle: &str| exprs.iter().any(|e| e.contains(needle));
+    for needle in [
+        "nv_inference_request_success",
+        "up{job=\"kis-triton\"}",
+        "quantile=\"0.95\"",
+        "kis_agent_decisions_total",
+        "sum by (reason) (increase(kis_agent_fallbacks_total",
+        "kis_agent_decision_seconds_bucket",
+    ] {
+        assert!(has(needle), "no panel queries {needle}");
     }
 }

@@ -37,12 +37,17 @@ pub fn locate_binary(workspace: &Path) -> Result<PathBuf, Error> {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe().map_err(|e| Error::Io(PathBuf::from("current_exe"), e))?;
-    // target/debug/deps/e2e-HASH → target/debug/kis-adapter
-    let candidate = exe
+    // target/debug/deps/e2e-HASH → target/debug/kis-adapter; target/debug/kis-e2e (the
+    // `testbed up` command) → its sibling.
+    let dir = exe
         .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("kis-adapter"))
         .ok_or_else(|| Error::Missing(format!("no target dir above {}", exe.display())))?;
+    let sibling = dir.join("kis-adapter");
+    let candidate = if sibling.is_file() {
+        sibling
+    } else {
+        dir.parent().unwrap_or(dir).join("kis-adapter")
+    };
     let built = std::fs::metadata(&candidate)
         .and_then(|m| m.modified())
         .map_err(|_| {

@@ -2,7 +2,7 @@
 //! `scripts/kube/build.sh`) on one loopback URL in front of the Ready Pods of one namespace,
 //! routing `/v2/models/M/...` to the Pods that load model M (their port named `http`) and
 //! `/v2/health/...` to any of them. Its configuration is rewritten from the apiserver's Pod list
-//! every half second and applied with SIGHUP, nginx's graceful reload (old workers finish their
+//! every half second (the shared [`Refresher`]) and applied with SIGHUP, nginx's graceful reload (old workers finish their
 //! requests), so a Pod leaves the pool as soon as it is not Ready or is being deleted — before its
 //! `preStop` hook ends and Triton stops — and scale-down drains instead of cutting requests.
 
@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use crate::cluster::ControlPlane;
 use crate::kubelet::container::loaded_models;
 use crate::proc::{Supervised, free_port};
-use crate::prometheus::{PodWatch, pod_port, serving};
+use crate::refresher::{Consumer, Refresher, pod_port, serving, write_atomic};
 use crate::{Error, wait_until};
 
 /// Backends per model: model name → `IP:PORT` of each Ready Pod that loads it.
@@ -33,7 +33,7 @@ pub struct Balancer {
     pub url: String,
     backends: Arc<Mutex<Backends>>,
     proc: Arc<Mutex<Supervised>>,
-    _watch: Option<PodWatch>,
+    _watch: Option<Refresher>,
 }
 
 fn binary() -> Result<PathBuf, Error> {
@@ -60,7 +60,7 @@ impl Balancer {
         std::fs::create_dir_all(dir.join("tmp")).map_err(|e| Error::Io(dir.clone(), e))?;
         let port = free_port()?;
         let conf = dir.join("nginx.conf");
-        write(&conf, &config(&dir, port, &Backends::new()))?;
+        write_atomic(&conf, &config(&dir, port, &Backends::new()))?;
         let mut cmd = Command::new(bin);
         cmd.arg("-p")
             .arg(&dir)
@@ -82,23 +82,20 @@ impl Balancer {
                 .map_err(|e| e.to_string())
         })?;
         let (backends, proc, ns) = (lb.backends.clone(), lb.proc.clone(), namespace.to_string());
-        lb._watch = Some(PodWatch::start(
+        lb._watch = Some(Refresher::start(
             kubeconfig,
             Duration::from_millis(500),
-            move |pods| {
-                let now = backends_of(pods, &ns);
-                let mut current = backends.lock().unwrap_or_else(|p| p.into_inner());
-                if *current == now {
-                    return;
-                }
-                if write(&conf, &config(&dir, port, &now)).is_err() {
-                    return;
-                }
-                let pid = proc.lock().unwrap_or_else(|p| p.into_inner()).pid();
-                // SIGHUP: nginx's graceful reload.
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGHUP);
-                tracing::info!(?now, "load balancer reloaded");
-                *current = now;
+            Consumer {
+                file: conf,
+                derive: Box::new(move |pods: &[Pod]| backends_of(pods, &ns)),
+                render: Box::new(move |b: &Backends| config(&dir, port, b)),
+                applied: Box::new(move |now: &Backends| {
+                    let pid = proc.lock().unwrap_or_else(|p| p.into_inner()).pid();
+                    // SIGHUP: nginx's graceful reload.
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGHUP);
+                    tracing::info!(?now, "load balancer reloaded");
+                    *backends.lock().unwrap_or_else(|p| p.into_inner()) = now.clone();
+                }),
             },
         )?);
         Ok(lb)
@@ -136,12 +133,6 @@ impl Drop for Balancer {
             .unwrap_or_else(|p| p.into_inner())
             .stop(Duration::from_secs(5));
     }
-}
-
-fn write(path: &Path, text: &str) -> Result<(), Error> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| Error::Io(tmp.clone(), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::Io(path.to_path_buf(), e))
 }
 
 /// Ready, not terminating Pods of `namespace` by the models they load.

@@ -134,6 +134,8 @@ pub struct ControlPlane {
     dir: PathBuf,
     // Stop order: scheduler, controller-manager, apiserver, etcd.
     procs: Mutex<Vec<Supervised>>,
+    /// kube-apiserver's flags, for [`ControlPlane::restart_apiserver`].
+    api_args: Vec<std::ffi::OsString>,
     watchdog: Watchdog,
     _tempdir: Option<tempfile::TempDir>,
 }
@@ -232,6 +234,7 @@ impl ControlPlane {
             ))
             .arg("--profiling=false")
             .arg("--v=1");
+        let api_args = api.get_args().map(ToOwned::to_owned).collect();
         procs.push(Supervised::spawn(
             "kube-apiserver",
             api,
@@ -358,6 +361,7 @@ impl ControlPlane {
             bins,
             dir,
             procs: Mutex::new(procs),
+            api_args,
             watchdog,
             _tempdir: tempdir,
         })
@@ -377,6 +381,34 @@ impl ControlPlane {
     pub fn pids(&self) -> Vec<u32> {
         let procs = self.procs.lock().unwrap_or_else(|p| p.into_inner());
         procs.iter().map(Supervised::pid).collect()
+    }
+
+    /// Restarts kube-apiserver as an upgrade or a crash does: SIGTERM (bounded, then SIGKILL),
+    /// then the same binary with the same flags and port (log `kube-apiserver.restarted.log`),
+    /// and waits (bounded) for `/readyz`. Clients see connection errors meanwhile.
+    pub fn restart_apiserver(&self, bound: Duration) -> Result<(), Error> {
+        // Index of kube-apiserver in the stop order: scheduler, controller-manager, apiserver, etcd.
+        const APISERVER: usize = 2;
+        {
+            let mut procs = self.procs.lock().unwrap_or_else(|p| p.into_inner());
+            procs[APISERVER].stop(Duration::from_secs(10));
+            let mut cmd = Command::new(&self.bins.apiserver);
+            cmd.args(&self.api_args);
+            procs[APISERVER] = Supervised::spawn(
+                "kube-apiserver",
+                cmd,
+                &self.dir.join("kube-apiserver.restarted.log"),
+                &self.watchdog,
+            )?;
+        }
+        wait_until("the restarted kube-apiserver's /readyz", bound, || {
+            self.check_running().map_err(|e| e.to_string())?;
+            match self.admin.run(&["get", "--raw", "/readyz"]) {
+                Ok(body) if body.trim() == "ok" => Ok(()),
+                Ok(body) => Err(body),
+                Err(e) => Err(e.to_string()),
+            }
+        })
     }
 
     /// Fails with the log tail of the first control-plane process that has exited.

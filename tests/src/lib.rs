@@ -20,6 +20,7 @@ pub mod kubelet;
 pub mod pki;
 pub mod proc;
 pub mod prometheus;
+pub mod refresher;
 pub mod testbed;
 
 use std::path::PathBuf;

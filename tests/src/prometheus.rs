@@ -1,24 +1,24 @@
 //! Prometheus (Debian's `prometheus` 2.42, installed by `scripts/kube/build.sh`) for the testbed,
 //! scraping every second the targets in a `file_sd_configs` file. Debian builds Prometheus without
-//! Kubernetes service discovery, so [`PodTargets`] writes that file from the apiserver instead:
-//! every Ready Pod's port named `metrics` (Triton's `/metrics`), labelled with `namespace`, `pod`
-//! and `app`, listed with its own client certificate bound to the `view` ClusterRole.
+//! Kubernetes service discovery, so the shared [`Refresher`] writes that file from the apiserver
+//! instead: every Ready Pod's port named `metrics` (Triton's `/metrics`), labelled with
+//! `namespace`, `pod` and `app`, listed with its own client certificate bound to the `view`
+//! ClusterRole. The same selection and labels as deploy/prometheus/scrape-configs.yml gives a
+//! real cluster's Prometheus with Kubernetes service discovery.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 
 use crate::cluster::ControlPlane;
 use crate::pki::Usage;
 use crate::proc::{Supervised, free_port};
+use crate::refresher::{Consumer, Refresher, pod_port, serving};
 use crate::{Error, wait_until};
 
 /// A running Prometheus on loopback.
@@ -27,7 +27,7 @@ pub struct Prometheus {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     proc: Mutex<Supervised>,
-    _targets: PodTargets,
+    _targets: Refresher,
 }
 
 /// The binary Debian installs.
@@ -67,7 +67,16 @@ impl Prometheus {
         )?;
         let targets_file = dir.join("triton-pods.json");
         std::fs::write(&targets_file, "[]").map_err(|e| Error::Io(targets_file.clone(), e))?;
-        let targets = PodTargets::start(&kubeconfig, &targets_file)?;
+        let targets = Refresher::start(
+            &kubeconfig,
+            Duration::from_secs(1),
+            Consumer {
+                file: targets_file.clone(),
+                derive: Box::new(|pods: &[Pod]| file_sd(pods)),
+                render: Box::new(Value::to_string),
+                applied: Box::new(|_: &Value| {}),
+            },
+        )?;
         let config = format!(
             r#"global:
   scrape_interval: 1s
@@ -165,101 +174,6 @@ fn get(url: &str) -> Result<(u16, String), Error> {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
     Ok((code.trim().parse().unwrap_or(0), body.to_string()))
-}
-
-/// Keeps a `file_sd_configs` file listing every Ready Pod's `metrics` port, refreshed every
-/// second from the apiserver; stops when dropped.
-#[derive(Debug)]
-pub struct PodTargets {
-    _watch: PodWatch,
-}
-
-impl PodTargets {
-    /// Starts the refresh loop with the credentials in `kubeconfig`, writing `file` atomically.
-    pub fn start(kubeconfig: &Path, file: &Path) -> Result<Self, Error> {
-        let file = file.to_path_buf();
-        PodWatch::start(kubeconfig, Duration::from_secs(1), move |pods| {
-            let tmp = file.with_extension("tmp");
-            if std::fs::write(&tmp, file_sd(pods).to_string()).is_ok() {
-                let _ = std::fs::rename(&tmp, &file);
-            }
-        })
-        .map(|w| Self { _watch: w })
-    }
-}
-
-/// Lists every Pod from the apiserver each `period` on a thread of its own and hands the list to
-/// a callback (what the testbed's Prometheus targets and load balancer are configured from);
-/// stops when dropped.
-#[derive(Debug)]
-pub struct PodWatch {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl PodWatch {
-    /// Starts the loop with the credentials in `kubeconfig` (which need `list` on Pods).
-    pub fn start(
-        kubeconfig: &Path,
-        period: Duration,
-        mut each: impl FnMut(&[Pod]) + Send + 'static,
-    ) -> Result<Self, Error> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Spawn("tokio runtime".into(), e))?;
-        let client = rt
-            .block_on(crate::kubelet::client(kubeconfig))
-            .map_err(|e| Error::Config(e.to_string()))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let api: Api<Pod> = Api::all(client);
-            while !flag.load(Ordering::Relaxed) {
-                match rt.block_on(api.list(&ListParams::default())) {
-                    Ok(list) => each(&list.items),
-                    Err(e) => tracing::warn!(error = %e, "listing Pods failed"),
-                }
-                std::thread::sleep(period);
-            }
-        });
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for PodWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Whether the Pod is Ready and not being deleted.
-pub fn serving(p: &Pod) -> bool {
-    p.metadata.deletion_timestamp.is_none()
-        && p.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// The Pod's container port named `name`, with its IP: `IP:PORT`.
-pub fn pod_port(p: &Pod, name: &str) -> Option<String> {
-    let ip = p.status.as_ref()?.pod_ip.clone()?;
-    let port = p
-        .spec
-        .as_ref()?
-        .containers
-        .iter()
-        .flat_map(|c| c.ports.iter().flatten())
-        .find(|port| port.name.as_deref() == Some(name))?
-        .container_port;
-    Some(format!("{ip}:{port}"))
 }
 
 /// The file_sd target groups for the Ready Pods among `pods` that have a port named `metrics`.

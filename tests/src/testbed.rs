@@ -30,9 +30,11 @@ use crate::proc::{StopMode, Supervised};
 use crate::prometheus::Prometheus;
 use crate::{Error, wait_until};
 
-/// The testbed's Triton Deployments (`triton-gpu`, `triton-cpu` in `kis-serving`), relative to
-/// the repository root.
-pub const MANIFESTS: &str = "tests/manifests/triton-emulated.yaml";
+pub mod serving;
+
+/// The serving objects as this testbed applies them (deploy/serving/ through
+/// [`serving::for_testbed`]), written into the run directory for `kubectl apply -f`.
+pub const SERVING_FILE: &str = "serving.json";
 
 /// Settings of a testbed.
 #[derive(Debug, Clone)]
@@ -47,7 +49,7 @@ pub struct TestbedConfig {
     pub prometheus: bool,
     /// Put nginx in front of the Ready Pods of this namespace (None: no load balancer).
     pub balance: Option<String>,
-    /// The repository root (deploy/, scripts/, tests/manifests/).
+    /// The repository root (deploy/, scripts/).
     pub workspace: PathBuf,
     /// The `kis-e2e` binary, run as `kis-e2e kubelet`.
     pub kis_e2e: PathBuf,
@@ -158,6 +160,10 @@ impl Testbed {
             tb.wait_node_ready(&n.name, config.ready_timeout)?;
         }
         let mut tb = tb;
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List",
+            "items": serving::objects(&tb.cp.admin, &config.workspace)?});
+        let file = tb.cp.dir().join(SERVING_FILE);
+        std::fs::write(&file, list.to_string()).map_err(|e| Error::Io(file.clone(), e))?;
         if config.prometheus {
             tb.prometheus = Some(Prometheus::start(&tb.cp, config.ready_timeout)?);
         }
@@ -233,21 +239,16 @@ impl Testbed {
         format!("127.{}.{}.", self.pod_network[0], self.pod_network[1])
     }
 
-    /// Applies the testbed's Triton Deployments ([`MANIFESTS`]) into namespace `ns`, with
-    /// `replicas` for each Deployment named in `only` (the others are not applied).
+    /// Applies deploy/serving/'s Triton Deployments as the testbed runs them
+    /// ([`serving::for_testbed`]) into namespace `ns`, with `replicas` for each Deployment named
+    /// in `only` (the others are not applied).
     pub fn apply_tritons(
         &self,
         workspace: &Path,
         ns: &str,
         only: &[(&str, u32)],
     ) -> Result<(), Error> {
-        let file = workspace.join(MANIFESTS);
-        let objects = self.cp.admin.json_objects(&[
-            "create",
-            "--dry-run=client",
-            "-f",
-            &file.display().to_string(),
-        ])?;
+        let objects = serving::objects(&self.cp.admin, workspace)?;
         let mut items = Vec::new();
         for mut o in objects {
             let name = o["metadata"]["name"]
@@ -266,7 +267,7 @@ impl Testbed {
         if items.len() != only.len() {
             return Err(Error::Config(format!(
                 "{} lacks some of the Deployments {only:?}",
-                file.display()
+                serving::DIR
             )));
         }
         let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
@@ -317,7 +318,7 @@ impl Testbed {
             prometheus: self.prometheus.as_ref().map(|p| p.url.clone()),
             balancer: self.balancer.as_ref().map(|b| b.url.clone()),
             processes,
-            manifests: MANIFESTS.into(),
+            manifests: self.cp.dir().join(SERVING_FILE),
         }
     }
 
@@ -407,8 +408,8 @@ pub struct State {
     pub balancer: Option<String>,
     /// (name, PID) of every long-running process at start (Tritons come and go with Pods).
     pub processes: Vec<(String, u32)>,
-    /// The Triton Deployments to apply.
-    pub manifests: String,
+    /// deploy/serving/ as the testbed applies it (`kubectl apply -f` this file).
+    pub manifests: PathBuf,
 }
 
 impl State {
@@ -445,7 +446,7 @@ impl State {
             "  logs         {}\n  try          kubectl --kubeconfig {} apply -f {}\n",
             self.run_dir.display(),
             self.kubeconfig.display(),
-            self.manifests
+            self.manifests.display()
         ));
         s
     }

@@ -51,6 +51,9 @@ struct Run {
     state: State,
     ready: bool,
     retry_at: Option<Instant>,
+    startup: Option<Prober>,
+    /// The startup probe passed (or there is none) since the process started.
+    started_ok: bool,
     readiness: Option<Prober>,
     liveness: Option<Prober>,
     written: Option<Value>,
@@ -110,6 +113,8 @@ impl Run {
             })
         };
         Self {
+            startup: prober(c.and_then(|c| c.startup_probe.as_ref())),
+            started_ok: false,
             readiness: prober(c.and_then(|c| c.readiness_probe.as_ref())),
             liveness: prober(c.and_then(|c| c.liveness_probe.as_ref())),
             plan,
@@ -139,6 +144,31 @@ impl Run {
         if self.proc.is_none() {
             return;
         }
+        // As a kubelet does: readiness and liveness wait until the startup probe passed; a
+        // startup probe that reaches its failure threshold restarts the container.
+        if !self.started_ok {
+            match self.startup.as_mut() {
+                None => self.started_ok = true,
+                Some(p) => match p.tick(ip, &plan.env).await {
+                    Some(Verdict::Pass) => {
+                        tracing::info!(pod = %pod.name_any(), "startup probe passed");
+                        self.started_ok = true;
+                        for p in [self.readiness.as_mut(), self.liveness.as_mut()]
+                            .into_iter()
+                            .flatten()
+                        {
+                            p.reset(Instant::now());
+                        }
+                    }
+                    Some(Verdict::Fail) => {
+                        tracing::warn!(pod = %pod.name_any(), "startup probe failed: restarting");
+                        self.restart_now(pod, &plan).await;
+                        return;
+                    }
+                    None => return,
+                },
+            }
+        }
         if let Some(p) = self.readiness.as_mut() {
             match p.tick(ip, &plan.env).await {
                 Some(Verdict::Pass) => self.ready = true,
@@ -152,17 +182,22 @@ impl Run {
             && p.tick(ip, &plan.env).await == Some(Verdict::Fail)
         {
             tracing::warn!(pod = %pod.name_any(), "liveness probe failed: restarting");
-            let grace = grace_period(pod);
-            self.stop_process(grace).await;
-            self.exited(
-                pod,
-                ProcError::Exited {
-                    name: plan.name.clone(),
-                    status: "signal: 15 (SIGTERM)".into(),
-                    log_tail: String::new(),
-                },
-            );
+            self.restart_now(pod, &plan).await;
         }
+    }
+
+    /// Stops the process within the grace period and records the exit (then restarted per
+    /// `restartPolicy`), as a failed liveness or startup probe does.
+    async fn restart_now(&mut self, pod: &Pod, plan: &Plan) {
+        self.stop_process(grace_period(pod)).await;
+        self.exited(
+            pod,
+            ProcError::Exited {
+                name: plan.name.clone(),
+                status: "signal: 15 (SIGTERM)".into(),
+                log_tail: String::new(),
+            },
+        );
     }
 
     fn start(&mut self, ctx: &Context, pod: &Pod, plan: &Plan, ip: Ipv4Addr) {
@@ -183,9 +218,14 @@ impl Run {
                 let at = status::now();
                 self.state = State::Running(at.clone());
                 self.started = Some((Instant::now(), at));
-                for p in [self.readiness.as_mut(), self.liveness.as_mut()]
-                    .into_iter()
-                    .flatten()
+                self.started_ok = false;
+                for p in [
+                    self.startup.as_mut(),
+                    self.readiness.as_mut(),
+                    self.liveness.as_mut(),
+                ]
+                .into_iter()
+                .flatten()
                 {
                     p.reset(Instant::now());
                 }
@@ -257,6 +297,7 @@ impl Run {
             last: self.last.clone(),
             restart_count: self.restarts,
             ready: self.ready && !terminating,
+            started: self.started_ok,
         }
     }
 

@@ -53,6 +53,8 @@ pub struct View {
     pub restart_count: u32,
     /// Readiness (probe passed, or running without a probe).
     pub ready: bool,
+    /// The startup probe passed (or there is none).
+    pub started: bool,
 }
 
 /// The `status` object for `pod` (conditions keep their transition time while unchanged).
@@ -89,7 +91,7 @@ pub fn pod_status(pod: &Pod, v: &View, now: &str) -> Value {
         "image": v.image,
         "imageID": "",
         "ready": v.ready,
-        "started": matches!(v.state, State::Running(_)),
+        "started": matches!(v.state, State::Running(_)) && v.started,
         "restartCount": v.restart_count,
         "state": state,
         "lastState": v.last.as_ref().map_or(json!({}), |t| json!({"terminated": termination(t)})),
@@ -188,6 +190,7 @@ mod tests {
             last: None,
             restart_count: restarts,
             ready,
+            started: true,
         }
     }
 

@@ -8,3 +8,4 @@ mod adapter_list;
 mod adapter_watch;
 mod common;
 mod control_plane;
+mod kustomize;

@@ -83,9 +83,15 @@ pub fn alive(pid: u32) -> bool {
 
 /// One inference on the model `model` of the Triton at `ip:8000`; the echoed output.
 pub fn infer(ip: &str, model: &str) -> Result<Value, String> {
+    infer_at(&format!("http://{ip}:8000"), model)
+}
+
+/// One inference on the model `model` behind the base URL `url` (a Triton, or the load
+/// balancer); the echoed output.
+pub fn infer_at(url: &str, model: &str) -> Result<Value, String> {
     let out = std::process::Command::new("curl")
         .args(["-sS", "--max-time", "20", "-X", "POST"])
-        .arg(format!("http://{ip}:8000/v2/models/{model}/infer"))
+        .arg(format!("{url}/v2/models/{model}/infer"))
         .args([
             "-d",
             r#"{"inputs":[{"name":"INPUT0","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#,
@@ -114,4 +120,33 @@ pub fn clean_up(tb: &Testbed, ns: &str, apps: &[&str]) {
         }
     })
     .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Waits (bounded) until exactly `n` Pods of `app` in `ns` are Ready and nginx routes `model` to
+/// exactly `n` backends; returns those Pods.
+pub fn wait_serving(tb: &Testbed, ns: &str, app: &str, model: &str, n: usize) -> Vec<Value> {
+    let lb = tb.balancer.as_ref().expect("the shared testbed runs nginx");
+    kis_e2e::wait_until(
+        &format!("{n} Ready {app} Pods behind the load balancer"),
+        READY_BOUND,
+        || {
+            let ready: Vec<Value> = pods(tb, ns, app).into_iter().filter(is_ready).collect();
+            let behind = lb.backends().get(model).map_or(0, Vec::len);
+            if ready.len() == n && behind == n {
+                Ok(ready)
+            } else {
+                Err(format!("{} Ready, {behind} behind nginx", ready.len()))
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `kubectl scale deployment NAME --replicas=N` in `ns`.
+pub fn scale(tb: &Testbed, ns: &str, deployment: &str, replicas: u32) {
+    let n = format!("--replicas={replicas}");
+    tb.cp
+        .admin
+        .run(&["-n", ns, "scale", "deployment", deployment, &n])
+        .unwrap_or_else(|e| panic!("scaling {deployment} to {replicas}: {e}"));
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use kis_e2e::emulated::CPU_MODEL;
 use kis_e2e::wait_until;
 
-use crate::common::{READY_BOUND, clean_up, is_ready, pods, testbed, turn, workspace};
+use crate::common::{READY_BOUND, clean_up, pods, scale, testbed, turn, wait_serving, workspace};
 
 const NS: &str = "kis-serving";
 
@@ -42,23 +42,7 @@ fn scale_down_from_three_to_one_under_load_loses_no_request() {
         .unwrap();
     tb.apply_tritons(workspace(), NS, &[("triton-cpu", 3)])
         .unwrap();
-    wait_until(
-        "three Ready Pods behind the load balancer",
-        READY_BOUND,
-        || {
-            let ready = pods(tb, NS, "triton-cpu")
-                .iter()
-                .filter(|p| is_ready(p))
-                .count();
-            let behind = lb.backends().get(CPU_MODEL).map_or(0, Vec::len);
-            if ready == 3 && behind == 3 {
-                Ok(())
-            } else {
-                Err(format!("{ready} Ready, {behind} behind nginx"))
-            }
-        },
-    )
-    .unwrap();
+    wait_serving(tb, NS, "triton-cpu", CPU_MODEL, 3);
 
     // A steady 8 requests/s for 25 s (one emulated CPU replica serves about 12/s).
     let dir = tempfile::tempdir().unwrap();
@@ -80,17 +64,7 @@ fn scale_down_from_three_to_one_under_load_loses_no_request() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(6));
-    tb.cp
-        .admin
-        .run(&[
-            "-n",
-            NS,
-            "scale",
-            "deployment",
-            "triton-cpu",
-            "--replicas=1",
-        ])
-        .unwrap();
+    scale(tb, NS, "triton-cpu", 1);
     let t0 = Instant::now();
     wait_until("two Pods to be removed under load", READY_BOUND, || {
         let n = pods(tb, NS, "triton-cpu").len();

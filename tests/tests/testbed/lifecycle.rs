@@ -8,7 +8,8 @@ use kis_e2e::emulated::{CPU_MODEL, GPU_MODEL};
 use kis_e2e::wait_until;
 
 use crate::common::{
-    READY_BOUND, alive, clean_up, container_pid, infer, is_ready, pods, testbed, turn, workspace,
+    READY_BOUND, alive, clean_up, container_pid, infer, is_ready, pods, scale, testbed, turn,
+    workspace,
 };
 
 #[test]
@@ -20,17 +21,7 @@ fn scaling_to_three_makes_three_real_tritons_ready() {
     tb.apply_tritons(workspace(), ns, &[("triton-cpu", 1)])
         .unwrap();
     let t0 = Instant::now();
-    tb.cp
-        .admin
-        .run(&[
-            "-n",
-            ns,
-            "scale",
-            "deployment",
-            "triton-cpu",
-            "--replicas=3",
-        ])
-        .unwrap();
+    scale(tb, ns, "triton-cpu", 3);
     let ready = wait_until("three Ready triton-cpu Pods", READY_BOUND, || {
         tb.check_running().map_err(|e| e.to_string())?;
         let p = pods(tb, ns, "triton-cpu");

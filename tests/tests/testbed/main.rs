@@ -2,10 +2,12 @@
 //! that the process kubelet (the stand-in) runs as real Triton servers serving the emulated
 //! accelerator. One testbed is shared by the in-process tests, which take turns (a lock) so that
 //! at most three Tritons run at once on a small machine; the up/down test runs its own through
-//! the `kis-e2e testbed` command.
+//! the `kis-e2e testbed` command. `faults` covers a probe that never passes and an apiserver
+//! restart.
 
 mod common;
 mod drain;
+mod faults;
 mod hpa;
 mod lifecycle;
 mod up_down;

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use kis_e2e::testbed::State;
 
-use crate::common::{READY_BOUND, alive, container_pid, is_ready, kis_e2e, turn, workspace};
+use crate::common::{READY_BOUND, alive, container_pid, is_ready, kis_e2e, turn};
 
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(kis_e2e()).args(args).output().unwrap()
@@ -55,8 +55,12 @@ fn up_status_down_leaves_nothing_behind() {
     // One Triton, so that `down` has a Pod process to stop too.
     let kubectl = kis_e2e::cluster::KubeBinaries::locate().unwrap().kubectl;
     let k = kis_e2e::kubectl::Kubectl::new(&kubectl, &state.kubeconfig);
-    let manifests = workspace().join(kis_e2e::testbed::MANIFESTS);
-    k.run(&["apply", "-f", manifests.to_str().unwrap()])
+    // deploy/serving/ as the testbed applies it (the file the summary names).
+    assert!(
+        stdout.contains(state.manifests.to_str().unwrap()),
+        "{stdout}"
+    );
+    k.run(&["apply", "-f", state.manifests.to_str().unwrap()])
         .unwrap();
     let pod = kis_e2e::wait_until("a Ready triton-cpu Pod", READY_BOUND, || {
         let l = k
