@@ -209,6 +209,9 @@ pub struct Config {
     /// Names the run all shards belong to (`--run-id`), checked by `kis-loadgen merge`.
     #[serde(default)]
     pub run_id: Option<String>,
+    /// How large requests are sent (`--send-path`; [`crate::send`]).
+    #[serde(default)]
+    pub send_path: crate::send::SendMode,
     /// Outputs.
     pub outputs: Outputs,
 }
@@ -315,6 +318,7 @@ impl Config {
             shard: Shard::WHOLE,
             run_id: None,
             start_at_unix_s: None,
+            send_path: crate::send::SendMode::Auto,
             outputs: Outputs::default(),
         }
     }
@@ -788,6 +792,7 @@ impl TryFrom<Cli> for Config {
         cfg.timeout_s = cli.timeout;
         cfg.grace_s = cli.grace;
         cfg.ready_timeout_s = cli.ready_timeout;
+        cfg.send_path = cli.send_path;
         cfg.run_id = cli
             .run_id
             .or_else(|| std::env::var(RUN_ID_ENV).ok())

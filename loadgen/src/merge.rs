@@ -4,6 +4,9 @@
 //! Percentiles are never averaged: each shard's HDR interval log is read back, its histograms
 //! are added per interval (interval `i` of every shard: with a shared `--start-at` the shards'
 //! windows start together) and over the run, and the percentiles are taken from the sums.
+//! The logs are streamed side by side (each is in time order): an interval is summed, written
+//! and folded into the window rows as soon as every shard has moved past it, so memory holds
+//! one interval's sum at a time however long the run ([`Merged::intervals`] counts them).
 //! Counts and errors by kind are summed from the shards' JSON reports. The merged run goes
 //! through [`crate::report::finish`], so the summary, JSON, Locust CSVs and plot are the ones a
 //! single run writes; the merged interval log is written here. A per-shard table (intended vs
@@ -13,15 +16,18 @@
 //! load model) or shard counts, two reports of one segment, and (unless `allow_missing`)
 //! missing segments, which are named.
 
+pub mod fixture;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::interval_log::{
-    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
+    IntervalLogHistogram, IntervalLogIterator, IntervalLogWriter, IntervalLogWriterBuilder,
+    LogEntry, Tag,
 };
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 use serde::Deserialize;
@@ -94,8 +100,10 @@ pub struct Merged {
     pub report: Report,
     /// One row per shard, in shard order.
     pub shards: Vec<ShardRow>,
-    /// Histograms per interval, summed over the shards (interval index, histograms).
-    pub intervals: Vec<(u64, Hists)>,
+    /// Intervals merged (each summed over the shards, written and dropped in turn).
+    pub intervals: u64,
+    /// Histograms over the whole run, summed over the shards.
+    pub total: Hists,
     /// Missing segments (only with `allow_missing`).
     pub missing: Vec<Shard>,
 }
@@ -140,21 +148,18 @@ pub fn merge(files: &[PathBuf], outputs: Outputs, allow_missing: bool) -> Result
             run_name(&inputs[0].r.config)
         )));
     }
-    let mut intervals: BTreeMap<u64, Hists> = BTreeMap::new();
-    let mut rows = Vec::new();
-    for i in &inputs {
-        let mine = read_log(i, &mut intervals)?;
-        rows.push(shard_row(i, &mine));
-    }
+    let streamed = stream(&mut inputs, outputs.hdr_log.as_deref())?;
+    let rows: Vec<ShardRow> = inputs
+        .iter()
+        .zip(&streamed.own)
+        .map(|(i, mine)| shard_row(i, mine))
+        .collect();
     let mut warnings = slow_shard_warnings(&rows);
     if !missing.is_empty() {
         warnings.push(format!("merged without shards {}", list(&missing)));
     }
-    let intervals: Vec<(u64, Hists)> = intervals.into_iter().collect();
-    if let Some(p) = &outputs.hdr_log {
-        write_log(p, &inputs, &intervals)?;
-    }
-    let collected = collect(&inputs, &intervals, outputs, warnings)?;
+    let total = streamed.rows.total.clone();
+    let collected = collect(&inputs, streamed.rows, outputs, warnings)?;
     let quiet = collected.config.outputs.quiet;
     if !quiet {
         print!("{}", shard_table(&rows));
@@ -163,7 +168,8 @@ pub fn merge(files: &[PathBuf], outputs: Outputs, allow_missing: bool) -> Result
     Ok(Merged {
         report,
         shards: rows,
-        intervals,
+        intervals: streamed.intervals,
+        total,
         missing,
     })
 }
@@ -274,41 +280,162 @@ fn check_inputs(inputs: &[Input]) -> Result<Vec<Shard>> {
         .collect())
 }
 
-/// Reads a shard's interval log into `into` (summed per interval); returns the shard's own
-/// whole-run histograms. Checks the log names the same shard as the report.
-fn read_log(i: &Input, into: &mut BTreeMap<u64, Hists>) -> Result<Hists> {
-    let bad = |why: String| usage(format!("{}: {why}", i.log.display()));
-    let bytes = std::fs::read(&i.log).map_err(|e| bad(format!("cannot read ({e})")))?;
-    let want = log_identity(&i.r.config);
-    let id_line = bytes
-        .split(|b| *b == b'\n')
-        .find(|l| l.starts_with(format!("#{LOG_ID}").as_bytes()))
-        .map(|l| String::from_utf8_lossy(&l[1..]).trim().to_string());
-    if id_line.as_deref() != Some(want.as_str()) {
-        return Err(bad(format!(
-            "names {:?}, its report {} says {want:?}",
-            id_line.unwrap_or_else(|| "no shard".into()),
-            i.json.display()
-        )));
-    }
-    let mut mine = Hists::default();
-    for_each_interval(&bytes, |tag, start, hist| {
-        // Windows are 1 s from the shard's time zero: the interval's start names it.
-        let idx = start.as_secs_f64().round() as u64;
-        let slot = into.entry(idx).or_default();
-        let (sum, own) = match tag {
-            "corrected" => (&mut slot.corrected, &mut mine.corrected),
-            "service" => (&mut slot.service, &mut mine.service),
-            "lag" => (&mut slot.lag, &mut mine.lag),
-            _ => return Ok(()),
+/// One shard's interval log, read one entry ahead (a run writes it in time order).
+struct LogStream<'a> {
+    input: &'a Input,
+    lines: std::io::Lines<BufReader<std::fs::File>>,
+    de: Deserializer,
+    /// Index of the last interval read.
+    last: Option<u64>,
+    /// The next interval: its index (whole seconds from the shard's time zero), tag, histogram.
+    ahead: Option<(u64, String, Histogram<u64>)>,
+}
+
+impl<'a> LogStream<'a> {
+    /// Opens the log and reads up to its first interval; checks it names the report's shard
+    /// (the comment comes before any interval).
+    fn open(i: &'a Input) -> Result<LogStream<'a>> {
+        let f = std::fs::File::open(&i.log).map_err(|e| i.bad(format!("cannot read ({e})")))?;
+        let mut s = LogStream {
+            input: i,
+            lines: BufReader::new(f).lines(),
+            de: Deserializer::new(),
+            last: None,
+            ahead: None,
         };
-        sum.add(&hist)
-            .map_err(|e| format!("a histogram out of range ({e:?})"))?;
-        own.add(&hist)
-            .map_err(|e| format!("a histogram out of range ({e:?})"))
+        let want = log_identity(&i.r.config);
+        let mut id_line = None;
+        s.read_ahead(|comment| {
+            if id_line.is_none() && comment.starts_with(&format!("#{LOG_ID}")) {
+                id_line = Some(comment[1..].trim().to_string());
+            }
+        })?;
+        if id_line.as_deref() != Some(want.as_str()) {
+            return Err(i.bad(format!(
+                "names {:?}, its report {} says {want:?}",
+                id_line.unwrap_or_else(|| "no shard".into()),
+                i.json.display()
+            )));
+        }
+        Ok(s)
+    }
+
+    /// Reads lines until the next interval (into `ahead`) or the end, showing comments to `f`.
+    fn read_ahead(&mut self, mut f: impl FnMut(&str)) -> Result<()> {
+        self.ahead = None;
+        for line in self.lines.by_ref() {
+            let mut line = line.map_err(|e| self.input.bad(format!("cannot read ({e})")))?;
+            if line.starts_with('#') {
+                f(&line);
+                continue;
+            }
+            // The log's parser wants each line ended.
+            line.push('\n');
+            let mut found = None;
+            for entry in IntervalLogIterator::new(line.as_bytes()) {
+                let entry = entry
+                    .map_err(|e| self.input.bad(format!("not an HDR interval log ({e:?})")))?;
+                if let LogEntry::Interval(h) = entry {
+                    found = Some(decode(&h, &mut self.de).map_err(|e| self.input.bad(e))?);
+                }
+            }
+            if let Some((tag, start, hist)) = found {
+                // Windows are 1 s from the shard's time zero: the interval's start names it.
+                let idx = start.as_secs_f64().round() as u64;
+                if let Some(b) = self.last.filter(|b| idx < *b) {
+                    return Err(self.input.bad(format!(
+                        "interval at {idx} s after one at {b} s: not in time order"
+                    )));
+                }
+                self.last = Some(idx);
+                self.ahead = Some((idx, tag, hist));
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Input {
+    fn bad(&self, why: String) -> Error {
+        usage(format!("{}: {why}", self.log.display()))
+    }
+}
+
+/// What streaming the shards' logs produced.
+struct Streamed {
+    /// Each shard's own whole-run histograms, in input order.
+    own: Vec<Hists>,
+    /// The merged window rows and whole-run histograms.
+    rows: RowMerger,
+    /// Intervals merged.
+    intervals: u64,
+}
+
+/// Streams the shards' logs side by side: each interval is summed over the shards, written to
+/// the merged log at `log` (if any) and folded into the window rows, then its sum is reused
+/// for the next one. Memory: one summed interval, one histogram read ahead per shard and each
+/// shard's own totals, whatever the number of intervals.
+fn stream(inputs: &mut [Input], log: Option<&Path>) -> Result<Streamed> {
+    let mut rows = RowMerger::new(inputs);
+    let inputs: &[Input] = inputs;
+    let mut logs = inputs
+        .iter()
+        .map(LogStream::open)
+        .collect::<Result<Vec<_>>>()?;
+    let mut own = vec![Hists::default(); inputs.len()];
+    let mut sum = Hists::default();
+    let mut intervals = 0u64;
+    let mut each = |logs: &mut [LogStream], sum: &mut Hists| -> Result<Option<u64>> {
+        let Some(idx) = logs
+            .iter()
+            .filter_map(|l| l.ahead.as_ref().map(|a| a.0))
+            .min()
+        else {
+            return Ok(None);
+        };
+        sum.reset();
+        for (l, mine) in logs.iter_mut().zip(own.iter_mut()) {
+            while let Some((_, tag, hist)) = l.ahead.take_if(|a| a.0 == idx) {
+                let slots = match tag.as_str() {
+                    "corrected" => Some((&mut sum.corrected, &mut mine.corrected)),
+                    "service" => Some((&mut sum.service, &mut mine.service)),
+                    "lag" => Some((&mut sum.lag, &mut mine.lag)),
+                    _ => None,
+                };
+                if let Some((to_sum, to_own)) = slots {
+                    let out = |e| l.input.bad(format!("a histogram out of range ({e:?})"));
+                    to_sum.add(&hist).map_err(out)?;
+                    to_own.add(&hist).map_err(out)?;
+                }
+                l.read_ahead(|_| {})?;
+            }
+        }
+        intervals += 1;
+        Ok(Some(idx))
+    };
+    match log {
+        None => {
+            while let Some(idx) = each(&mut logs, &mut sum)? {
+                rows.add(idx, &sum);
+            }
+        }
+        Some(path) => {
+            let start = started(inputs);
+            with_log_writer(path, start, |w| {
+                while let Some(idx) = each(&mut logs, &mut sum)? {
+                    write_interval(w, idx, &sum).map_err(|e| log_error(path, e))?;
+                    rows.add(idx, &sum);
+                }
+                Ok(())
+            })?;
+        }
+    }
+    Ok(Streamed {
+        own,
+        rows,
+        intervals,
     })
-    .map_err(bad)?;
-    Ok(mine)
 }
 
 /// Calls `f` with each interval histogram of the HDR interval log `bytes`: its tag (empty when
@@ -323,18 +450,27 @@ pub fn for_each_interval(
         let LogEntry::Interval(h) = entry else {
             continue;
         };
-        let raw = base64_decode(h.encoded_histogram())
-            .ok_or_else(|| "a histogram is not base64".to_string())?;
-        let hist: Histogram<u64> = de
-            .deserialize(&mut raw.as_slice())
-            .map_err(|e| format!("a histogram does not decode ({e:?})"))?;
-        f(
-            h.tag().map_or("", |t| t.as_str()),
-            h.start_timestamp(),
-            hist,
-        )?;
+        let (tag, start, hist) = decode(&h, &mut de)?;
+        f(&tag, start, hist)?;
     }
     Ok(())
+}
+
+/// An interval entry's tag (empty when untagged), start and histogram.
+fn decode(
+    h: &IntervalLogHistogram<'_>,
+    de: &mut Deserializer,
+) -> std::result::Result<(String, Duration, Histogram<u64>), String> {
+    let raw = base64_decode(h.encoded_histogram())
+        .ok_or_else(|| "a histogram is not base64".to_string())?;
+    let hist: Histogram<u64> = de
+        .deserialize(&mut raw.as_slice())
+        .map_err(|e| format!("a histogram does not decode ({e:?})"))?;
+    Ok((
+        h.tag().map_or(String::new(), |t| t.as_str().to_string()),
+        h.start_timestamp(),
+        hist,
+    ))
 }
 
 /// Standard base64 (the interval log's encoding) without a dependency of its own.
@@ -494,13 +630,14 @@ fn request_of(cfg: &Config, bytes: u64, target: String) -> Request {
         name,
         bytes,
         target,
+        send: None,
     }
 }
 
 /// The merged run as a [`Collected`], for [`report::finish`].
 fn collect(
     inputs: &[Input],
-    intervals: &[(u64, Hists)],
+    rows: RowMerger,
     outputs: Outputs,
     mut warnings: Vec<String>,
 ) -> Result<Collected> {
@@ -510,10 +647,7 @@ fn collect(
     let n = r0.config.shard.count;
     config.shard = Shard::WHOLE;
     let mut counts = Counts::default();
-    let mut hists = Hists::default();
-    for (_, h) in intervals {
-        hists.add(h);
-    }
+    let (windows, hists) = rows.finish();
     for i in inputs {
         counts.add(&counts_of(&i.r));
         for w in &i.r.generator.warnings {
@@ -534,10 +668,7 @@ fn collect(
             format!("{} of {n} shards: {target}", inputs.len()),
         ),
         config,
-        started_unix_s: inputs
-            .iter()
-            .map(|i| i.r.started_unix_s)
-            .fold(f64::INFINITY, f64::min),
+        started_unix_s: started(inputs),
         elapsed_s: max(&|r| r.elapsed_s),
         last_send_s: max(&|r| r.rates.send_wall_s),
         duration_s: r0.rates.schedule_s,
@@ -548,77 +679,123 @@ fn collect(
         dropped: inputs.iter().map(|i| i.r.totals.dropped).sum(),
         cancelled: inputs.iter().map(|i| i.r.totals.cancelled).sum(),
         intended_total: sum(&|r| r.rates.intended_total),
-        windows: merged_windows(inputs, intervals),
+        windows,
         cpu_seconds: sum(&|r| r.generator.cpu_seconds),
         warnings,
         failures_seen: BTreeMap::new(),
     })
 }
 
-/// Window rows summed over the shards (row `i` of each), percentiles from the summed interval
-/// histograms; server statistics (one server, seen by every shard) from the first shard.
-fn merged_windows(inputs: &[Input], intervals: &[(u64, Hists)]) -> Windows {
-    let mut out = Windows::new();
-    let rows = inputs.iter().map(|i| i.r.windows.len()).max().unwrap_or(0);
-    let mut total = Hists::default();
-    let mut cum = (0u64, 0u64, 0u64);
-    let empty = Hists::default();
-    for k in 0..rows {
+/// The earliest time zero of the shards, Unix seconds.
+fn started(inputs: &[Input]) -> f64 {
+    inputs
+        .iter()
+        .map(|i| i.r.started_unix_s)
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Window rows summed over the shards (row `k` of each), their percentiles from interval `k`'s
+/// summed histograms, built as the intervals stream past ([`RowMerger::add`]), and the
+/// whole-run histograms. Server statistics (one server, seen by every shard) come from the
+/// first shard.
+struct RowMerger {
+    /// Each shard's window rows (from its report).
+    shard_rows: Vec<Vec<WindowRow>>,
+    /// Rows to make: the most any shard has.
+    rows: usize,
+    /// The next row to make.
+    next: usize,
+    out: Windows,
+    /// Everything added so far: the whole run once all intervals went past.
+    total: Hists,
+    cum: (u64, u64, u64),
+    empty: Hists,
+}
+
+impl RowMerger {
+    /// Takes the shards' window rows out of their reports.
+    fn new(inputs: &mut [Input]) -> RowMerger {
+        let shard_rows: Vec<Vec<WindowRow>> = inputs
+            .iter_mut()
+            .map(|i| std::mem::take(&mut i.r.windows))
+            .collect();
+        RowMerger {
+            rows: shard_rows.iter().map(Vec::len).max().unwrap_or(0),
+            shard_rows,
+            next: 0,
+            out: Windows::new(),
+            total: Hists::default(),
+            cum: (0, 0, 0),
+            empty: Hists::default(),
+        }
+    }
+
+    /// Interval `idx`'s summed histograms (intervals come in order): the rows before it that
+    /// had no interval, then its own row.
+    fn add(&mut self, idx: u64, h: &Hists) {
+        self.total.add(h);
+        while (self.next as u64) < idx && self.next < self.rows {
+            self.row(None);
+        }
+        if self.next as u64 == idx && self.next < self.rows {
+            self.row(Some(h));
+        }
+    }
+
+    /// The remaining rows (no interval of their own), and the whole-run histograms.
+    fn finish(mut self) -> (Windows, Hists) {
+        while self.next < self.rows {
+            self.row(None);
+        }
+        (self.out, self.total)
+    }
+
+    /// Row `next`, with its interval's histograms (`None`: it had none).
+    fn row(&mut self, h: Option<&Hists>) {
+        let h = h.unwrap_or(&self.empty);
+        let k = self.next;
+        self.next += 1;
         let mut acc: Option<WindowRow> = None;
-        for i in inputs {
-            let Some(w) = i.r.windows.get(k) else {
-                continue;
-            };
+        for w in self.shard_rows.iter().filter_map(|r| r.get(k)) {
             acc = Some(match acc {
                 None => w.clone(),
                 Some(a) => add_row(a, w),
             });
         }
-        let Some(mut row) = acc else { continue };
-        let h = intervals
-            .iter()
-            .find(|(idx, _)| *idx == k as u64)
-            .map_or(&empty, |(_, h)| h);
-        total.add(h);
+        let Some(mut row) = acc else { return };
         row.corrected = Percentiles::of(&h.corrected);
         row.service = Percentiles::of(&h.service);
         row.send_lag = Percentiles::of(&h.lag);
-        cum = (cum.0 + row.completed, cum.1 + row.errors, cum.2);
+        self.cum = (
+            self.cum.0 + row.completed,
+            self.cum.1 + row.errors,
+            self.cum.2,
+        );
+        // The running total of the rows so far (interval k included).
         let history = History {
             locust: if h.corrected.is_empty() {
                 Vec::new()
             } else {
                 report::finish::locust_percentiles(&h.corrected)
             },
-            total: Percentiles::of(&total.corrected),
-            total_counts: cum,
+            total: Percentiles::of(&self.total.corrected),
+            total_counts: self.cum,
         };
-        out.push(&row, &history);
+        self.out.push(&row, &history);
     }
-    out
 }
 
 fn add_row(mut a: WindowRow, w: &WindowRow) -> WindowRow {
     a.t_s = a.t_s.max(w.t_s);
     a.dt_s = a.dt_s.max(w.dt_s);
     a.unix_s = a.unix_s.max(w.unix_s);
-    a.intended += w.intended;
-    a.scheduled += w.scheduled;
-    a.sent += w.sent;
-    a.completed += w.completed;
-    a.ok += w.ok;
-    a.errors += w.errors;
-    a.dropped += w.dropped;
-    a.late_sends += w.late_sends;
+    crate::record::add_fields!(a, w; intended, scheduled, sent, completed, ok, errors, dropped,
+        late_sends, intended_rps, achieved_rps, in_flight, backlog);
     a.dispatcher_gaps.add(&w.dispatcher_gaps);
-    a.intended_rps += w.intended_rps;
-    a.achieved_rps += w.achieved_rps;
-    a.in_flight += w.in_flight;
     a.users = match (a.users, w.users) {
         (Some(x), Some(y)) => Some(x + y),
         (x, y) => x.or(y),
     };
-    a.backlog += w.backlog;
     a.cpu_ratio = match (a.cpu_ratio, w.cpu_ratio) {
         (Some(x), Some(y)) => Some(x + y),
         (x, y) => x.or(y),
@@ -626,19 +803,25 @@ fn add_row(mut a: WindowRow, w: &WindowRow) -> WindowRow {
     a
 }
 
-/// Writes the summed intervals as an HDR interval log like a run's.
-fn write_log(path: &Path, inputs: &[Input], intervals: &[(u64, Hists)]) -> Result<()> {
-    let err = |e: String| Error::Output {
+fn log_error(path: &Path, e: String) -> Error {
+    Error::Output {
         what: "HDR log",
         reason: format!("{}: {e}", path.display()),
-    };
-    let start = inputs
-        .iter()
-        .map(|i| i.r.started_unix_s)
-        .fold(f64::INFINITY, f64::min);
-    let start = UNIX_EPOCH + Duration::from_secs_f64(start.max(0.0));
+    }
+}
+
+/// Opens the merged interval log at `path` (time zero `start_unix_s`) and lets `f` write to it.
+fn with_log_writer(
+    path: &Path,
+    start_unix_s: f64,
+    f: impl FnOnce(
+        &mut IntervalLogWriter<'_, '_, BufWriter<std::fs::File>, V2DeflateSerializer>,
+    ) -> Result<()>,
+) -> Result<()> {
+    let err = |e: String| log_error(path, e);
+    let start = UNIX_EPOCH + Duration::from_secs_f64(start_unix_s.max(0.0));
     let file = std::fs::File::create(path).map_err(|e| err(e.to_string()))?;
-    let mut f = BufWriter::new(file);
+    let mut out = BufWriter::new(file);
     let mut ser = V2DeflateSerializer::new();
     {
         let mut log = IntervalLogWriterBuilder::new()
@@ -648,22 +831,28 @@ fn write_log(path: &Path, inputs: &[Input], intervals: &[(u64, Hists)]) -> Resul
             .with_start_time(start)
             .with_base_time(start)
             .with_max_value_divisor(1000.0)
-            .begin_log_with(&mut f, &mut ser)
+            .begin_log_with(&mut out, &mut ser)
             .map_err(|e| err(e.to_string()))?;
-        let one = Duration::from_secs(1);
-        for (idx, h) in intervals {
-            let at = Duration::from_secs(*idx);
-            for (hist, tag) in [
-                (&h.corrected, "corrected"),
-                (&h.service, "service"),
-                (&h.lag, "lag"),
-            ] {
-                log.write_histogram(hist, at, one, Tag::new(tag))
-                    .map_err(|e| err(format!("{e:?}")))?;
-            }
-        }
+        f(&mut log)?;
     }
-    f.flush().map_err(|e| err(e.to_string()))?;
+    out.flush().map_err(|e| err(e.to_string()))
+}
+
+/// One summed interval into the merged log, like a run writes it.
+fn write_interval(
+    log: &mut IntervalLogWriter<'_, '_, BufWriter<std::fs::File>, V2DeflateSerializer>,
+    idx: u64,
+    h: &Hists,
+) -> std::result::Result<(), String> {
+    let (at, one) = (Duration::from_secs(idx), Duration::from_secs(1));
+    for (hist, tag) in [
+        (&h.corrected, "corrected"),
+        (&h.service, "service"),
+        (&h.lag, "lag"),
+    ] {
+        log.write_histogram(hist, at, one, Tag::new(tag))
+            .map_err(|e| format!("{e:?}"))?;
+    }
     Ok(())
 }
 

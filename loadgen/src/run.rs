@@ -213,6 +213,8 @@ struct Running {
     /// Warning when the run started after its `--start-at` (the schedule is not shifted).
     late_start: Option<String>,
     duration_s: f64,
+    /// How the requests are sent, and the calibration that chose it.
+    send: crate::send::SendChoice,
 }
 
 /// Input files must be readable before the target is contacted (the flag is named if not).
@@ -341,6 +343,11 @@ fn plan_load(
 async fn start(cfg: &Config) -> Result<Running> {
     let (profile, users_profile) = profiles(cfg)?;
     let prepared = prepare(cfg).await?;
+    // Before time zero is set, so it costs the schedule nothing (at most about half a second).
+    let wire = prepared.template.wire();
+    let send = crate::send::choose(&wire.bytes, cfg.send_path);
+    let wire = wire.sending(send.path);
+    tracing::debug!("send path: {}", send.line());
     let metrics = Arc::new(Metrics::new());
     let mut background = JoinSet::new();
     if let Some(addr) = &cfg.outputs.metrics_addr {
@@ -367,7 +374,7 @@ async fn start(cfg: &Config) -> Result<Running> {
         .unwrap_or("")
         .to_string();
     let engine = Engine::start(Plan {
-        wire: prepared.template.wire(),
+        wire,
         authority,
         timeout: Duration::from_secs_f64(cfg.timeout_s),
         t0,
@@ -388,6 +395,7 @@ async fn start(cfg: &Config) -> Result<Running> {
         t0_sys,
         late_start,
         duration_s,
+        send,
     })
 }
 
@@ -539,6 +547,7 @@ async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
                 describe_load(cfg, run.profile.as_ref()),
                 run.prepared.describe
             ),
+            send: Some(run.send.clone()),
         },
         started_unix_s: started_unix,
         elapsed_s: elapsed,

@@ -319,8 +319,17 @@ fn metrics_endpoint_serves_prometheus_text_while_running() {
     let base = srv.url();
     let a = addr.clone();
     let h = std::thread::spawn(move || run_get(&base, "100", "3s", &["--metrics-addr", &a]));
-    std::thread::sleep(Duration::from_millis(2300));
-    let text = http_get(&addr, "/metrics");
+    // Polled while the run goes on (bounded by the run itself): the endpoint comes up once the
+    // process is ready and the first window (1 s) is collected, later on a busy machine.
+    let settled = |t: &str| {
+        t.contains("kis_loadgen_requests_total{outcome=\"ok\",code=\"200\"}")
+            && t.contains("kis_loadgen_latency_seconds{kind=\"corrected\",quantile=\"0.99\"}")
+    };
+    let mut text = String::new();
+    while !h.is_finished() && !settled(&text) {
+        std::thread::sleep(Duration::from_millis(100));
+        text = try_http_get(&addr, "/metrics").unwrap_or_default();
+    }
     let r = h.join().unwrap();
     assert!(
         text.contains("kis_loadgen_requests_total{outcome=\"ok\",code=\"200\"}"),
@@ -340,15 +349,15 @@ fn metrics_endpoint_serves_prometheus_text_while_running() {
     assert_eq!(r.totals.requests, 300);
 }
 
-fn http_get(addr: &str, path: &str) -> String {
+/// One `GET` with `Connection: close`; the whole answer, head included.
+fn try_http_get(addr: &str, path: &str) -> std::io::Result<String> {
     use std::io::Write;
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut s = std::net::TcpStream::connect(addr)?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    )?;
     let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    s.read_to_string(&mut out)?;
+    Ok(out)
 }
