@@ -286,11 +286,14 @@ impl Conn {
             Some(Ok(a)) => a,
             Some(Err(kind)) => {
                 self.stream = None;
+                self.pipe = None;
                 Answer::failed(kind)
             }
             None => {
-                // The connection is mid-exchange; HTTP/1.1 cannot reuse it.
+                // The connection is mid-exchange; HTTP/1.1 cannot reuse it, and its pipe may
+                // hold the rest of an unsent request.
                 self.stream = None;
+                self.pipe = None;
                 Answer::failed(ErrorKind::Timeout)
             }
         }
@@ -538,6 +541,49 @@ mod tests {
                 "{path:?}: bytes differ"
             );
         });
+    }
+
+    /// A request cut short by its timeout (the peer stopped reading: the socket's buffers are
+    /// full mid-send) leaves nothing behind: the next one, on a new connection, arrives byte for
+    /// byte each way (the `splice` way's pipe is dropped with the connection).
+    #[test]
+    fn a_timeout_mid_send_leaves_nothing_behind() {
+        for path in SendPath::ALL {
+            rt().block_on(async {
+                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = l.local_addr().unwrap().to_string();
+                // Larger than loopback's socket buffers together, so the send blocks.
+                let body: Bytes = (0..16_000_000u32)
+                    .map(|i| (i % 249) as u8)
+                    .collect::<Vec<_>>()
+                    .into();
+                let w = Template::new(Method::POST, &addr, "/big", body, &[])
+                    .wire()
+                    .sending(path);
+                let expect = w.bytes.clone();
+                let server = tokio::spawn(async move {
+                    let (stalled, _) = l.accept().await.unwrap();
+                    let (mut s, _) = l.accept().await.unwrap();
+                    let mut req = vec![0u8; expect.len()];
+                    s.read_exact(&mut req).await.unwrap();
+                    s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .await
+                        .unwrap();
+                    drop(stalled);
+                    req == expect[..]
+                });
+                let mut c = Conn::new(&addr);
+                let a = c
+                    .send(&w, Duration::from_millis(300), Instant::now(), false)
+                    .await;
+                assert_eq!(a.outcome, Outcome::Failed(ErrorKind::Timeout), "{path:?}");
+                let a = c
+                    .send(&w, Duration::from_secs(30), Instant::now(), false)
+                    .await;
+                assert_eq!(a.outcome, Outcome::Ok { status: 200 }, "{path:?}");
+                assert!(server.await.unwrap(), "{path:?}: bytes differ");
+            });
+        }
     }
 
     #[test]

@@ -70,8 +70,10 @@ fn identity_and_image_binary_and_json_and_faulty_errors_by_kind() {
                 );
                 // The default (auto) measured each way at start-up and says so.
                 let sp = r.send_path.as_ref().expect("send_path in the report");
-                assert_eq!(sp.how, "calibrated", "{sp:?}");
-                assert_eq!(sp.cpu_us.len(), 3, "{sp:?}");
+                assert!(sp.how.starts_with("calibrated"), "{sp:?}");
+                // splice is left out for a user whose pipe budget 64 connections would pass.
+                assert!(sp.cpu_us.len() >= 2, "{sp:?}");
+                assert!(sp.cpu_us.contains_key(&sp.path), "{sp:?}");
             }
         }
     }
