@@ -17,6 +17,7 @@
 //! missing segments, which are named.
 
 pub mod fixture;
+mod hdr;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -284,11 +285,11 @@ fn check_inputs(inputs: &[Input]) -> Result<Vec<Shard>> {
 struct LogStream<'a> {
     input: &'a Input,
     lines: std::io::Lines<BufReader<std::fs::File>>,
-    de: Deserializer,
     /// Index of the last interval read.
     last: Option<u64>,
-    /// The next interval: its index (whole seconds from the shard's time zero), tag, histogram.
-    ahead: Option<(u64, String, Histogram<u64>)>,
+    /// The next interval: its index (whole seconds from the shard's time zero), tag, and its
+    /// histogram as encoded (decoded straight into the sums by [`hdr::Adder`]).
+    ahead: Option<(u64, String, Vec<u8>)>,
 }
 
 impl<'a> LogStream<'a> {
@@ -299,7 +300,6 @@ impl<'a> LogStream<'a> {
         let mut s = LogStream {
             input: i,
             lines: BufReader::new(f).lines(),
-            de: Deserializer::new(),
             last: None,
             ahead: None,
         };
@@ -336,7 +336,10 @@ impl<'a> LogStream<'a> {
                 let entry = entry
                     .map_err(|e| self.input.bad(format!("not an HDR interval log ({e:?})")))?;
                 if let LogEntry::Interval(h) = entry {
-                    found = Some(decode(&h, &mut self.de).map_err(|e| self.input.bad(e))?);
+                    let raw = base64_decode(h.encoded_histogram())
+                        .ok_or_else(|| self.input.bad("a histogram is not base64".into()))?;
+                    let tag = h.tag().map_or(String::new(), |t| t.as_str().to_string());
+                    found = Some((tag, h.start_timestamp(), raw));
                 }
             }
             if let Some((tag, start, hist)) = found {
@@ -364,8 +367,8 @@ impl Input {
 
 /// What streaming the shards' logs produced.
 struct Streamed {
-    /// Each shard's own whole-run histograms, in input order.
-    own: Vec<Hists>,
+    /// Each shard's own whole-run send-lag histogram (for its row), in input order.
+    own: Vec<Histogram<u64>>,
     /// The merged window rows and whole-run histograms.
     rows: RowMerger,
     /// Intervals merged.
@@ -383,7 +386,8 @@ fn stream(inputs: &mut [Input], log: Option<&Path>) -> Result<Streamed> {
         .iter()
         .map(LogStream::open)
         .collect::<Result<Vec<_>>>()?;
-    let mut own = vec![Hists::default(); inputs.len()];
+    let mut own = vec![crate::record::new_hist(); inputs.len()];
+    let mut adder = hdr::Adder::default();
     let mut sum = Hists::default();
     let mut intervals = 0u64;
     let mut each = |logs: &mut [LogStream], sum: &mut Hists| -> Result<Option<u64>> {
@@ -396,18 +400,14 @@ fn stream(inputs: &mut [Input], log: Option<&Path>) -> Result<Streamed> {
         };
         sum.reset();
         for (l, mine) in logs.iter_mut().zip(own.iter_mut()) {
-            while let Some((_, tag, hist)) = l.ahead.take_if(|a| a.0 == idx) {
-                let slots = match tag.as_str() {
-                    "corrected" => Some((&mut sum.corrected, &mut mine.corrected)),
-                    "service" => Some((&mut sum.service, &mut mine.service)),
-                    "lag" => Some((&mut sum.lag, &mut mine.lag)),
-                    _ => None,
+            while let Some((_, tag, raw)) = l.ahead.take_if(|a| a.0 == idx) {
+                let added = match tag.as_str() {
+                    "corrected" => adder.add(&raw, &mut [&mut sum.corrected]),
+                    "service" => adder.add(&raw, &mut [&mut sum.service]),
+                    "lag" => adder.add(&raw, &mut [&mut sum.lag, mine]),
+                    _ => Ok(()),
                 };
-                if let Some((to_sum, to_own)) = slots {
-                    let out = |e| l.input.bad(format!("a histogram out of range ({e:?})"));
-                    to_sum.add(&hist).map_err(out)?;
-                    to_own.add(&hist).map_err(out)?;
-                }
+                added.map_err(|e| l.input.bad(e))?;
                 l.read_ahead(|_| {})?;
             }
         }
@@ -503,8 +503,8 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn shard_row(i: &Input, mine: &Hists) -> ShardRow {
-    let lag = Percentiles::of(&mine.lag);
+fn shard_row(i: &Input, lag: &Histogram<u64>) -> ShardRow {
+    let lag = Percentiles::of(lag);
     ShardRow {
         shard: i.r.config.shard,
         intended_rps: i.r.rates.intended_rps,
