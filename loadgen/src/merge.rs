@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
@@ -136,6 +137,17 @@ pub fn report_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// Merges the shard reports `files` (each with its `--hdr-log` beside it or at its recorded
 /// path) and writes `outputs`.
 pub fn merge(files: &[PathBuf], outputs: Outputs, allow_missing: bool) -> Result<Merged> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    merge_with(files, outputs, allow_missing, threads)
+}
+
+/// [`merge`] with at most `threads` threads decoding the shards' logs (1: all on this one).
+pub fn merge_with(
+    files: &[PathBuf],
+    outputs: Outputs,
+    allow_missing: bool,
+    threads: usize,
+) -> Result<Merged> {
     let mut inputs = files
         .iter()
         .map(|f| read_input(f))
@@ -149,7 +161,7 @@ pub fn merge(files: &[PathBuf], outputs: Outputs, allow_missing: bool) -> Result
             run_name(&inputs[0].r.config)
         )));
     }
-    let streamed = stream(&mut inputs, outputs.hdr_log.as_deref())?;
+    let streamed = stream(&mut inputs, outputs.hdr_log.as_deref(), threads)?;
     let rows: Vec<ShardRow> = inputs
         .iter()
         .zip(&streamed.own)
@@ -375,67 +387,217 @@ struct Streamed {
     intervals: u64,
 }
 
-/// Streams the shards' logs side by side: each interval is summed over the shards, written to
-/// the merged log at `log` (if any) and folded into the window rows, then its sum is reused
-/// for the next one. Memory: one summed interval, one histogram read ahead per shard and each
-/// shard's own totals, whatever the number of intervals.
-fn stream(inputs: &mut [Input], log: Option<&Path>) -> Result<Streamed> {
-    let mut rows = RowMerger::new(inputs);
-    let inputs: &[Input] = inputs;
-    let mut logs = inputs
-        .iter()
-        .map(LogStream::open)
-        .collect::<Result<Vec<_>>>()?;
-    let mut own = vec![crate::record::new_hist(); inputs.len()];
-    let mut adder = hdr::Adder::default();
-    let mut sum = Hists::default();
-    let mut intervals = 0u64;
-    let mut each = |logs: &mut [LogStream], sum: &mut Hists| -> Result<Option<u64>> {
-        let Some(idx) = logs
+/// One worker's share of the shards: their logs, their own send-lag totals (input index, lag).
+struct Group<'a> {
+    logs: Vec<(usize, LogStream<'a>, Histogram<u64>)>,
+    adder: hdr::Adder,
+}
+
+impl<'a> Group<'a> {
+    /// The next interval any of its logs is at.
+    fn next(&self) -> Option<u64> {
+        self.logs
             .iter()
-            .filter_map(|l| l.ahead.as_ref().map(|a| a.0))
+            .filter_map(|(_, l, _)| l.ahead.as_ref().map(|a| a.0))
             .min()
-        else {
-            return Ok(None);
-        };
-        sum.reset();
-        for (l, mine) in logs.iter_mut().zip(own.iter_mut()) {
+    }
+
+    /// Adds every entry of interval `idx` of its logs into `sum`, and reads on.
+    fn add_interval(&mut self, idx: u64, sum: &mut Hists) -> Result<()> {
+        for (_, l, mine) in &mut self.logs {
             while let Some((_, tag, raw)) = l.ahead.take_if(|a| a.0 == idx) {
                 let added = match tag.as_str() {
-                    "corrected" => adder.add(&raw, &mut [&mut sum.corrected]),
-                    "service" => adder.add(&raw, &mut [&mut sum.service]),
-                    "lag" => adder.add(&raw, &mut [&mut sum.lag, mine]),
+                    "corrected" => self.adder.add(&raw, &mut [&mut sum.corrected]),
+                    "service" => self.adder.add(&raw, &mut [&mut sum.service]),
+                    "lag" => self.adder.add(&raw, &mut [&mut sum.lag, mine]),
                     _ => Ok(()),
                 };
                 added.map_err(|e| l.input.bad(e))?;
                 l.read_ahead(|_| {})?;
             }
         }
-        intervals += 1;
-        Ok(Some(idx))
-    };
-    match log {
-        None => {
-            while let Some(idx) = each(&mut logs, &mut sum)? {
-                rows.add(idx, &sum);
+        Ok(())
+    }
+
+    /// Runs as a worker: each interval's partial sum goes to `tx` (their histograms come back
+    /// on `back` to be reused); returns the shards' own totals.
+    fn work(
+        mut self,
+        tx: &SyncSender<Result<(u64, Hists)>>,
+        back: &Receiver<Hists>,
+    ) -> Vec<(usize, Histogram<u64>)> {
+        while let Some(idx) = self.next() {
+            let mut part = back.try_recv().unwrap_or_default();
+            part.reset();
+            let r = self.add_interval(idx, &mut part).map(|()| (idx, part));
+            let failed = r.is_err();
+            if tx.send(r).is_err() || failed {
+                break;
             }
         }
-        Some(path) => {
-            let start = started(inputs);
-            with_log_writer(path, start, |w| {
-                while let Some(idx) = each(&mut logs, &mut sum)? {
-                    write_interval(w, idx, &sum).map_err(|e| log_error(path, e))?;
-                    rows.add(idx, &sum);
-                }
-                Ok(())
-            })?;
-        }
+        self.logs.into_iter().map(|(k, _, own)| (k, own)).collect()
     }
+}
+
+/// Streams the shards' logs side by side: each interval is summed over the shards (its entries
+/// decoded by a few worker threads, each summing its share of the shards, when there are
+/// CPUs for them), written to the merged log at `log` (if any) and folded into the window
+/// rows, then its sum is reused for the next one. Memory: a few interval sums, one entry read
+/// ahead per shard and each shard's send-lag total, whatever the number of intervals.
+fn stream(inputs: &mut [Input], log: Option<&Path>, threads: usize) -> Result<Streamed> {
+    let mut rows = RowMerger::new(inputs);
+    let inputs: &[Input] = inputs;
+    let workers = threads.clamp(1, 8).min(inputs.len().max(1));
+    let mut groups: Vec<Group> = (0..workers)
+        .map(|_| Group {
+            logs: Vec::new(),
+            adder: hdr::Adder::default(),
+        })
+        .collect();
+    for (k, i) in inputs.iter().enumerate() {
+        groups[k % workers]
+            .logs
+            .push((k, LogStream::open(i)?, crate::record::new_hist()));
+    }
+    let mut sum = Hists::default();
+    let mut intervals = 0u64;
+    let mut emit = |idx: u64, sum: &Hists, w: Option<&mut LogWriter<'_, '_>>| -> Result<()> {
+        if let (Some(w), Some(path)) = (w, log) {
+            write_interval(w, idx, sum).map_err(|e| log_error(path, e))?;
+        }
+        rows.add(idx, sum);
+        intervals += 1;
+        Ok(())
+    };
+    let own = std::thread::scope(|scope| -> Result<Vec<(usize, Histogram<u64>)>> {
+        let mut source = Source::start(scope, groups);
+        let mut drive = |mut w: Option<&mut LogWriter<'_, '_>>| -> Result<()> {
+            while let Some(idx) = source.next_into(&mut sum)? {
+                emit(idx, &sum, w.as_deref_mut())?;
+            }
+            Ok(())
+        };
+        match log {
+            None => drive(None)?,
+            Some(path) => with_log_writer(path, started(inputs), |w| drive(Some(w)))?,
+        }
+        source.finish()
+    })?;
+    let mut own: Vec<Histogram<u64>> = {
+        let mut v = own;
+        v.sort_by_key(|(k, _)| *k);
+        v.into_iter().map(|(_, h)| h).collect()
+    };
+    own.truncate(inputs.len());
     Ok(Streamed {
         own,
         rows,
         intervals,
     })
+}
+
+/// The shards' own send-lag totals, by input index.
+type Owns = Vec<(usize, Histogram<u64>)>;
+
+type LogWriter<'a, 'b> = IntervalLogWriter<'a, 'b, BufWriter<std::fs::File>, V2DeflateSerializer>;
+
+/// Where the summed intervals come from: one group summed here, or worker threads' partial
+/// sums (one per worker and interval, added here).
+enum Source<'scope, 'a> {
+    Here(Box<Group<'a>>),
+    Workers {
+        rx: Vec<Receiver<Result<(u64, Hists)>>>,
+        back: Vec<SyncSender<Hists>>,
+        pending: Vec<Option<(u64, Hists)>>,
+        done: Vec<bool>,
+        handles: Vec<std::thread::ScopedJoinHandle<'scope, Owns>>,
+    },
+}
+
+impl<'scope, 'a: 'scope> Source<'scope, 'a> {
+    fn start<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        mut groups: Vec<Group<'a>>,
+    ) -> Source<'scope, 'a> {
+        if groups.len() == 1 {
+            return Source::Here(Box::new(groups.remove(0)));
+        }
+        let (mut rx, mut back, mut handles) = (Vec::new(), Vec::new(), Vec::new());
+        for g in groups {
+            let (tx, r) = sync_channel(1);
+            let (b, back_rx) = sync_channel(2);
+            rx.push(r);
+            back.push(b);
+            handles.push(scope.spawn(move || g.work(&tx, &back_rx)));
+        }
+        let n = rx.len();
+        Source::Workers {
+            rx,
+            back,
+            pending: (0..n).map(|_| None).collect(),
+            done: vec![false; n],
+            handles,
+        }
+    }
+
+    /// The next interval's index, its sum over every shard in `sum`; `None` at the end.
+    fn next_into(&mut self, sum: &mut Hists) -> Result<Option<u64>> {
+        match self {
+            Source::Here(g) => {
+                let Some(idx) = g.next() else {
+                    return Ok(None);
+                };
+                sum.reset();
+                g.add_interval(idx, sum)?;
+                Ok(Some(idx))
+            }
+            Source::Workers {
+                rx,
+                back,
+                pending,
+                done,
+                ..
+            } => {
+                for w in 0..rx.len() {
+                    if pending[w].is_none() && !done[w] {
+                        match rx[w].recv() {
+                            Ok(r) => pending[w] = Some(r?),
+                            Err(_) => done[w] = true,
+                        }
+                    }
+                }
+                let Some(idx) = pending.iter().flatten().map(|(i, _)| *i).min() else {
+                    return Ok(None);
+                };
+                sum.reset();
+                for w in 0..rx.len() {
+                    if let Some((_, part)) = pending[w].take_if(|(i, _)| *i == idx) {
+                        sum.add(&part);
+                        let _ = back[w].try_send(part);
+                    }
+                }
+                Ok(Some(idx))
+            }
+        }
+    }
+
+    /// The shards' own send-lag totals (input index, histogram).
+    fn finish(self) -> Result<Vec<(usize, Histogram<u64>)>> {
+        match self {
+            Source::Here(g) => Ok(g.logs.into_iter().map(|(k, _, own)| (k, own)).collect()),
+            Source::Workers { rx, handles, .. } => {
+                drop(rx);
+                let mut out = Vec::new();
+                for h in handles {
+                    out.extend(
+                        h.join()
+                            .map_err(|_| usage("a merge worker thread panicked"))?,
+                    );
+                }
+                Ok(out)
+            }
+        }
+    }
 }
 
 /// Calls `f` with each interval histogram of the HDR interval log `bytes`: its tag (empty when
@@ -840,7 +1002,7 @@ fn with_log_writer(
 
 /// One summed interval into the merged log, like a run writes it.
 fn write_interval(
-    log: &mut IntervalLogWriter<'_, '_, BufWriter<std::fs::File>, V2DeflateSerializer>,
+    log: &mut LogWriter<'_, '_>,
     idx: u64,
     h: &Hists,
 ) -> std::result::Result<(), String> {
