@@ -22,9 +22,6 @@ Writes loadgen/bench/runs/<UTC date>-image[-N]/: summary.md, raw.csv, commands.t
 (scripts/bench-setup.sh) and Triton (scripts/setup.sh triton).
 """
 import argparse
-import array
-import csv
-import io
 import json
 import os
 import shutil
@@ -32,28 +29,16 @@ import statistics
 import sys
 import tempfile
 import time
-import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import HERE, Runner, Triton, log  # noqa: E402  (the peer benchmark's pieces)
-from pairs import machine_info, run_dir, write_raw  # noqa: E402
+from run import HERE, Triton, log  # noqa: E402  (the peer benchmark's pieces)
+from pairs import common_args, image_body, runner, start, write_raw  # noqa: E402
 
 USERS = 64
 FIELDS = ["round", "scenario", "tool", "exit", "duration_s", "wall_s", "server_requests", "gen_user_s",
           "gen_sys_s", "req_per_cpu_s", "server_rps", "server_cpu_pct", "gen_max_rss_mb", "intended_rps",
           "achieved_rps", "send_lag_p99_ms", "ceiling_rps", "log", "cpu_us_per_req", "send_path",
           "send_path_how", "calibration"]
-
-
-def image_body(workdir):
-    """The request body wrk sends (JSON header, then the tensor) and the header's length."""
-    header = json.dumps({"inputs": [{"name": "images", "shape": [1, 3, 224, 224], "datatype": "FP32",
-                                     "parameters": {"binary_data_size": 602112}}],
-                         "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
-    bf = os.path.join(workdir, "image.bin")
-    with open(bf, "wb") as f:
-        f.write(header + array.array("f", ((i % 251) / 251.0 for i in range(3 * 224 * 224))).tobytes())
-    return bf, len(header)
 
 
 def send_path_of(report):
@@ -108,29 +93,18 @@ def summarise(rows, a, out):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--loadgen", default=os.environ.get("KIS_LOADGEN", "target/release/kis-loadgen"))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--duration", type=int, default=8, help="seconds per run")
     ap.add_argument("--paths", default="auto,write,sendfile,splice",
                     help="kis-loadgen --send-path values to run (auto first)")
-    ncpu = os.cpu_count() or 1
-    ap.add_argument("--gen-cpus", default=str(ncpu - 1))
-    ap.add_argument("--server-cpus", default=f"0-{max(ncpu - 2, 0)}")
-    ap.add_argument("--out")
+    common_args(ap)
     a = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("image.py: wrk not found (scripts/bench-setup.sh installs it)")
-    if not os.access(a.loadgen, os.X_OK):
-        sys.exit(f"image.py: {a.loadgen} is not an executable (cargo build --release -p kis-loadgen)")
-    out = a.out or run_dir("image")
-    os.makedirs(out, exist_ok=True)
-    machine_info(out, a.loadgen)
+    out = start("image.py", "image", a)
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory() as work, open(os.path.join(out, "commands.txt"), "w") as commands:
-        # Rows are written once complete (below), with the cost per request added.
-        progress = io.StringIO()
-        writer = csv.DictWriter(progress, fieldnames=FIELDS, extrasaction="ignore")
-        r = Runner(types.SimpleNamespace(gen_cpus=a.gen_cpus, duration=a.duration), out, writer, progress, commands)
+        r = runner(out, a.gen_cpus, a.duration, commands, FIELDS)
         tr = Triton(work, a.server_cpus)
         try:
             bf, hl = image_body(work)

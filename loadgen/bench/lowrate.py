@@ -15,8 +15,6 @@ Writes loadgen/bench/runs/<UTC date>-lowrate[-N]/: summary.md, raw.csv, commands
 machine.txt, the logs and kis-loadgen's reports. Needs oha and nginx (scripts/bench-setup.sh).
 """
 import argparse
-import csv
-import io
 import json
 import os
 import shutil
@@ -24,11 +22,10 @@ import statistics
 import sys
 import tempfile
 import time
-import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import BENCH, Nginx, Runner, log  # noqa: E402  (the peer benchmark's pieces)
-from pairs import machine_info, run_dir, write_raw  # noqa: E402
+from run import BENCH, Nginx, log  # noqa: E402  (the peer benchmark's pieces)
+from pairs import common_args, runner, start, write_raw  # noqa: E402
 
 FIELDS = ["round", "tool", "exit", "duration_s", "wall_s", "server_requests", "gen_user_s", "gen_sys_s",
           "gen_cpu_s", "server_rps", "server_cpu_pct", "gen_max_rss_mb", "achieved_rps", "send_lag_p50_ms",
@@ -83,30 +80,20 @@ def summarise(rows, a, out):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--loadgen", default=os.environ.get("KIS_LOADGEN", "target/release/kis-loadgen"))
     ap.add_argument("--oha", default=shutil.which("oha") or os.path.join(BENCH, "bin", "oha"))
     ap.add_argument("--rate", type=float, default=2000.0)
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--connections", type=int, default=1024)
     ap.add_argument("--skip-oha", action="store_true", help="kis-loadgen only (to check the script without oha)")
-    ncpu = os.cpu_count() or 1
-    ap.add_argument("--gen-cpus", default=str(ncpu - 1))
-    ap.add_argument("--server-cpus", default=f"0-{max(ncpu - 2, 0)}")
-    ap.add_argument("--out")
+    common_args(ap)
     a = ap.parse_args()
     if not a.skip_oha and not os.access(a.oha, os.X_OK):
         sys.exit(f"lowrate.py: oha not found at {a.oha} (scripts/bench-setup.sh builds it), or pass --skip-oha")
-    if not os.access(a.loadgen, os.X_OK):
-        sys.exit(f"lowrate.py: {a.loadgen} is not an executable (cargo build --release -p kis-loadgen)")
-    out = a.out or run_dir("lowrate")
-    os.makedirs(out, exist_ok=True)
-    machine_info(out, a.loadgen)
+    out = start("lowrate.py", "lowrate", a)
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory() as work, open(os.path.join(out, "commands.txt"), "w") as commands:
-        progress = io.StringIO()
-        writer = csv.DictWriter(progress, fieldnames=FIELDS, extrasaction="ignore")
-        r = Runner(types.SimpleNamespace(gen_cpus=a.gen_cpus, duration=a.seconds), out, writer, progress, commands)
+        r = runner(out, a.gen_cpus, a.seconds, commands, FIELDS)
         ng = Nginx(work, a.server_cpus, 1)
         try:
             url = ng.url + "/file"
