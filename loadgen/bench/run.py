@@ -15,7 +15,6 @@ Results go to loadgen/bench/runs/<date>-<host>[-quick]/: summary.md, raw.csv, co
 reqs_per_cpu.svg. Peers come from scripts/bench-setup.sh. See loadgen/bench/README.md.
 """
 import argparse
-import array
 import csv
 import datetime
 import json
@@ -28,6 +27,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+from pairs import image_body
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -577,13 +578,8 @@ def scenarios(args, r, workdir, loadgen):
                                          f"INPUT0:1,{IDENTITY_LEN}", "--users", str(USERS), "--wait", "0s"],
                        tr, "identity")
             if want("image-binary"):
-                header = json.dumps({"inputs": [{"name": "images", "shape": [1, 3, 224, 224], "datatype": "FP32",
-                                                 "parameters": {"binary_data_size": 602112}}],
-                                     "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
-                bf = os.path.join(workdir, "image.bin")
-                with open(bf, "wb") as f:
-                    f.write(header + array.array("f", ((i % 251) / 251.0 for i in range(3 * 224 * 224))).tobytes())
-                hl = str(len(header))
+                bf, hl = image_body(workdir)
+                hl = str(hl)
                 url = tr.url + "/v2/models/image/infer"
                 for _ in range(args.repeat):
                     r.run("image-binary", "wrk", ["wrk", "-t1", f"-c{USERS}", f"-d{D}s", "-s", lua, url], tr, "image",

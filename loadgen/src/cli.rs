@@ -131,6 +131,10 @@ pub struct Cli {
     /// shards of different runs.
     #[arg(long, help_heading = "Load")]
     pub run_id: Option<String>,
+    /// How requests of 64 KiB or more are sent: `auto` measures `write`, `sendfile` and
+    /// `splice` at start-up (under 0.5 s) and takes the one costing the least CPU per request.
+    #[arg(long, value_enum, default_value_t = crate::send::SendMode::Auto, help_heading = "Load")]
+    pub send_path: crate::send::SendMode,
     /// Per-request timeout (at most 1 h, the top of the latency histograms).
     #[arg(long, default_value = "60s", value_parser = kis_units::parse_secs, help_heading = "Load")]
     pub timeout: f64,

@@ -209,6 +209,9 @@ pub struct Config {
     /// Names the run all shards belong to (`--run-id`), checked by `kis-loadgen merge`.
     #[serde(default)]
     pub run_id: Option<String>,
+    /// How large requests are sent (`--send-path`; [`crate::send`]).
+    #[serde(default)]
+    pub send_path: crate::send::SendMode,
     /// Outputs.
     pub outputs: Outputs,
 }
@@ -315,7 +318,17 @@ impl Config {
             shard: Shard::WHOLE,
             run_id: None,
             start_at_unix_s: None,
+            send_path: crate::send::SendMode::Auto,
             outputs: Outputs::default(),
+        }
+    }
+
+    /// Connections the run opens: `min(--connections, --max-in-flight)` in an open loop (HTTP/1.1
+    /// carries one request per connection), one per user in a closed loop.
+    pub fn connections_used(&self) -> usize {
+        match &self.load {
+            Load::Open { max_in_flight, .. } => (*max_in_flight).min(self.connections),
+            Load::Closed { users, .. } => *users as usize,
         }
     }
 
@@ -788,6 +801,7 @@ impl TryFrom<Cli> for Config {
         cfg.timeout_s = cli.timeout;
         cfg.grace_s = cli.grace;
         cfg.ready_timeout_s = cli.ready_timeout;
+        cfg.send_path = cli.send_path;
         cfg.run_id = cli
             .run_id
             .or_else(|| std::env::var(RUN_ID_ENV).ok())

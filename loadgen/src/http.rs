@@ -1,9 +1,9 @@
 //! A minimal HTTP/1.1 keep-alive client for the load loop, and the request template.
 //!
 //! The request is serialised once ([`Template::wire`]): each send is one `write` of those bytes
-//! (more only for bodies larger than the socket buffer), or for requests of [`SENDFILE_MIN`] or
-//! more one `sendfile` from a memory file holding them (no user-space copy), and the answer is read into a reused
-//! buffer and parsed incrementally ([`crate::h1`]). There is no per-request allocation, no
+//! (more only for bodies larger than the socket buffer), or for large requests the way
+//! [`crate::send`] chose for the run (`sendfile` or `splice`, [`Wire::sending`]), and the answer
+//! is read into a reused buffer and parsed incrementally ([`crate::h1`]). There is no per-request allocation, no
 //! header map and no task hop: the connection's own task writes, reads and parses. The
 //! per-request timeout is one timer per connection that is only re-armed when it fires early,
 //! so the common case costs no timer-wheel work.
@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Uri};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::h1::ResponseParser;
 use crate::record::{ErrorKind, Outcome};
+use crate::send::{Pipe, SendPath};
 
 /// A request to send again and again.
 #[derive(Clone, Debug)]
@@ -96,50 +97,13 @@ impl Template {
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.body);
-        let file = (out.len() >= SENDFILE_MIN)
-            .then(|| memfd_copy(&out))
-            .flatten();
         Wire {
             bytes: Bytes::from(out),
             head_request: self.method == Method::HEAD,
-            file,
+            path: SendPath::Write,
+            file: None,
         }
     }
-}
-
-/// Requests at least this large go out with `sendfile(2)` from a memory-backed copy, so the
-/// generator never copies a large body (a 602 KB image tensor) through user space on each send:
-/// the kernel hands the file's pages to the socket. Smaller ones are one plain `write`.
-pub const SENDFILE_MIN: usize = 64 * 1024;
-
-/// A sealed-size anonymous memory file holding `bytes`, or `None` where memfd is unavailable
-/// (then the request is written as usual).
-fn memfd_copy(bytes: &[u8]) -> Option<Arc<std::fs::File>> {
-    use nix::sys::memfd::{MFdFlags, memfd_create};
-    use std::io::Write;
-    let fd = memfd_create("kis-loadgen-request", MFdFlags::MFD_CLOEXEC).ok()?;
-    let mut f = std::fs::File::from(fd);
-    f.write_all(bytes).ok()?;
-    Some(Arc::new(f))
-}
-
-/// Sends `len` bytes of `file` from offset 0 on the non-blocking `s`, waiting for writability.
-async fn send_file(s: &TcpStream, file: &std::fs::File, len: usize) -> std::io::Result<()> {
-    let mut off: nix::libc::off_t = 0;
-    while (off as usize) < len {
-        s.writable().await?;
-        let left = len - off as usize;
-        match s.try_io(tokio::io::Interest::WRITABLE, || {
-            nix::sys::sendfile::sendfile(s, file, Some(&mut off), left)
-                .map_err(std::io::Error::from)
-        }) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// A serialised request.
@@ -149,14 +113,30 @@ pub struct Wire {
     pub bytes: Bytes,
     /// A `HEAD` request: its answer has no body.
     pub head_request: bool,
-    /// The same bytes in a memory file, for `sendfile` (requests of [`SENDFILE_MIN`] or more).
+    /// How each send goes on the wire.
+    path: SendPath,
+    /// The same bytes in a memory file, for `sendfile`.
     file: Option<Arc<std::fs::File>>,
 }
 
 impl Wire {
-    /// True when sends go out with `sendfile` from a memory file.
-    pub fn uses_sendfile(&self) -> bool {
-        self.file.is_some()
+    /// The same request sent the `path` way (`sendfile` falls back to `write` where no memory
+    /// file can be made).
+    pub fn sending(mut self, path: SendPath) -> Wire {
+        self.file = None;
+        self.path = path;
+        if path == SendPath::Sendfile {
+            self.file = crate::send::memfd_copy(&self.bytes);
+            if self.file.is_none() {
+                self.path = SendPath::Write;
+            }
+        }
+        self
+    }
+
+    /// How each send goes on the wire.
+    pub fn path(&self) -> SendPath {
+        self.path
     }
 }
 
@@ -234,6 +214,8 @@ impl ReadBuf {
 pub struct Conn {
     authority: String,
     stream: Option<TcpStream>,
+    /// The pipe of the `splice` way, made on first use.
+    pipe: Option<Pipe>,
     rb: ReadBuf,
     /// Fires at or before the current request's deadline; re-armed only when early.
     timer: Option<Pin<Box<Sleep>>>,
@@ -245,6 +227,7 @@ impl Conn {
         Conn {
             authority: authority.to_string(),
             stream: None,
+            pipe: None,
             rb: ReadBuf {
                 buf: Vec::new(),
                 start: 0,
@@ -278,6 +261,7 @@ impl Conn {
         let res = {
             let mut ex = pin!(exchange(
                 &mut self.stream,
+                &mut self.pipe,
                 &mut self.rb,
                 &self.authority,
                 req,
@@ -302,11 +286,14 @@ impl Conn {
             Some(Ok(a)) => a,
             Some(Err(kind)) => {
                 self.stream = None;
+                self.pipe = None;
                 Answer::failed(kind)
             }
             None => {
-                // The connection is mid-exchange; HTTP/1.1 cannot reuse it.
+                // The connection is mid-exchange; HTTP/1.1 cannot reuse it, and its pipe may
+                // hold the rest of an unsent request.
                 self.stream = None;
+                self.pipe = None;
                 Answer::failed(ErrorKind::Timeout)
             }
         }
@@ -324,6 +311,7 @@ async fn connect(authority: &str) -> Result<TcpStream, ErrorKind> {
 /// One request and its answer on `stream`, (re)connecting as needed.
 async fn exchange(
     stream: &mut Option<TcpStream>,
+    pipe: &mut Option<Pipe>,
     rb: &mut ReadBuf,
     authority: &str,
     req: &Wire,
@@ -341,10 +329,7 @@ async fn exchange(
         let Some(s) = stream.as_mut() else {
             return Err(ErrorKind::Connect);
         };
-        let wrote = match &req.file {
-            Some(f) => send_file(s, f, req.bytes.len()).await,
-            None => s.write_all(&req.bytes).await,
-        };
+        let wrote = crate::send::send(s, &req.bytes, req.path, req.file.as_deref(), pipe).await;
         if wrote.is_err() {
             *stream = None;
             if reused && !retried {
@@ -504,10 +489,16 @@ mod tests {
         });
     }
 
-    /// A large request goes out with sendfile and arrives byte for byte, twice on one
-    /// keep-alive connection (the file offset starts at 0 for each send).
+    /// A large request arrives byte for byte each way it can be sent, twice on one keep-alive
+    /// connection (the file offset starts at 0 for each send, the pipe is empty after one).
     #[test]
-    fn large_requests_are_sent_whole_with_sendfile() {
+    fn large_requests_are_sent_whole_every_way() {
+        for path in SendPath::ALL {
+            large_request_sent_whole(path);
+        }
+    }
+
+    fn large_request_sent_whole(path: SendPath) {
         rt().block_on(async {
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = l.local_addr().unwrap().to_string();
@@ -515,8 +506,10 @@ mod tests {
                 .map(|i| (i % 251) as u8)
                 .collect::<Vec<_>>()
                 .into();
-            let w = Template::new(Method::POST, &addr, "/big", body, &[]).wire();
-            assert!(w.uses_sendfile());
+            let w = Template::new(Method::POST, &addr, "/big", body, &[])
+                .wire()
+                .sending(path);
+            assert_eq!(w.path(), path);
             let expect = w.bytes.clone();
             let server = tokio::spawn(async move {
                 let (mut s, _) = l.accept().await.unwrap();
@@ -542,10 +535,55 @@ mod tests {
                     a.outcome
                 );
             }
-            assert_eq!(server.await.unwrap(), [true, true], "bytes differ");
-            let small = Template::new(Method::POST, &addr, "/", Bytes::from_static(b"x"), &[]);
-            assert!(!small.wire().uses_sendfile());
+            assert_eq!(
+                server.await.unwrap(),
+                [true, true],
+                "{path:?}: bytes differ"
+            );
         });
+    }
+
+    /// A request cut short by its timeout (the peer stopped reading: the socket's buffers are
+    /// full mid-send) leaves nothing behind: the next one, on a new connection, arrives byte for
+    /// byte each way (the `splice` way's pipe is dropped with the connection).
+    #[test]
+    fn a_timeout_mid_send_leaves_nothing_behind() {
+        for path in SendPath::ALL {
+            rt().block_on(async {
+                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = l.local_addr().unwrap().to_string();
+                // Larger than loopback's socket buffers together, so the send blocks.
+                let body: Bytes = (0..16_000_000u32)
+                    .map(|i| (i % 249) as u8)
+                    .collect::<Vec<_>>()
+                    .into();
+                let w = Template::new(Method::POST, &addr, "/big", body, &[])
+                    .wire()
+                    .sending(path);
+                let expect = w.bytes.clone();
+                let server = tokio::spawn(async move {
+                    let (stalled, _) = l.accept().await.unwrap();
+                    let (mut s, _) = l.accept().await.unwrap();
+                    let mut req = vec![0u8; expect.len()];
+                    s.read_exact(&mut req).await.unwrap();
+                    s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .await
+                        .unwrap();
+                    drop(stalled);
+                    req == expect[..]
+                });
+                let mut c = Conn::new(&addr);
+                let a = c
+                    .send(&w, Duration::from_millis(300), Instant::now(), false)
+                    .await;
+                assert_eq!(a.outcome, Outcome::Failed(ErrorKind::Timeout), "{path:?}");
+                let a = c
+                    .send(&w, Duration::from_secs(30), Instant::now(), false)
+                    .await;
+                assert_eq!(a.outcome, Outcome::Ok { status: 200 }, "{path:?}");
+                assert!(server.await.unwrap(), "{path:?}: bytes differ");
+            });
+        }
     }
 
     #[test]

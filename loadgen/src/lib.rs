@@ -55,6 +55,7 @@ pub mod record;
 pub mod report;
 mod run;
 pub mod schedule;
+pub mod send;
 pub mod shard;
 pub mod timer;
 

@@ -4,6 +4,9 @@
 //! Percentiles are never averaged: each shard's HDR interval log is read back, its histograms
 //! are added per interval (interval `i` of every shard: with a shared `--start-at` the shards'
 //! windows start together) and over the run, and the percentiles are taken from the sums.
+//! The logs are streamed side by side (each is in time order): an interval is summed, written
+//! and folded into the window rows as soon as every shard has moved past it, so memory holds
+//! one interval's sum at a time however long the run ([`Merged::intervals`] counts them).
 //! Counts and errors by kind are summed from the shards' JSON reports. The merged run goes
 //! through [`crate::report::finish`], so the summary, JSON, Locust CSVs and plot are the ones a
 //! single run writes; the merged interval log is written here. A per-shard table (intended vs
@@ -13,15 +16,20 @@
 //! load model) or shard counts, two reports of one segment, and (unless `allow_missing`)
 //! missing segments, which are named.
 
+pub mod fixture;
+mod hdr;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::interval_log::{
-    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
+    IntervalLogHistogram, IntervalLogIterator, IntervalLogWriter, IntervalLogWriterBuilder,
+    LogEntry, Tag,
 };
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 use serde::Deserialize;
@@ -94,8 +102,10 @@ pub struct Merged {
     pub report: Report,
     /// One row per shard, in shard order.
     pub shards: Vec<ShardRow>,
-    /// Histograms per interval, summed over the shards (interval index, histograms).
-    pub intervals: Vec<(u64, Hists)>,
+    /// Intervals merged (each summed over the shards, written and dropped in turn).
+    pub intervals: u64,
+    /// Histograms over the whole run, summed over the shards.
+    pub total: Hists,
     /// Missing segments (only with `allow_missing`).
     pub missing: Vec<Shard>,
 }
@@ -127,6 +137,17 @@ pub fn report_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// Merges the shard reports `files` (each with its `--hdr-log` beside it or at its recorded
 /// path) and writes `outputs`.
 pub fn merge(files: &[PathBuf], outputs: Outputs, allow_missing: bool) -> Result<Merged> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    merge_with(files, outputs, allow_missing, threads)
+}
+
+/// [`merge`] with at most `threads` threads decoding the shards' logs (1: all on this one).
+pub fn merge_with(
+    files: &[PathBuf],
+    outputs: Outputs,
+    allow_missing: bool,
+    threads: usize,
+) -> Result<Merged> {
     let mut inputs = files
         .iter()
         .map(|f| read_input(f))
@@ -140,21 +161,18 @@ pub fn merge(files: &[PathBuf], outputs: Outputs, allow_missing: bool) -> Result
             run_name(&inputs[0].r.config)
         )));
     }
-    let mut intervals: BTreeMap<u64, Hists> = BTreeMap::new();
-    let mut rows = Vec::new();
-    for i in &inputs {
-        let mine = read_log(i, &mut intervals)?;
-        rows.push(shard_row(i, &mine));
-    }
+    let streamed = stream(&mut inputs, outputs.hdr_log.as_deref(), threads)?;
+    let rows: Vec<ShardRow> = inputs
+        .iter()
+        .zip(&streamed.own)
+        .map(|(i, mine)| shard_row(i, mine))
+        .collect();
     let mut warnings = slow_shard_warnings(&rows);
     if !missing.is_empty() {
         warnings.push(format!("merged without shards {}", list(&missing)));
     }
-    let intervals: Vec<(u64, Hists)> = intervals.into_iter().collect();
-    if let Some(p) = &outputs.hdr_log {
-        write_log(p, &inputs, &intervals)?;
-    }
-    let collected = collect(&inputs, &intervals, outputs, warnings)?;
+    let total = streamed.rows.total.clone();
+    let collected = collect(&inputs, streamed.rows, outputs, warnings)?;
     let quiet = collected.config.outputs.quiet;
     if !quiet {
         print!("{}", shard_table(&rows));
@@ -163,7 +181,8 @@ pub fn merge(files: &[PathBuf], outputs: Outputs, allow_missing: bool) -> Result
     Ok(Merged {
         report,
         shards: rows,
-        intervals,
+        intervals: streamed.intervals,
+        total,
         missing,
     })
 }
@@ -274,41 +293,311 @@ fn check_inputs(inputs: &[Input]) -> Result<Vec<Shard>> {
         .collect())
 }
 
-/// Reads a shard's interval log into `into` (summed per interval); returns the shard's own
-/// whole-run histograms. Checks the log names the same shard as the report.
-fn read_log(i: &Input, into: &mut BTreeMap<u64, Hists>) -> Result<Hists> {
-    let bad = |why: String| usage(format!("{}: {why}", i.log.display()));
-    let bytes = std::fs::read(&i.log).map_err(|e| bad(format!("cannot read ({e})")))?;
-    let want = log_identity(&i.r.config);
-    let id_line = bytes
-        .split(|b| *b == b'\n')
-        .find(|l| l.starts_with(format!("#{LOG_ID}").as_bytes()))
-        .map(|l| String::from_utf8_lossy(&l[1..]).trim().to_string());
-    if id_line.as_deref() != Some(want.as_str()) {
-        return Err(bad(format!(
-            "names {:?}, its report {} says {want:?}",
-            id_line.unwrap_or_else(|| "no shard".into()),
-            i.json.display()
-        )));
-    }
-    let mut mine = Hists::default();
-    for_each_interval(&bytes, |tag, start, hist| {
-        // Windows are 1 s from the shard's time zero: the interval's start names it.
-        let idx = start.as_secs_f64().round() as u64;
-        let slot = into.entry(idx).or_default();
-        let (sum, own) = match tag {
-            "corrected" => (&mut slot.corrected, &mut mine.corrected),
-            "service" => (&mut slot.service, &mut mine.service),
-            "lag" => (&mut slot.lag, &mut mine.lag),
-            _ => return Ok(()),
+/// One shard's interval log, read one entry ahead (a run writes it in time order).
+struct LogStream<'a> {
+    input: &'a Input,
+    lines: std::io::Lines<BufReader<std::fs::File>>,
+    /// Index of the last interval read.
+    last: Option<u64>,
+    /// The next interval: its index (whole seconds from the shard's time zero), tag, and its
+    /// histogram as encoded (decoded straight into the sums by [`hdr::Adder`]).
+    ahead: Option<(u64, String, Vec<u8>)>,
+}
+
+impl<'a> LogStream<'a> {
+    /// Opens the log and reads up to its first interval; checks it names the report's shard
+    /// (the comment comes before any interval).
+    fn open(i: &'a Input) -> Result<LogStream<'a>> {
+        let f = std::fs::File::open(&i.log).map_err(|e| i.bad(format!("cannot read ({e})")))?;
+        let mut s = LogStream {
+            input: i,
+            lines: BufReader::new(f).lines(),
+            last: None,
+            ahead: None,
         };
-        sum.add(&hist)
-            .map_err(|e| format!("a histogram out of range ({e:?})"))?;
-        own.add(&hist)
-            .map_err(|e| format!("a histogram out of range ({e:?})"))
+        let want = log_identity(&i.r.config);
+        let mut id_line = None;
+        s.read_ahead(|comment| {
+            if id_line.is_none() && comment.starts_with(&format!("#{LOG_ID}")) {
+                id_line = Some(comment[1..].trim().to_string());
+            }
+        })?;
+        if id_line.as_deref() != Some(want.as_str()) {
+            return Err(i.bad(format!(
+                "names {:?}, its report {} says {want:?}",
+                id_line.unwrap_or_else(|| "no shard".into()),
+                i.json.display()
+            )));
+        }
+        Ok(s)
+    }
+
+    /// Reads lines until the next interval (into `ahead`) or the end, showing comments to `f`.
+    fn read_ahead(&mut self, mut f: impl FnMut(&str)) -> Result<()> {
+        self.ahead = None;
+        for line in self.lines.by_ref() {
+            let mut line = line.map_err(|e| self.input.bad(format!("cannot read ({e})")))?;
+            if line.starts_with('#') {
+                f(&line);
+                continue;
+            }
+            // The log's parser wants each line ended.
+            line.push('\n');
+            let mut found = None;
+            for entry in IntervalLogIterator::new(line.as_bytes()) {
+                let entry = entry
+                    .map_err(|e| self.input.bad(format!("not an HDR interval log ({e:?})")))?;
+                if let LogEntry::Interval(h) = entry {
+                    let raw = base64_decode(h.encoded_histogram())
+                        .ok_or_else(|| self.input.bad("a histogram is not base64".into()))?;
+                    let tag = h.tag().map_or(String::new(), |t| t.as_str().to_string());
+                    found = Some((tag, h.start_timestamp(), raw));
+                }
+            }
+            if let Some((tag, start, hist)) = found {
+                // Windows are 1 s from the shard's time zero: the interval's start names it.
+                let idx = start.as_secs_f64().round() as u64;
+                if let Some(b) = self.last.filter(|b| idx < *b) {
+                    return Err(self.input.bad(format!(
+                        "interval at {idx} s after one at {b} s: not in time order"
+                    )));
+                }
+                self.last = Some(idx);
+                self.ahead = Some((idx, tag, hist));
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Input {
+    fn bad(&self, why: String) -> Error {
+        usage(format!("{}: {why}", self.log.display()))
+    }
+}
+
+/// What streaming the shards' logs produced.
+struct Streamed {
+    /// Each shard's own whole-run send-lag histogram (for its row), in input order.
+    own: Vec<Histogram<u64>>,
+    /// The merged window rows and whole-run histograms.
+    rows: RowMerger,
+    /// Intervals merged.
+    intervals: u64,
+}
+
+/// One worker's share of the shards: their logs, their own send-lag totals (input index, lag).
+struct Group<'a> {
+    logs: Vec<(usize, LogStream<'a>, Histogram<u64>)>,
+    adder: hdr::Adder,
+}
+
+impl<'a> Group<'a> {
+    /// The next interval any of its logs is at.
+    fn next(&self) -> Option<u64> {
+        self.logs
+            .iter()
+            .filter_map(|(_, l, _)| l.ahead.as_ref().map(|a| a.0))
+            .min()
+    }
+
+    /// Adds every entry of interval `idx` of its logs into `sum`, and reads on.
+    fn add_interval(&mut self, idx: u64, sum: &mut Hists) -> Result<()> {
+        for (_, l, mine) in &mut self.logs {
+            while let Some((_, tag, raw)) = l.ahead.take_if(|a| a.0 == idx) {
+                let added = match tag.as_str() {
+                    "corrected" => self.adder.add(&raw, &mut [&mut sum.corrected]),
+                    "service" => self.adder.add(&raw, &mut [&mut sum.service]),
+                    "lag" => self.adder.add(&raw, &mut [&mut sum.lag, mine]),
+                    _ => Ok(()),
+                };
+                added.map_err(|e| l.input.bad(e))?;
+                l.read_ahead(|_| {})?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs as a worker: each interval's partial sum goes to `tx` (their histograms come back
+    /// on `back` to be reused); returns the shards' own totals.
+    fn work(
+        mut self,
+        tx: &SyncSender<Result<(u64, Hists)>>,
+        back: &Receiver<Hists>,
+    ) -> Vec<(usize, Histogram<u64>)> {
+        while let Some(idx) = self.next() {
+            let mut part = back.try_recv().unwrap_or_default();
+            part.reset();
+            let r = self.add_interval(idx, &mut part).map(|()| (idx, part));
+            let failed = r.is_err();
+            if tx.send(r).is_err() || failed {
+                break;
+            }
+        }
+        self.logs.into_iter().map(|(k, _, own)| (k, own)).collect()
+    }
+}
+
+/// Streams the shards' logs side by side: each interval is summed over the shards (its entries
+/// decoded by a few worker threads, each summing its share of the shards, when there are
+/// CPUs for them), written to the merged log at `log` (if any) and folded into the window
+/// rows, then its sum is reused for the next one. Memory: a few interval sums, one entry read
+/// ahead per shard and each shard's send-lag total, whatever the number of intervals.
+fn stream(inputs: &mut [Input], log: Option<&Path>, threads: usize) -> Result<Streamed> {
+    let mut rows = RowMerger::new(inputs);
+    let inputs: &[Input] = inputs;
+    let workers = threads.clamp(1, 8).min(inputs.len().max(1));
+    let mut groups: Vec<Group> = (0..workers)
+        .map(|_| Group {
+            logs: Vec::new(),
+            adder: hdr::Adder::default(),
+        })
+        .collect();
+    for (k, i) in inputs.iter().enumerate() {
+        groups[k % workers]
+            .logs
+            .push((k, LogStream::open(i)?, crate::record::new_hist()));
+    }
+    let mut sum = Hists::default();
+    let mut intervals = 0u64;
+    let mut emit = |idx: u64, sum: &Hists, w: Option<&mut LogWriter<'_, '_>>| -> Result<()> {
+        if let (Some(w), Some(path)) = (w, log) {
+            write_interval(w, idx, sum).map_err(|e| log_error(path, e))?;
+        }
+        rows.add(idx, sum);
+        intervals += 1;
+        Ok(())
+    };
+    let own = std::thread::scope(|scope| -> Result<Vec<(usize, Histogram<u64>)>> {
+        let mut source = Source::start(scope, groups);
+        let mut drive = |mut w: Option<&mut LogWriter<'_, '_>>| -> Result<()> {
+            while let Some(idx) = source.next_into(&mut sum)? {
+                emit(idx, &sum, w.as_deref_mut())?;
+            }
+            Ok(())
+        };
+        match log {
+            None => drive(None)?,
+            Some(path) => with_log_writer(path, started(inputs), |w| drive(Some(w)))?,
+        }
+        source.finish()
+    })?;
+    let mut own: Vec<Histogram<u64>> = {
+        let mut v = own;
+        v.sort_by_key(|(k, _)| *k);
+        v.into_iter().map(|(_, h)| h).collect()
+    };
+    own.truncate(inputs.len());
+    Ok(Streamed {
+        own,
+        rows,
+        intervals,
     })
-    .map_err(bad)?;
-    Ok(mine)
+}
+
+/// The shards' own send-lag totals, by input index.
+type Owns = Vec<(usize, Histogram<u64>)>;
+
+type LogWriter<'a, 'b> = IntervalLogWriter<'a, 'b, BufWriter<std::fs::File>, V2DeflateSerializer>;
+
+/// Where the summed intervals come from: one group summed here, or worker threads' partial
+/// sums (one per worker and interval, added here).
+enum Source<'scope, 'a> {
+    Here(Box<Group<'a>>),
+    Workers {
+        rx: Vec<Receiver<Result<(u64, Hists)>>>,
+        back: Vec<SyncSender<Hists>>,
+        pending: Vec<Option<(u64, Hists)>>,
+        done: Vec<bool>,
+        handles: Vec<std::thread::ScopedJoinHandle<'scope, Owns>>,
+    },
+}
+
+impl<'scope, 'a: 'scope> Source<'scope, 'a> {
+    fn start<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        mut groups: Vec<Group<'a>>,
+    ) -> Source<'scope, 'a> {
+        if groups.len() == 1 {
+            return Source::Here(Box::new(groups.remove(0)));
+        }
+        let (mut rx, mut back, mut handles) = (Vec::new(), Vec::new(), Vec::new());
+        for g in groups {
+            let (tx, r) = sync_channel(1);
+            let (b, back_rx) = sync_channel(2);
+            rx.push(r);
+            back.push(b);
+            handles.push(scope.spawn(move || g.work(&tx, &back_rx)));
+        }
+        let n = rx.len();
+        Source::Workers {
+            rx,
+            back,
+            pending: (0..n).map(|_| None).collect(),
+            done: vec![false; n],
+            handles,
+        }
+    }
+
+    /// The next interval's index, its sum over every shard in `sum`; `None` at the end.
+    fn next_into(&mut self, sum: &mut Hists) -> Result<Option<u64>> {
+        match self {
+            Source::Here(g) => {
+                let Some(idx) = g.next() else {
+                    return Ok(None);
+                };
+                sum.reset();
+                g.add_interval(idx, sum)?;
+                Ok(Some(idx))
+            }
+            Source::Workers {
+                rx,
+                back,
+                pending,
+                done,
+                ..
+            } => {
+                for w in 0..rx.len() {
+                    if pending[w].is_none() && !done[w] {
+                        match rx[w].recv() {
+                            Ok(r) => pending[w] = Some(r?),
+                            Err(_) => done[w] = true,
+                        }
+                    }
+                }
+                let Some(idx) = pending.iter().flatten().map(|(i, _)| *i).min() else {
+                    return Ok(None);
+                };
+                sum.reset();
+                for w in 0..rx.len() {
+                    if let Some((_, part)) = pending[w].take_if(|(i, _)| *i == idx) {
+                        sum.add(&part);
+                        let _ = back[w].try_send(part);
+                    }
+                }
+                Ok(Some(idx))
+            }
+        }
+    }
+
+    /// The shards' own send-lag totals (input index, histogram).
+    fn finish(self) -> Result<Vec<(usize, Histogram<u64>)>> {
+        match self {
+            Source::Here(g) => Ok(g.logs.into_iter().map(|(k, _, own)| (k, own)).collect()),
+            Source::Workers { rx, handles, .. } => {
+                drop(rx);
+                let mut out = Vec::new();
+                for h in handles {
+                    out.extend(
+                        h.join()
+                            .map_err(|_| usage("a merge worker thread panicked"))?,
+                    );
+                }
+                Ok(out)
+            }
+        }
+    }
 }
 
 /// Calls `f` with each interval histogram of the HDR interval log `bytes`: its tag (empty when
@@ -323,18 +612,27 @@ pub fn for_each_interval(
         let LogEntry::Interval(h) = entry else {
             continue;
         };
-        let raw = base64_decode(h.encoded_histogram())
-            .ok_or_else(|| "a histogram is not base64".to_string())?;
-        let hist: Histogram<u64> = de
-            .deserialize(&mut raw.as_slice())
-            .map_err(|e| format!("a histogram does not decode ({e:?})"))?;
-        f(
-            h.tag().map_or("", |t| t.as_str()),
-            h.start_timestamp(),
-            hist,
-        )?;
+        let (tag, start, hist) = decode(&h, &mut de)?;
+        f(&tag, start, hist)?;
     }
     Ok(())
+}
+
+/// An interval entry's tag (empty when untagged), start and histogram.
+fn decode(
+    h: &IntervalLogHistogram<'_>,
+    de: &mut Deserializer,
+) -> std::result::Result<(String, Duration, Histogram<u64>), String> {
+    let raw = base64_decode(h.encoded_histogram())
+        .ok_or_else(|| "a histogram is not base64".to_string())?;
+    let hist: Histogram<u64> = de
+        .deserialize(&mut raw.as_slice())
+        .map_err(|e| format!("a histogram does not decode ({e:?})"))?;
+    Ok((
+        h.tag().map_or(String::new(), |t| t.as_str().to_string()),
+        h.start_timestamp(),
+        hist,
+    ))
 }
 
 /// Standard base64 (the interval log's encoding) without a dependency of its own.
@@ -367,8 +665,8 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn shard_row(i: &Input, mine: &Hists) -> ShardRow {
-    let lag = Percentiles::of(&mine.lag);
+fn shard_row(i: &Input, lag: &Histogram<u64>) -> ShardRow {
+    let lag = Percentiles::of(lag);
     ShardRow {
         shard: i.r.config.shard,
         intended_rps: i.r.rates.intended_rps,
@@ -494,13 +792,14 @@ fn request_of(cfg: &Config, bytes: u64, target: String) -> Request {
         name,
         bytes,
         target,
+        send: None,
     }
 }
 
 /// The merged run as a [`Collected`], for [`report::finish`].
 fn collect(
     inputs: &[Input],
-    intervals: &[(u64, Hists)],
+    rows: RowMerger,
     outputs: Outputs,
     mut warnings: Vec<String>,
 ) -> Result<Collected> {
@@ -510,10 +809,7 @@ fn collect(
     let n = r0.config.shard.count;
     config.shard = Shard::WHOLE;
     let mut counts = Counts::default();
-    let mut hists = Hists::default();
-    for (_, h) in intervals {
-        hists.add(h);
-    }
+    let (windows, hists) = rows.finish();
     for i in inputs {
         counts.add(&counts_of(&i.r));
         for w in &i.r.generator.warnings {
@@ -534,10 +830,7 @@ fn collect(
             format!("{} of {n} shards: {target}", inputs.len()),
         ),
         config,
-        started_unix_s: inputs
-            .iter()
-            .map(|i| i.r.started_unix_s)
-            .fold(f64::INFINITY, f64::min),
+        started_unix_s: started(inputs),
         elapsed_s: max(&|r| r.elapsed_s),
         last_send_s: max(&|r| r.rates.send_wall_s),
         duration_s: r0.rates.schedule_s,
@@ -548,77 +841,123 @@ fn collect(
         dropped: inputs.iter().map(|i| i.r.totals.dropped).sum(),
         cancelled: inputs.iter().map(|i| i.r.totals.cancelled).sum(),
         intended_total: sum(&|r| r.rates.intended_total),
-        windows: merged_windows(inputs, intervals),
+        windows,
         cpu_seconds: sum(&|r| r.generator.cpu_seconds),
         warnings,
         failures_seen: BTreeMap::new(),
     })
 }
 
-/// Window rows summed over the shards (row `i` of each), percentiles from the summed interval
-/// histograms; server statistics (one server, seen by every shard) from the first shard.
-fn merged_windows(inputs: &[Input], intervals: &[(u64, Hists)]) -> Windows {
-    let mut out = Windows::new();
-    let rows = inputs.iter().map(|i| i.r.windows.len()).max().unwrap_or(0);
-    let mut total = Hists::default();
-    let mut cum = (0u64, 0u64, 0u64);
-    let empty = Hists::default();
-    for k in 0..rows {
+/// The earliest time zero of the shards, Unix seconds.
+fn started(inputs: &[Input]) -> f64 {
+    inputs
+        .iter()
+        .map(|i| i.r.started_unix_s)
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Window rows summed over the shards (row `k` of each), their percentiles from interval `k`'s
+/// summed histograms, built as the intervals stream past ([`RowMerger::add`]), and the
+/// whole-run histograms. Server statistics (one server, seen by every shard) come from the
+/// first shard.
+struct RowMerger {
+    /// Each shard's window rows (from its report).
+    shard_rows: Vec<Vec<WindowRow>>,
+    /// Rows to make: the most any shard has.
+    rows: usize,
+    /// The next row to make.
+    next: usize,
+    out: Windows,
+    /// Everything added so far: the whole run once all intervals went past.
+    total: Hists,
+    cum: (u64, u64, u64),
+    empty: Hists,
+}
+
+impl RowMerger {
+    /// Takes the shards' window rows out of their reports.
+    fn new(inputs: &mut [Input]) -> RowMerger {
+        let shard_rows: Vec<Vec<WindowRow>> = inputs
+            .iter_mut()
+            .map(|i| std::mem::take(&mut i.r.windows))
+            .collect();
+        RowMerger {
+            rows: shard_rows.iter().map(Vec::len).max().unwrap_or(0),
+            shard_rows,
+            next: 0,
+            out: Windows::new(),
+            total: Hists::default(),
+            cum: (0, 0, 0),
+            empty: Hists::default(),
+        }
+    }
+
+    /// Interval `idx`'s summed histograms (intervals come in order): the rows before it that
+    /// had no interval, then its own row.
+    fn add(&mut self, idx: u64, h: &Hists) {
+        self.total.add(h);
+        while (self.next as u64) < idx && self.next < self.rows {
+            self.row(None);
+        }
+        if self.next as u64 == idx && self.next < self.rows {
+            self.row(Some(h));
+        }
+    }
+
+    /// The remaining rows (no interval of their own), and the whole-run histograms.
+    fn finish(mut self) -> (Windows, Hists) {
+        while self.next < self.rows {
+            self.row(None);
+        }
+        (self.out, self.total)
+    }
+
+    /// Row `next`, with its interval's histograms (`None`: it had none).
+    fn row(&mut self, h: Option<&Hists>) {
+        let h = h.unwrap_or(&self.empty);
+        let k = self.next;
+        self.next += 1;
         let mut acc: Option<WindowRow> = None;
-        for i in inputs {
-            let Some(w) = i.r.windows.get(k) else {
-                continue;
-            };
+        for w in self.shard_rows.iter().filter_map(|r| r.get(k)) {
             acc = Some(match acc {
                 None => w.clone(),
                 Some(a) => add_row(a, w),
             });
         }
-        let Some(mut row) = acc else { continue };
-        let h = intervals
-            .iter()
-            .find(|(idx, _)| *idx == k as u64)
-            .map_or(&empty, |(_, h)| h);
-        total.add(h);
+        let Some(mut row) = acc else { return };
         row.corrected = Percentiles::of(&h.corrected);
         row.service = Percentiles::of(&h.service);
         row.send_lag = Percentiles::of(&h.lag);
-        cum = (cum.0 + row.completed, cum.1 + row.errors, cum.2);
+        self.cum = (
+            self.cum.0 + row.completed,
+            self.cum.1 + row.errors,
+            self.cum.2,
+        );
+        // The running total of the rows so far (interval k included).
         let history = History {
             locust: if h.corrected.is_empty() {
                 Vec::new()
             } else {
                 report::finish::locust_percentiles(&h.corrected)
             },
-            total: Percentiles::of(&total.corrected),
-            total_counts: cum,
+            total: Percentiles::of(&self.total.corrected),
+            total_counts: self.cum,
         };
-        out.push(&row, &history);
+        self.out.push(&row, &history);
     }
-    out
 }
 
 fn add_row(mut a: WindowRow, w: &WindowRow) -> WindowRow {
     a.t_s = a.t_s.max(w.t_s);
     a.dt_s = a.dt_s.max(w.dt_s);
     a.unix_s = a.unix_s.max(w.unix_s);
-    a.intended += w.intended;
-    a.scheduled += w.scheduled;
-    a.sent += w.sent;
-    a.completed += w.completed;
-    a.ok += w.ok;
-    a.errors += w.errors;
-    a.dropped += w.dropped;
-    a.late_sends += w.late_sends;
+    crate::record::add_fields!(a, w; intended, scheduled, sent, completed, ok, errors, dropped,
+        late_sends, intended_rps, achieved_rps, in_flight, backlog);
     a.dispatcher_gaps.add(&w.dispatcher_gaps);
-    a.intended_rps += w.intended_rps;
-    a.achieved_rps += w.achieved_rps;
-    a.in_flight += w.in_flight;
     a.users = match (a.users, w.users) {
         (Some(x), Some(y)) => Some(x + y),
         (x, y) => x.or(y),
     };
-    a.backlog += w.backlog;
     a.cpu_ratio = match (a.cpu_ratio, w.cpu_ratio) {
         (Some(x), Some(y)) => Some(x + y),
         (x, y) => x.or(y),
@@ -626,19 +965,25 @@ fn add_row(mut a: WindowRow, w: &WindowRow) -> WindowRow {
     a
 }
 
-/// Writes the summed intervals as an HDR interval log like a run's.
-fn write_log(path: &Path, inputs: &[Input], intervals: &[(u64, Hists)]) -> Result<()> {
-    let err = |e: String| Error::Output {
+fn log_error(path: &Path, e: String) -> Error {
+    Error::Output {
         what: "HDR log",
         reason: format!("{}: {e}", path.display()),
-    };
-    let start = inputs
-        .iter()
-        .map(|i| i.r.started_unix_s)
-        .fold(f64::INFINITY, f64::min);
-    let start = UNIX_EPOCH + Duration::from_secs_f64(start.max(0.0));
+    }
+}
+
+/// Opens the merged interval log at `path` (time zero `start_unix_s`) and lets `f` write to it.
+fn with_log_writer(
+    path: &Path,
+    start_unix_s: f64,
+    f: impl FnOnce(
+        &mut IntervalLogWriter<'_, '_, BufWriter<std::fs::File>, V2DeflateSerializer>,
+    ) -> Result<()>,
+) -> Result<()> {
+    let err = |e: String| log_error(path, e);
+    let start = UNIX_EPOCH + Duration::from_secs_f64(start_unix_s.max(0.0));
     let file = std::fs::File::create(path).map_err(|e| err(e.to_string()))?;
-    let mut f = BufWriter::new(file);
+    let mut out = BufWriter::new(file);
     let mut ser = V2DeflateSerializer::new();
     {
         let mut log = IntervalLogWriterBuilder::new()
@@ -648,22 +993,28 @@ fn write_log(path: &Path, inputs: &[Input], intervals: &[(u64, Hists)]) -> Resul
             .with_start_time(start)
             .with_base_time(start)
             .with_max_value_divisor(1000.0)
-            .begin_log_with(&mut f, &mut ser)
+            .begin_log_with(&mut out, &mut ser)
             .map_err(|e| err(e.to_string()))?;
-        let one = Duration::from_secs(1);
-        for (idx, h) in intervals {
-            let at = Duration::from_secs(*idx);
-            for (hist, tag) in [
-                (&h.corrected, "corrected"),
-                (&h.service, "service"),
-                (&h.lag, "lag"),
-            ] {
-                log.write_histogram(hist, at, one, Tag::new(tag))
-                    .map_err(|e| err(format!("{e:?}")))?;
-            }
-        }
+        f(&mut log)?;
     }
-    f.flush().map_err(|e| err(e.to_string()))?;
+    out.flush().map_err(|e| err(e.to_string()))
+}
+
+/// One summed interval into the merged log, like a run writes it.
+fn write_interval(
+    log: &mut LogWriter<'_, '_>,
+    idx: u64,
+    h: &Hists,
+) -> std::result::Result<(), String> {
+    let (at, one) = (Duration::from_secs(idx), Duration::from_secs(1));
+    for (hist, tag) in [
+        (&h.corrected, "corrected"),
+        (&h.service, "service"),
+        (&h.lag, "lag"),
+    ] {
+        log.write_histogram(hist, at, one, Tag::new(tag))
+            .map_err(|e| format!("{e:?}"))?;
+    }
     Ok(())
 }
 

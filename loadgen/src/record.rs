@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -115,6 +116,15 @@ impl Gaps {
     }
 }
 
+/// `a.f += b.f` for each field `f` named: counters summed field by field (window counts, window
+/// rows of several shards).
+macro_rules! add_fields {
+    ($a:expr, $b:expr; $($f:ident),+ $(,)?) => {
+        $( $a.$f += $b.$f; )+
+    };
+}
+pub(crate) use add_fields;
+
 /// Counters for one window (or, summed, for the run).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Counts {
@@ -162,14 +172,7 @@ impl Counts {
 
     /// Adds `other` into `self`.
     pub fn add(&mut self, other: &Counts) {
-        self.sent += other.sent;
-        self.completed += other.completed;
-        self.ok += other.ok;
-        self.errors += other.errors;
-        self.late_sends += other.late_sends;
-        self.late_waited += other.late_waited;
-        self.after_end += other.after_end;
-        self.bytes_in += other.bytes_in;
+        add_fields!(self, other; sent, completed, ok, errors, late_sends, late_waited, after_end, bytes_in);
         self.dispatcher_gaps.add(&other.dispatcher_gaps);
         for (k, v) in &other.by_kind {
             *self.by_kind.entry(*k).or_default() += v;
@@ -181,7 +184,7 @@ impl Counts {
 }
 
 /// The three latency views of a window.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Hists {
     /// End minus intended start (coordinated-omission corrected).
     pub corrected: Histogram<u64>,
@@ -191,13 +194,52 @@ pub struct Hists {
     pub lag: Histogram<u64>,
 }
 
+/// [`Hists`] alive now, and the most alive at once since [`hists_peak_reset`]: a few hundred
+/// kB each, made per window or interval, never per request (`kis-loadgen merge` is tested to
+/// hold a number of them that does not grow with the run's length).
+static HISTS_LIVE: AtomicUsize = AtomicUsize::new(0);
+static HISTS_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// The most [`Hists`] alive at once since the last [`hists_peak_reset`].
+pub fn hists_peak() -> usize {
+    HISTS_PEAK.load(Ordering::Relaxed)
+}
+
+/// Starts a new [`hists_peak`] from the number alive now.
+pub fn hists_peak_reset() {
+    HISTS_PEAK.store(HISTS_LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+fn hists_born() {
+    let now = HISTS_LIVE.fetch_add(1, Ordering::Relaxed) + 1;
+    HISTS_PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
 impl Default for Hists {
     fn default() -> Self {
+        hists_born();
         Hists {
             corrected: new_hist(),
             service: new_hist(),
             lag: new_hist(),
         }
+    }
+}
+
+impl Clone for Hists {
+    fn clone(&self) -> Self {
+        hists_born();
+        Hists {
+            corrected: self.corrected.clone(),
+            service: self.service.clone(),
+            lag: self.lag.clone(),
+        }
+    }
+}
+
+impl Drop for Hists {
+    fn drop(&mut self) {
+        HISTS_LIVE.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

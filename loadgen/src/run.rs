@@ -213,6 +213,8 @@ struct Running {
     /// Warning when the run started after its `--start-at` (the schedule is not shifted).
     late_start: Option<String>,
     duration_s: f64,
+    /// How the requests are sent, and the calibration that chose it.
+    send: crate::send::SendChoice,
 }
 
 /// Input files must be readable before the target is contacted (the flag is named if not).
@@ -301,10 +303,7 @@ fn plan_load(
     Ok(match (&cfg.load, profile) {
         (
             Load::Open {
-                arrivals,
-                max_in_flight,
-                overflow,
-                ..
+                arrivals, overflow, ..
             },
             Some(p),
         ) => PlanLoad::Open {
@@ -313,7 +312,7 @@ fn plan_load(
             seed: cfg.seed,
             // HTTP/1.1 carries one request per connection: the in-flight limit is the number of
             // connections that take arrivals.
-            connections: (*max_in_flight).min(cfg.connections),
+            connections: cfg.connections_used(),
             overflow: *overflow,
         },
         (
@@ -341,6 +340,11 @@ fn plan_load(
 async fn start(cfg: &Config) -> Result<Running> {
     let (profile, users_profile) = profiles(cfg)?;
     let prepared = prepare(cfg).await?;
+    // Before time zero is set, so it costs the schedule nothing (at most about half a second).
+    let wire = prepared.template.wire();
+    let send = crate::send::choose(&wire.bytes, cfg.send_path, cfg.connections_used());
+    let wire = wire.sending(send.path);
+    tracing::debug!("send path: {}", send.line());
     let metrics = Arc::new(Metrics::new());
     let mut background = JoinSet::new();
     if let Some(addr) = &cfg.outputs.metrics_addr {
@@ -367,7 +371,7 @@ async fn start(cfg: &Config) -> Result<Running> {
         .unwrap_or("")
         .to_string();
     let engine = Engine::start(Plan {
-        wire: prepared.template.wire(),
+        wire,
         authority,
         timeout: Duration::from_secs_f64(cfg.timeout_s),
         t0,
@@ -388,6 +392,7 @@ async fn start(cfg: &Config) -> Result<Running> {
         t0_sys,
         late_start,
         duration_s,
+        send,
     })
 }
 
@@ -539,6 +544,7 @@ async fn collect(cfg: &Config, mut run: Running) -> Result<Collected> {
                 describe_load(cfg, run.profile.as_ref()),
                 run.prepared.describe
             ),
+            send: Some(run.send.clone()),
         },
         started_unix_s: started_unix,
         elapsed_s: elapsed,
@@ -823,10 +829,7 @@ fn warn_about(col: &mut Collector, cfg: &Config, row: &WindowRow, win: &Window, 
         late_waited: win.counts.late_waited,
         lag_p99_ms: row.send_lag.p99_ms,
         in_flight: row.in_flight,
-        connections: match &cfg.load {
-            Load::Open { max_in_flight, .. } => (*max_in_flight).min(cfg.connections) as u64,
-            Load::Closed { users, .. } => u64::from(*users),
-        },
+        connections: cfg.connections_used() as u64,
         backlog_before: col.last_backlog,
         backlog: row.backlog,
         service_p50_ms: row.service.p50_ms,

@@ -27,6 +27,8 @@ pub struct Request {
     pub bytes: u64,
     /// Human description of load and target.
     pub target: String,
+    /// How the requests were sent (`None`: not known, e.g. a merge).
+    pub send: Option<crate::send::SendChoice>,
 }
 
 /// Everything a run (or a merge of runs) collected.
@@ -130,6 +132,7 @@ impl Report {
                 warnings,
             },
             request_bytes: c.request.bytes,
+            send_path: c.request.send,
             target: c.request.target,
         }
     }

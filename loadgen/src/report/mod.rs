@@ -282,6 +282,9 @@ pub struct Report {
     pub generator: Generator,
     /// Request body size, bytes.
     pub request_bytes: u64,
+    /// How the requests were sent, and the start-up calibration that chose it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_path: Option<crate::send::SendChoice>,
     /// Human description of the target.
     pub target: String,
     /// The failures with the windows they were first and last seen in (for the Locust CSV;
@@ -423,6 +426,9 @@ impl Report {
             "generator  {:.2} CPU-s, {:.0} req/CPU-s, late sends {}",
             g.cpu_seconds, g.requests_per_cpu_second, t.late_sends
         );
+        if let Some(c) = self.send_path.as_ref().filter(|c| !c.cpu_us.is_empty()) {
+            let _ = writeln!(s, "send path  {}", c.line());
+        }
         if self.config.load.busy_poll() {
             let _ = writeln!(
                 s,

@@ -200,19 +200,8 @@ fn sigint_flushes_every_output() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
-    let sent_at = Instant::now();
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
-    assert!(
-        sent_at.elapsed() < Duration::from_secs(6),
-        "drain took {:?}",
-        sent_at.elapsed()
-    );
+    let (status, took) = interrupt_after(&mut child, Duration::from_millis(2500));
+    assert!(took < Duration::from_secs(6), "drain took {took:?}");
     // A run cut short exits 130 (documented), not 0: scripts can tell it from a full run.
     assert_eq!(status.code(), Some(130), "{status:?}");
     let doc: serde_json::Value =
@@ -333,15 +322,7 @@ fn a_huge_rate_honours_sigint_and_counts_what_it_never_sent() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(2000));
-        let sent_at = Instant::now();
-        let kill = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let status = child.wait().unwrap();
-        let took = sent_at.elapsed();
+        let (status, took) = interrupt_after(&mut child, Duration::from_millis(2000));
         assert!(
             took < Duration::from_millis(2500),
             "{overflow}: exit took {took:?}"
@@ -362,4 +343,21 @@ fn a_huge_rate_honours_sigint_and_counts_what_it_never_sent() {
             "{overflow}: {t}"
         );
     }
+}
+
+/// Sends SIGINT to `child` after `after`, waits for it to exit: its status, and how long it took
+/// from the signal.
+fn interrupt_after(
+    child: &mut std::process::Child,
+    after: Duration,
+) -> (std::process::ExitStatus, Duration) {
+    std::thread::sleep(after);
+    let sent_at = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    (status, sent_at.elapsed())
 }

@@ -4,6 +4,24 @@ use kis_fixtures::Triton;
 
 use crate::common::{run, tempdir};
 
+/// A 1 s constant-rate run against `model` on the Triton at `url`, with `extra` flags.
+fn constant_1s(url: &str, model: &str, rate: &str, extra: &[&str]) -> kis_loadgen::Report {
+    let mut args = vec![
+        "--url",
+        url,
+        "--model",
+        model,
+        "--pattern",
+        "constant",
+        "--rate",
+        rate,
+        "--duration",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 #[test]
 fn identity_and_image_binary_and_json_and_faulty_errors_by_kind() {
     let triton = Triton::start().expect("Triton fixture (run scripts/setup.sh)");
@@ -50,28 +68,39 @@ fn identity_and_image_binary_and_json_and_faulty_errors_by_kind() {
                     "{}",
                     r.request_bytes
                 );
+                // The default (auto) measured each way at start-up and says so.
+                let sp = r.send_path.as_ref().expect("send_path in the report");
+                assert!(sp.how.starts_with("calibrated"), "{sp:?}");
+                // splice is left out for a user whose pipe budget 64 connections would pass.
+                assert!(sp.cpu_us.len() >= 2, "{sp:?}");
+                assert!(sp.cpu_us.contains_key(&sp.path), "{sp:?}");
             }
         }
+    }
+    // Every way of sending the 602 KB tensor (write, sendfile, splice): Triton parses each
+    // request's header length and tensor size, so a byte missing or extra fails it.
+    for path in ["write", "sendfile", "splice"] {
+        let r = constant_1s(
+            &url,
+            "image",
+            "10",
+            &["--send-path", path, "--timeout", "20s", "--grace", "20s"],
+        );
+        assert_eq!(
+            (r.totals.requests, r.totals.ok),
+            (10, 10),
+            "{path}: {:?}",
+            r.totals
+        );
+        let sp = r.send_path.as_ref().expect("send_path in the report");
+        assert_eq!(sp.path.as_str(), path, "{sp:?}");
     }
     // faulty: INPUT0[0] == -1 answers with an error, <= -2 raises; both are status errors (500).
     let dir = tempdir("faulty");
     for v in [-1.0f32, -2.0] {
         let f = dir.join(format!("in{v}.bin"));
         std::fs::write(&f, v.to_le_bytes()).unwrap();
-        let r = run(&[
-            "--url",
-            &url,
-            "--model",
-            "faulty",
-            "--input",
-            f.to_str().unwrap(),
-            "--pattern",
-            "constant",
-            "--rate",
-            "20",
-            "--duration",
-            "1s",
-        ]);
+        let r = constant_1s(&url, "faulty", "20", &["--input", f.to_str().unwrap()]);
         assert_eq!(r.totals.ok, 0, "{v}: {:?}", r.totals);
         assert_eq!(
             r.totals.errors_by_kind.get("status"),
@@ -89,22 +118,12 @@ fn identity_and_image_binary_and_json_and_faulty_errors_by_kind() {
     // A sleep longer than --timeout is a timeout error.
     let f = dir.join("slow.bin");
     std::fs::write(&f, 1500.0f32.to_le_bytes()).unwrap();
-    let r = run(&[
-        "--url",
+    let r = constant_1s(
         &url,
-        "--model",
         "faulty",
-        "--input",
-        f.to_str().unwrap(),
-        "--pattern",
-        "constant",
-        "--rate",
         "4",
-        "--duration",
-        "1s",
-        "--timeout",
-        "300ms",
-    ]);
+        &["--input", f.to_str().unwrap(), "--timeout", "300ms"],
+    );
     assert_eq!(
         r.totals.errors_by_kind.get("timeout"),
         Some(&4),
