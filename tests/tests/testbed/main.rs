@@ -8,4 +8,5 @@ mod common;
 mod drain;
 mod hpa;
 mod lifecycle;
+mod live;
 mod up_down;
