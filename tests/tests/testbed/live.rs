@@ -184,7 +184,12 @@ fn wait_spec(tb: &Testbed, n: i64, ready: bool) {
     .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// Withdraws the agent's last target (so no later test's HPA reads it within its TTL), then
+/// removes the HPA and the Deployment.
 fn tear_down(tb: &Testbed) {
+    if let Some(a) = &tb.adapter {
+        let _ = a.withdraw(NS, "kis-replicas", &[("target", APP)]);
+    }
     let _ = tb.cp.admin.run(&["-n", NS, "delete", "hpa", APP]);
     clean_up(tb, NS, &[APP]);
 }
@@ -378,6 +383,8 @@ fn live_falls_back_to_the_rule_within_two_periods_when_prometheus_stalls() {
     serving(tb);
     let prom_pid = tb.prometheus.as_ref().unwrap().pid();
     // Full trust in a policy that holds 1; the rule says 2.
+    let port = kis_fixtures::free_port().to_string();
+    let metrics_addr = format!("127.0.0.1:{port}");
     let agent = start_agent(
         tb,
         &[
@@ -391,6 +398,8 @@ fn live_falls_back_to_the_rule_within_two_periods_when_prometheus_stalls() {
             "2s",
             "--request-timeout",
             "1s",
+            "--metrics-addr",
+            &metrics_addr,
         ],
     );
     let bound = Duration::from_secs(60);
@@ -449,8 +458,69 @@ fn live_falls_back_to_the_rule_within_two_periods_when_prometheus_stalls() {
             .ok_or_else(|| format!("{:?}", d.last()))
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    // Its /metrics counted the fallback and the decisions.
+    let text = metrics_text(&metrics_addr);
+    let fallbacks = metric_value(&text, "kis_agent_fallbacks_total{reason=\"query_failed\"}");
+    assert!(fallbacks >= 1.0, "{text}");
+    assert!(
+        metric_value(
+            &text,
+            "kis_agent_decisions_total{pool=\"cpu\",source=\"policy\"}"
+        ) >= 1.0
+    );
+    assert!(
+        text.contains("kis_agent_observation{feature=\"queue\"}"),
+        "{text}"
+    );
+    assert!(text.contains("kis_agent_decision_seconds_bucket"), "{text}");
+
+    // The adapter stalls: publishes fail and are counted, decisions go on, and resume after.
+    let adapter = Stopped::stop(tb.adapter.as_ref().unwrap().pid());
+    let n = agent.decisions().len();
+    wait_until("a failed publish", Duration::from_secs(30), || {
+        let d = agent.decisions();
+        d.iter()
+            .skip(n)
+            .find(|x| x["pools"][0]["publish_ok"] == false)
+            .map(|_| ())
+            .ok_or_else(|| format!("{:?}", d.last()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    drop(adapter);
+    let n = agent.decisions().len();
+    wait_until("publishing again", bound, || {
+        let d = agent.decisions();
+        d.iter()
+            .skip(n)
+            .find(|x| x["pools"][0]["publish_ok"] == true)
+            .map(|_| ())
+            .ok_or_else(|| format!("{:?}", d.last()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    let text = metrics_text(&metrics_addr);
+    assert!(
+        metric_value(&text, "kis_agent_publish_errors_total{pool=\"cpu\"}") >= 1.0,
+        "{text}"
+    );
     drop(agent);
     tear_down(tb);
+}
+
+/// The agent's /metrics text.
+fn metrics_text(addr: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://{addr}/metrics"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of the sample `series` (name and labels as printed) in an exposition; NaN if absent.
+fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 #[test]
@@ -533,5 +603,96 @@ fn live_bad_input_is_one_line_and_exit_1() {
             "{flags:?}: {err}"
         );
     }
+    tear_down(tb);
+}
+
+#[test]
+fn live_falls_back_to_the_rule_within_two_periods_when_a_series_goes_stale() {
+    let _turn = turn();
+    let tb = testbed();
+    serving(tb);
+    // A Triton that hangs keeps its Pod Ready here (the probe tolerates it for 10 minutes), so
+    // only its metrics go stale: Prometheus's scrapes time out and the series disappear.
+    let patch = r#"[{"op": "replace", "path": "/spec/template/spec/containers/0/readinessProbe/failureThreshold", "value": 600}]"#;
+    tb.cp
+        .admin
+        .run(&[
+            "-n",
+            NS,
+            "patch",
+            "deployment",
+            APP,
+            "--type=json",
+            "-p",
+            patch,
+        ])
+        .unwrap();
+    wait_until("the patched Pod alone", READY_BOUND, || {
+        let p = pods(tb, NS, APP);
+        let patched = p
+            .iter()
+            .all(|p| p["spec"]["containers"][0]["readinessProbe"]["failureThreshold"] == 600);
+        if p.len() == 1 && patched && is_ready(&p[0]) {
+            Ok(())
+        } else {
+            Err(format!("{} Pods", p.len()))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let pid = crate::common::container_pid(&pods(tb, NS, APP)[0]).expect("a Triton PID");
+    let agent = start_agent(
+        tb,
+        &[
+            "--mode",
+            "full",
+            "--policy",
+            "hold",
+            "--rule",
+            "fixed:2",
+            "--period",
+            "2s",
+            "--discovery-grace",
+            "5s",
+        ],
+    );
+    let bound = Duration::from_secs(90);
+    wait_until("policy decisions", bound, || {
+        match agent.decisions().last() {
+            Some(x) if x["pools"][0]["source"] == "policy" && x["fallback"].is_null() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    let stalled = Stopped::stop(pid);
+    let before = agent.decisions().len();
+    let stale = wait_until("a stale fallback", Duration::from_secs(30), || {
+        let d = agent.decisions();
+        d.iter()
+            .skip(before)
+            .position(|x| x["fallback"] == "stale")
+            .map(|i| (i, d[before + i].clone()))
+            .ok_or_else(|| format!("{:?}", d.last()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    // The scrape timeout (1 s) plus two periods: within the third decision after the stall.
+    assert!(
+        stale.0 <= 2,
+        "stale only at decision {} after the stall",
+        stale.0 + 1
+    );
+    assert_eq!(stale.1["pools"][0]["source"], "fallback", "{}", stale.1);
+    assert_eq!(published(&stale.1), 2, "{}", stale.1);
+    drop(stalled);
+    let n = agent.decisions().len();
+    wait_until("the policy again", bound, || {
+        let d = agent.decisions();
+        d.iter()
+            .skip(n)
+            .find(|x| x["fallback"].is_null() && x["pools"][0]["source"] == "policy")
+            .map(|_| ())
+            .ok_or_else(|| format!("{:?}", d.last()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    drop(agent);
     tear_down(tb);
 }
