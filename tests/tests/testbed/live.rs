@@ -696,3 +696,97 @@ fn live_falls_back_to_the_rule_within_two_periods_when_a_series_goes_stale() {
     drop(agent);
     tear_down(tb);
 }
+
+/// The kis-loadgen binary next to this test binary (`cargo build -p kis-loadgen`).
+fn loadgen_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("kis-loadgen");
+    assert!(
+        bin.is_file(),
+        "{} not found: `cargo build -p kis-loadgen` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn live_under_a_short_spike_scales_up_and_back_down_losing_nothing() {
+    let _turn = turn();
+    let tb = testbed();
+    let lb = tb.balancer.as_ref().expect("the testbed runs nginx");
+    serving(tb);
+    // The HPA-on-queue rule (2 waiting requests per Pod), at most 3 Pods, scaling down after 10 s
+    // instead of 300 s so the test sees the way back.
+    let rule = r#"{"kind":"hpa","min_replicas":1,"max_replicas":3,"downscale_stabilization":10,"metrics":[{"type":"external","name":"queue_len","target":{"type":"average-value","value":2}}]}"#;
+    let agent = start_agent(tb, &["--rule", rule, "--period", "2s"]);
+    wait_until("the first decision", Duration::from_secs(60), || {
+        (!agent.decisions().is_empty())
+            .then_some(())
+            .ok_or_else(|| agent.log())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    // 4 req/s, 24 req/s (twice one emulated CPU replica's ~12/s) for 24 s, then 4 req/s.
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = Command::new(loadgen_bin())
+        .args([
+            "--url",
+            &lb.url,
+            "--model",
+            kis_e2e::emulated::CPU_MODEL,
+            "--json-body",
+        ])
+        .args([
+            "--shape",
+            "INPUT0:1,3",
+            "--pattern",
+            "spike",
+            "--min",
+            "4",
+            "--max",
+            "24",
+        ])
+        .args(["--spike-start", "0.2", "--spike-length", "0.4"])
+        .args(["--duration", "60s", "--timeout", "30", "--quiet", "--json"])
+        .arg(&report)
+        .stdout(Stdio::null())
+        .output()
+        .expect("run kis-loadgen");
+    assert!(
+        out.status.success(),
+        "kis-loadgen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It scaled up: the agent published more than one and read the HPA's spec back.
+    let d = agent.decisions();
+    let peak = d.iter().map(published).max().unwrap_or(0);
+    let spec = d
+        .iter()
+        .map(|x| x["pools"][0]["spec"].as_i64().unwrap_or(0))
+        .max();
+    assert!(
+        peak >= 2 && spec >= Some(2),
+        "peak published {peak}, spec {spec:?}\n{}",
+        agent.log()
+    );
+    // Back down to one Pod once the queue is gone.
+    wait_spec(tb, 1, true);
+    assert_eq!(
+        agent.decisions().last().map(published),
+        Some(1),
+        "{}",
+        agent.log()
+    );
+    drop(agent);
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let t = &r["totals"];
+    assert_eq!(t["errors"], 0, "requests lost: {t}");
+    assert_eq!(t["dropped"], 0, "{t}");
+    assert_eq!(t["ok"], t["scheduled"], "{t}");
+    assert!(t["ok"].as_u64().unwrap() >= 400, "too few requests: {t}");
+    tear_down(tb);
+}
