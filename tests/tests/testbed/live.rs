@@ -790,3 +790,106 @@ fn live_under_a_short_spike_scales_up_and_back_down_losing_nothing() {
     assert!(t["ok"].as_u64().unwrap() >= 400, "too few requests: {t}");
     tear_down(tb);
 }
+
+#[test]
+fn live_holds_its_targets_while_the_apiserver_is_unreachable() {
+    let _turn = turn();
+    let tb = testbed();
+    serving(tb);
+    let apiserver = tb
+        .cp
+        .pids()
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "kube-apiserver")
+        })
+        .expect("the kube-apiserver PID");
+    let agent = start_agent(
+        tb,
+        &[
+            "--rule",
+            "fixed:2",
+            "--period",
+            "2s",
+            "--request-timeout",
+            "1s",
+        ],
+    );
+    let bound = Duration::from_secs(60);
+    wait_until("rule decisions publishing 2", bound, || {
+        match agent.decisions().last() {
+            Some(x) if published(x) == 2 && x["pools"][0]["publish_ok"] == true => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    let stalled = Stopped::stop(apiserver);
+    let before = agent.decisions().len();
+    // Blind, it keeps the last target alive in the adapter (never 0, never dropped).
+    let held = wait_until("a held decision", Duration::from_secs(30), || {
+        let d = agent.decisions();
+        d.iter()
+            .skip(before)
+            .find(|x| x["fallback"] == "apiserver")
+            .cloned()
+            .ok_or_else(|| format!("{:?}", d.last()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    assert_eq!(held["pools"][0]["source"], "hold", "{held}");
+    assert_eq!(published(&held), 2, "{held}");
+    assert_eq!(held["pools"][0]["publish_ok"], true, "{held}");
+    assert!(
+        held["problems"][0]
+            .as_str()
+            .is_some_and(|p| p.contains("triton-cpu")),
+        "{held}"
+    );
+    drop(stalled);
+    let n = agent.decisions().len();
+    wait_until("reading the apiserver again", bound, || {
+        let d = agent.decisions();
+        d.iter()
+            .skip(n)
+            .find(|x| x["fallback"].is_null() && x["pools"][0]["source"] == "rule")
+            .map(|_| ())
+            .ok_or_else(|| format!("{:?}", d.last()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    drop(agent);
+    tear_down(tb);
+}
+
+#[test]
+fn live_runs_the_shipped_policy_file_in_shadow() {
+    let _turn = turn();
+    let tb = testbed();
+    serving(tb);
+    let policy = workspace().join("agent/policies/default.kpol");
+    let mut agent = start_agent(
+        tb,
+        &[
+            "--policy",
+            &policy.display().to_string(),
+            "--mode",
+            "shadow",
+            "--rule",
+            "fixed:1",
+            "--period",
+            "2s",
+            "--max-decisions",
+            "3",
+        ],
+    );
+    let status = agent.wait_exit(Duration::from_secs(120));
+    assert!(status.success(), "{status}\n{}", agent.log());
+    let d = agent.decisions();
+    assert_eq!(d.len(), 3);
+    for x in &d {
+        // The pure-Rust forward pass proposed a target on the live observation (18 features).
+        assert!(x["pools"][0]["policy"].as_i64().is_some(), "{x}");
+        assert_eq!(x["obs"].as_array().map(Vec::len), Some(18), "{x}");
+        assert_eq!(published(x), 1, "shadow publishes the rule: {x}");
+    }
+    tear_down(tb);
+}
