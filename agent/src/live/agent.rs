@@ -90,7 +90,6 @@ pub struct Agent {
     success: [Counters; 2],
     failure: [Counters; 2],
     arrivals: f64,
-    last_queue: Option<f64>,
     published_once: bool,
     out: Option<std::fs::File>,
 }
@@ -128,7 +127,6 @@ impl Agent {
             success: Default::default(),
             failure: Default::default(),
             arrivals: 0.0,
-            last_queue: None,
             published_once: false,
             out,
         }
@@ -168,7 +166,6 @@ impl Agent {
         // Arrivals = completed + failed + what is still queued: Triton counts no arrivals itself.
         let total = done + failed + queue;
         self.arrivals = self.arrivals.max(total);
-        self.last_queue = Some(queue);
         self.history.push_counters(now, self.arrivals, done, p95);
     }
 
