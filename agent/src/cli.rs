@@ -32,6 +32,9 @@ pub enum Command {
     Calibrate(CalibrateArgs),
     /// Run the four shapes against a real Triton and in the simulator; compare p50, p95, throughput.
     Fidelity(FidelityArgs),
+    /// The closed loop in a cluster: read Prometheus and the apiserver, run the policy (or the
+    /// rule) under a safety mode, publish targets through kis-adapter.
+    Live(crate::live::LiveArgs),
     /// Train a PPO policy on a scenario (built with the `train` feature).
     #[cfg(feature = "train")]
     Train(crate::train::TrainArgs),

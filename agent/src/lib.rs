@@ -14,6 +14,8 @@
 //! - [`calibrate`]: a service-time profile measured on a real Triton with kis-loadgen.
 //! - [`fidelity`]: the four shapes on the real Triton and in the simulator, side by side.
 //! - `train` (cargo feature `train`, links libtorch): PPO on a scenario, writing a policy file.
+//! - [`live`]: the closed loop in a cluster: Prometheus and the apiserver in, the policy (or the
+//!   rule) under safety modes, targets published through kis-adapter.
 //! - [`scenario`]: building simulation configs from files and flags (autoscaler shorthands, traces).
 
 pub mod bench;
@@ -23,6 +25,7 @@ pub mod compare;
 pub mod eval;
 pub mod evaluate;
 pub mod fidelity;
+pub mod live;
 pub mod plot;
 pub mod raster;
 pub mod scenario;
@@ -41,6 +44,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Evaluate(a) => evaluate::run(&a),
         cli::Command::Calibrate(a) => calibrate::run(&a),
         cli::Command::Fidelity(a) => fidelity::run(&a),
+        cli::Command::Live(a) => live::run(&a),
         #[cfg(feature = "train")]
         cli::Command::Train(a) => train::run(&a),
     }

@@ -241,6 +241,11 @@ impl Adapter {
         })
     }
 
+    /// The adapter process's PID (tests stall it to check publishers' fault handling).
+    pub fn pid(&self) -> u32 {
+        self.proc.lock().unwrap_or_else(|p| p.into_inner()).pid()
+    }
+
     /// Fails with the log's tail if the adapter process has exited.
     pub fn check_running(&self) -> Result<(), Error> {
         self.proc

@@ -10,4 +10,5 @@ mod drain;
 mod faults;
 mod hpa;
 mod lifecycle;
+mod live;
 mod up_down;
