@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use kis_agent::cli::Cli;
 
+mod deploy;
 mod eval;
 mod shipped;
 mod tune;
