@@ -8,7 +8,8 @@ transitions (8 environments x 256 steps of random observations, every action all
 over 32 shuffled minibatches of 64 (128 optimiser steps), per-dimension masked log-softmax, summed
 log-probabilities and entropies, the clipped surrogate (0.2), the clipped value loss (x 0.5),
 entropy bonus 0.01, per-minibatch advantage normalisation, approx-KL and clip fraction read out
-each minibatch, the global gradient-norm clip 0.5, Adam (eps 1e-5, lr 2.5e-4). Prints the median
+each minibatch, the global gradient-norm clip 0.5, Adam (eps 1e-5, lr 2.5e-4); GAE (0.99, 0.95) and
+the explained variance first, as ``Trainer::update`` computes them per update. Prints the median
 of ``--reps`` updates after one warm-up, and a last line ``median_ms,<ms>``.
 
     ~/.cache/kis/agent-bench-v1/venv/bin/python agent/learn/benches/ppo_update.py [--reps 6]
@@ -62,9 +63,27 @@ def log_prob(logp: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     return sum(p.gather(1, actions[:, k : k + 1]).squeeze(1) for k, p in enumerate(parts))
 
 
+def gae(rewards, values, dones, last_values, gamma=0.99, lam=0.95):
+    """CleanRL's loop over the rollout's time steps ([T, N] tensors): advantages and returns."""
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros(rewards.shape[1])
+    for t in reversed(range(rewards.shape[0])):
+        nxt = last_values if t == rewards.shape[0] - 1 else values[t + 1]
+        nonterminal = 1.0 - dones[t]
+        delta = rewards[t] + gamma * nxt * nonterminal - values[t]
+        last = delta + gamma * lam * nonterminal * last
+        adv[t] = last
+    return adv, adv + values
+
+
 def update(model, opt, data, gen: torch.Generator) -> dict:
-    obs, mask, actions, old_logp, old_v, adv, ret = data
-    clip, clipped, count, stats = 0.2, 0.0, 0, {}
+    obs, mask, actions, old_logp, values, rewards, dones, last_values = data
+    # As kis-learn's update: GAE and the explained variance first, then the epochs.
+    adv, ret = gae(rewards, values, dones, last_values)
+    adv, ret, old_v = adv.reshape(-1), ret.reshape(-1), values.reshape(-1)
+    var_y = ret.var()
+    stats = {"explained_var": (1 - (ret - old_v).var() / var_y).item()}
+    clip, clipped, count = 0.2, 0.0, 0
     for _ in range(EPOCHS):
         order = torch.randperm(BATCH, generator=gen)
         for ind in order.split(MINIBATCH):
@@ -88,7 +107,7 @@ def update(model, opt, data, gen: torch.Generator) -> dict:
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 0.5)
             opt.step()
-            stats = {"pg": pg.item(), "v": vl.item(), "ent": ent.item(), "kl": kl}
+            stats.update(pg=pg.item(), v=vl.item(), ent=ent.item(), kl=kl)
             count += 1
     stats["clip_frac"] = clipped / count
     return stats
@@ -105,8 +124,11 @@ def rollout(model: ActorCritic, gen: torch.Generator) -> tuple:
             [torch.multinomial(p.exp(), 1, generator=gen).squeeze(1) for p in lp.split(DIMS, 1)], 1
         )
         old_logp = log_prob(lp, actions)
-    adv = torch.randn(BATCH, generator=gen)
-    return obs, mask, actions, old_logp, v, adv, v + adv
+    steps, envs = 256, 8  # time-major, as the Rust bench's rollout (8 environments x 256 steps)
+    rewards = torch.rand(steps, envs, generator=gen)
+    dones = (torch.rand(steps, envs, generator=gen) < 0.05).float()
+    last_values = torch.randn(envs, generator=gen)
+    return obs, mask, actions, old_logp, v.reshape(steps, envs), rewards, dones, last_values
 
 
 def main() -> None:
