@@ -3,7 +3,7 @@
 # maturin from PyPI, and the kis_gym wheel built from the crate by maturin (release) and installed
 # in it; scripts/test.sh runs agent/gym/tests with it. Idempotent: the venv is rebuilt when the pins
 # change, the wheel when a source it is built from changes (a hash stamp), so a cached run takes a
-# second. sb3-contrib and torch (the MaskablePPO bench) are not installed here: agent/gym/bench/setup.sh.
+# second. sb3-contrib and torch (the MaskablePPO bench) are not installed here: agent/bench/setup.sh.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
