@@ -180,9 +180,34 @@ pub enum PolicyKind {
     Percent,
 }
 
+/// The External metric that carries a policy's replica target (what kis-adapter publishes).
+pub const TARGET_REPLICAS_METRIC: &str = "kis-replicas";
+
+/// The HPA config the external-target autoscaler runs: `kis-replicas` AverageValue 1,
+/// tolerance 0 unless set.
+pub fn external_target_hpa(c: &HpaConfig) -> HpaConfig {
+    let mut h = c.clone();
+    h.metrics = vec![MetricSpec::External {
+        name: TARGET_REPLICAS_METRIC.into(),
+        target: ExternalTarget::AverageValue(1.0),
+    }];
+    h.tolerance = Some(c.tolerance.unwrap_or(0.0));
+    h
+}
+
+/// `spec.metrics` with the upstream default (CPU Utilization 80 %) filled in.
+pub fn hpa_metrics(c: &HpaConfig) -> Vec<MetricSpec> {
+    if c.metrics.is_empty() {
+        vec![MetricSpec::CpuUtilization {
+            average_utilization: 80,
+        }]
+    } else {
+        c.metrics.clone()
+    }
+}
+
 // === impl Hpa ===
 
-use crate::spec::hpa_metrics;
 use crate::{Autoscaler, Condition, MetricStatus, PodView, PoolView, ScalerStatus};
 
 /// CPU request per pod in millicores. The HPA's utilisation is Σusage·100 / Σrequest over the

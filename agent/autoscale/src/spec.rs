@@ -7,11 +7,10 @@ use crate::Autoscaler;
 use crate::fixed::{Fixed, StaticBasis};
 use crate::forecast::{Forecast, ForecastConfig};
 use crate::hpa::{ExternalTarget, Hpa, HpaConfig, MetricSpec, ScalingRules};
+// Defined beside the HPA they configure (the HPA must not import this module); kept here too.
+pub use crate::hpa::{TARGET_REPLICAS_METRIC, external_target_hpa, hpa_metrics};
 use crate::keda::{Keda, KedaConfig};
 use crate::kpa::{Kpa, KpaConfig};
-
-/// The External metric that carries a policy's replica target (what kis-adapter publishes).
-pub const TARGET_REPLICAS_METRIC: &str = "kis-replicas";
 
 /// Every autoscaler the simulator can run (`{"kind": "hpa", ...}`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,18 +140,6 @@ impl AutoscalerSpec {
             AutoscalerSpec::Forecast(c) => Box::new(Forecast::new(label, c)),
         })
     }
-}
-
-/// The HPA config the external-target autoscaler runs: `kis-replicas` AverageValue 1,
-/// tolerance 0 unless set.
-pub fn external_target_hpa(c: &HpaConfig) -> HpaConfig {
-    let mut h = c.clone();
-    h.metrics = vec![MetricSpec::External {
-        name: TARGET_REPLICAS_METRIC.into(),
-        target: ExternalTarget::AverageValue(1.0),
-    }];
-    h.tolerance = Some(c.tolerance.unwrap_or(0.0));
-    h
 }
 
 fn finite_in(field: &str, v: f64, lo: f64, hi: f64) -> Result<(), ConfigError> {
@@ -598,17 +585,6 @@ impl AutoscalerSpec {
         }
         out.validate()?;
         Ok(out)
-    }
-}
-
-/// `spec.metrics` with the upstream default (CPU Utilization 80 %) filled in.
-pub fn hpa_metrics(c: &HpaConfig) -> Vec<MetricSpec> {
-    if c.metrics.is_empty() {
-        vec![MetricSpec::CpuUtilization {
-            average_utilization: 80,
-        }]
-    } else {
-        c.metrics.clone()
     }
 }
 
