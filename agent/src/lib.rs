@@ -24,7 +24,6 @@ pub mod eval;
 pub mod evaluate;
 pub mod fidelity;
 pub mod plot;
-pub mod raster;
 pub mod scenario;
 pub mod simulate;
 #[cfg(feature = "train")]
