@@ -23,9 +23,17 @@ pub enum AutoscalerSpec {
     /// Knative KPA.
     Knative(KpaConfig),
     /// Always `replicas` (the paper's GPU-only 1, CPU-only 3).
-    Fixed { replicas: u32 },
+    Fixed {
+        /// The replica count.
+        replicas: u32,
+    },
     /// Always `replicas`, a count the caller provisioned at the peak or the mean load.
-    Static { replicas: u32, basis: StaticBasis },
+    Static {
+        /// The replica count.
+        replicas: u32,
+        /// What it was provisioned for (labels only).
+        basis: StaticBasis,
+    },
     /// HPA on External `kis-replicas`, AverageValue 1, tolerance 0 (unless `tolerance` is
     /// set): how kis-adapter + the stock HPA follow a policy. `metrics` must be left empty.
     ExternalTarget(HpaConfig),
@@ -44,7 +52,9 @@ impl Default for AutoscalerSpec {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("invalid autoscaler config: `{field}` {problem}")]
 pub struct ConfigError {
+    /// The field's path (`hpa.behavior.scale_down.policies[0].period`).
     pub field: String,
+    /// What is wrong, with the bound and the value.
     pub problem: String,
 }
 
@@ -60,10 +70,15 @@ impl ConfigError {
 /// One tunable parameter: searched in `[lo, hi]`, on a log scale if `log`, rounded if `integer`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Param {
+    /// Dotted path of the field in the spec (`hpa.tolerance`).
     pub name: String,
+    /// Lower end of the search range.
     pub lo: f64,
+    /// Upper end of the search range.
     pub hi: f64,
+    /// Search on a log scale.
     pub log: bool,
+    /// Round to whole numbers.
     pub integer: bool,
 }
 

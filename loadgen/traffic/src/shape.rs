@@ -80,56 +80,75 @@ impl FromStr for Pattern {
 pub enum ShapeSpec {
     /// `rate` for `duration`.
     Constant {
+        /// Requests (or users) per second, held throughout (default 10).
         #[serde(default = "d::rate")]
         rate: f64,
+        /// Seconds (default 300).
         #[serde(default = "d::duration")]
         duration: f64,
     },
     /// From `start` to `end` in `steps` equal steps (the first step at `start`, the last at
     /// `end`); `steps = 0` is a linear ramp.
     Ramp {
+        /// First level (default 10).
         #[serde(default = "d::low")]
         start: f64,
+        /// Last level (default 100).
         #[serde(default = "d::high")]
         end: f64,
+        /// Equal steps; 0 = a linear ramp (default 20).
         #[serde(default = "d::steps")]
         steps: u32,
+        /// Seconds (default 300).
         #[serde(default = "d::duration")]
         duration: f64,
     },
     /// A sinusoid between `min` and `max`, `cycles` periods over `duration`, starting at the
     /// midpoint and rising.
     Periodic {
+        /// Trough (default 10).
         #[serde(default = "d::low")]
         min: f64,
+        /// Crest (default 100).
         #[serde(default = "d::high")]
         max: f64,
+        /// Full periods over `duration` (default 3).
         #[serde(default = "d::cycles")]
         cycles: f64,
+        /// Seconds (default 300).
         #[serde(default = "d::duration")]
         duration: f64,
     },
     /// A level drawn uniformly in `[min, max]` every `interval`, from the seed.
     Random {
+        /// Lowest level (default 10).
         #[serde(default = "d::low")]
         min: f64,
+        /// Highest level (default 100).
         #[serde(default = "d::high")]
         max: f64,
+        /// Seconds each level is held (default 30).
         #[serde(default = "d::interval")]
         interval: f64,
+        /// Seconds (default 300).
         #[serde(default = "d::duration")]
         duration: f64,
     },
     /// `base`, then `peak` from `start` for `length` (both fractions of `duration`), then `base`.
     Spike {
+        /// Level outside the spike (default 10).
         #[serde(default = "d::low")]
         base: f64,
+        /// Level during the spike (default 100).
         #[serde(default = "d::high")]
         peak: f64,
+        /// Start of the spike, fraction of `duration` (default 0.3).
         #[serde(default = "d::spike_start")]
         start: f64,
+        /// Length of the spike, fraction of `duration` (default 0.4).
         #[serde(default = "d::spike_length")]
         length: f64,
+        /// Seconds (default 300).
         #[serde(default = "d::duration")]
         duration: f64,
     },
@@ -137,13 +156,18 @@ pub enum ShapeSpec {
     /// by `scale`, trace time is divided by `speedup`, and only the window
     /// `[offset, offset + limit)` of trace time is played (`limit` absent: to the end).
     Trace {
+        /// The CSV file (`t_seconds,rate_rps`).
         path: PathBuf,
+        /// Rate multiplier (default 1).
         #[serde(default = "d::one")]
         scale: f64,
+        /// Trace time divisor (default 1).
         #[serde(default = "d::one")]
         speedup: f64,
+        /// Trace time where playback starts, seconds (default 0).
         #[serde(default)]
         offset: f64,
+        /// Trace time played from `offset`, seconds (absent: to the end).
         #[serde(default)]
         limit: Option<f64>,
     },
@@ -151,34 +175,34 @@ pub enum ShapeSpec {
 
 /// Serde defaults: the original experiments' values.
 mod d {
-    pub fn rate() -> f64 {
+    pub(super) fn rate() -> f64 {
         10.0
     }
-    pub fn low() -> f64 {
+    pub(super) fn low() -> f64 {
         10.0
     }
-    pub fn high() -> f64 {
+    pub(super) fn high() -> f64 {
         100.0
     }
-    pub fn steps() -> u32 {
+    pub(super) fn steps() -> u32 {
         20
     }
-    pub fn duration() -> f64 {
+    pub(super) fn duration() -> f64 {
         300.0
     }
-    pub fn cycles() -> f64 {
+    pub(super) fn cycles() -> f64 {
         3.0
     }
-    pub fn interval() -> f64 {
+    pub(super) fn interval() -> f64 {
         30.0
     }
-    pub fn spike_start() -> f64 {
+    pub(super) fn spike_start() -> f64 {
         0.3
     }
-    pub fn spike_length() -> f64 {
+    pub(super) fn spike_length() -> f64 {
         0.4
     }
-    pub fn one() -> f64 {
+    pub(super) fn one() -> f64 {
         1.0
     }
 }
