@@ -173,6 +173,81 @@ pub enum ShapeSpec {
     },
 }
 
+/// `ramp`: a linear ramp (`steps` 0) or `steps` equal constant steps from `start` to `end`.
+fn ramp(start: f64, end: f64, steps: u32, duration: f64) -> Result<Profile> {
+    check_rate("ramp.start", start)?;
+    check_rate("ramp.end", end)?;
+    check_duration("ramp.duration", duration)?;
+    match steps {
+        0 => Ok(Profile::from_pieces([(
+            duration,
+            Kind::Linear { r0: start, r1: end },
+        )])),
+        1 => Err(Error::Invalid {
+            field: "ramp.steps",
+            expected: "0 (linear) or at least 2",
+            value: 1.0,
+        }),
+        n => {
+            let len = duration / f64::from(n);
+            Ok(Profile::from_pieces((0..n).map(|k| {
+                let level = start + (end - start) * f64::from(k) / f64::from(n - 1);
+                (len, Kind::Const(level))
+            })))
+        }
+    }
+}
+
+/// `random`: a level drawn uniformly in `[min, max]` every `interval`, from the seed.
+fn random(min: f64, max: f64, interval: f64, duration: f64, seed: u64) -> Result<Profile> {
+    check_rate("random.min", min)?;
+    check_rate("random.max", max)?;
+    check_order("random.max", min, max)?;
+    check_positive("random.interval", interval)?;
+    check_duration("random.duration", duration)?;
+    // A stream of its own, so the levels do not depend on how arrivals draw.
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x5eed_1e7e_15ab_0001);
+    let n = (duration / interval).ceil() as u64;
+    Ok(Profile::from_pieces((0..n).map(|k| {
+        let len = (duration - k as f64 * interval).min(interval);
+        let level = if max > min {
+            rng.random_range(min..=max)
+        } else {
+            min
+        };
+        (len, Kind::Const(level))
+    })))
+}
+
+/// `spike`: `base`, then `peak` from `start` for `length` (fractions of `duration`), then `base`.
+fn spike(base: f64, peak: f64, start: f64, length: f64, duration: f64) -> Result<Profile> {
+    check_rate("spike.base", base)?;
+    check_rate("spike.peak", peak)?;
+    check_duration("spike.duration", duration)?;
+    if !(0.0..1.0).contains(&start) {
+        return Err(Error::Invalid {
+            field: "spike.start",
+            expected: "a fraction of the duration in [0, 1)",
+            value: start,
+        });
+    }
+    if !(length > 0.0 && start + length <= 1.0 + 1e-12) {
+        return Err(Error::Invalid {
+            field: "spike.length",
+            expected: "a fraction > 0 with start + length <= 1",
+            value: length,
+        });
+    }
+    Ok(Profile::from_pieces([
+        (start * duration, Kind::Const(base)),
+        (length * duration, Kind::Const(peak)),
+        (
+            (1.0 - start - length).max(0.0) * duration,
+            Kind::Const(base),
+        ),
+    ]))
+}
+
 /// Serde defaults: the original experiments' values.
 mod d {
     pub(super) fn rate() -> f64 {
@@ -361,29 +436,7 @@ impl ShapeSpec {
                 end,
                 steps,
                 duration,
-            } => {
-                check_rate("ramp.start", start)?;
-                check_rate("ramp.end", end)?;
-                check_duration("ramp.duration", duration)?;
-                match steps {
-                    0 => Ok(Profile::from_pieces([(
-                        duration,
-                        Kind::Linear { r0: start, r1: end },
-                    )])),
-                    1 => Err(Error::Invalid {
-                        field: "ramp.steps",
-                        expected: "0 (linear) or at least 2",
-                        value: 1.0,
-                    }),
-                    n => {
-                        let len = duration / f64::from(n);
-                        Ok(Profile::from_pieces((0..n).map(|k| {
-                            let level = start + (end - start) * f64::from(k) / f64::from(n - 1);
-                            (len, Kind::Const(level))
-                        })))
-                    }
-                }
-            }
+            } => ramp(start, end, steps, duration),
             ShapeSpec::Periodic {
                 min,
                 max,
@@ -411,58 +464,14 @@ impl ShapeSpec {
                 max,
                 interval,
                 duration,
-            } => {
-                check_rate("random.min", min)?;
-                check_rate("random.max", max)?;
-                check_order("random.max", min, max)?;
-                check_positive("random.interval", interval)?;
-                check_duration("random.duration", duration)?;
-                // A stream of its own, so the levels do not depend on how arrivals draw.
-                let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x5eed_1e7e_15ab_0001);
-                let n = (duration / interval).ceil() as u64;
-                Ok(Profile::from_pieces((0..n).map(|k| {
-                    let len = (duration - k as f64 * interval).min(interval);
-                    let level = if max > min {
-                        rng.random_range(min..=max)
-                    } else {
-                        min
-                    };
-                    (len, Kind::Const(level))
-                })))
-            }
+            } => random(min, max, interval, duration, seed),
             ShapeSpec::Spike {
                 base,
                 peak,
                 start,
                 length,
                 duration,
-            } => {
-                check_rate("spike.base", base)?;
-                check_rate("spike.peak", peak)?;
-                check_duration("spike.duration", duration)?;
-                if !(0.0..1.0).contains(&start) {
-                    return Err(Error::Invalid {
-                        field: "spike.start",
-                        expected: "a fraction of the duration in [0, 1)",
-                        value: start,
-                    });
-                }
-                if !(length > 0.0 && start + length <= 1.0 + 1e-12) {
-                    return Err(Error::Invalid {
-                        field: "spike.length",
-                        expected: "a fraction > 0 with start + length <= 1",
-                        value: length,
-                    });
-                }
-                Ok(Profile::from_pieces([
-                    (start * duration, Kind::Const(base)),
-                    (length * duration, Kind::Const(peak)),
-                    (
-                        (1.0 - start - length).max(0.0) * duration,
-                        Kind::Const(base),
-                    ),
-                ]))
-            }
+            } => spike(base, peak, start, length, duration),
             ShapeSpec::Trace {
                 ref path,
                 scale,
