@@ -51,16 +51,34 @@ pub fn pooled_batches<'a>(levels: impl IntoIterator<Item = &'a Level>) -> Vec<(u
     pooled
 }
 
+/// What a calibration measured, and where and when: the fit's input.
+#[derive(Clone, Copy)]
+pub(super) struct Measured<'a> {
+    /// Model name.
+    pub(super) model: &'a str,
+    /// Triton's server version string.
+    pub(super) version: &'a str,
+    /// The model's scheduling configuration.
+    pub(super) config: &'a ModelConfig,
+    /// Every level, in the order run.
+    pub(super) levels: &'a [Level],
+    /// The calibration's options.
+    pub(super) options: &'a Options,
+    /// When it started (UTC).
+    pub(super) started: &'a str,
+    /// The 1-minute load average at the start.
+    pub(super) load: &'a str,
+}
+
 /// Builds the profile from the measured levels.
-pub(super) fn fit(
-    model: &str,
-    version: &str,
-    config: &ModelConfig,
-    levels: &[Level],
-    o: &Options,
-    started: &str,
-    load: &str,
-) -> Result<ServiceProfile> {
+pub(super) fn fit(m: &Measured<'_>) -> Result<ServiceProfile> {
+    let Measured {
+        model,
+        config,
+        levels,
+        options: o,
+        ..
+    } = *m;
     let pooled = pooled_batches(levels);
     let mut kept: Vec<(u32, f64)> = pooled
         .iter()
@@ -148,17 +166,7 @@ pub(super) fn fit(
              (interpolated on the replica's 1 s rate estimate)"
             .to_string()
     };
-    profile.description = describe(
-        model,
-        version,
-        config,
-        levels,
-        o,
-        started,
-        load,
-        low,
-        &network_txt,
-    );
+    profile.description = describe(m, low, &network_txt);
     profile.validate("profile")?;
     Ok(profile)
 }
@@ -181,18 +189,16 @@ fn open_levels(levels: &[Level]) -> Vec<Level> {
 }
 
 /// The profile's `description`: where, when and how it was measured, and how it was fitted.
-#[allow(clippy::too_many_arguments)]
-fn describe(
-    model: &str,
-    version: &str,
-    config: &ModelConfig,
-    levels: &[Level],
-    o: &Options,
-    started: &str,
-    load: &str,
-    low: &Level,
-    network_txt: &str,
-) -> String {
+fn describe(m: &Measured<'_>, low: &Level, network_txt: &str) -> String {
+    let Measured {
+        model,
+        version,
+        config,
+        levels,
+        options: o,
+        started,
+        load,
+    } = *m;
     let level_txt: Vec<String> = levels
         .iter()
         .map(|l| {

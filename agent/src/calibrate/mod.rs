@@ -274,15 +274,15 @@ pub fn calibrate(o: &Options) -> Result<Calibration> {
                 .collect(),
         });
     }
-    let profile = fit::fit(
-        &o.model,
-        &version,
-        &config,
-        &levels,
-        o,
-        &started,
-        &load_before,
-    )?;
+    let profile = fit::fit(&fit::Measured {
+        model: &o.model,
+        version: &version,
+        config: &config,
+        levels: &levels,
+        options: o,
+        started: &started,
+        load: &load_before,
+    })?;
     Ok(Calibration {
         profile,
         config,
