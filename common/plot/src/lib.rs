@@ -337,6 +337,7 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel, s: f
     }
     if p.lines.iter().any(|l| !l.name.is_empty()) {
         c.configure_series_labels()
+            .legend_area_size(px(s, 28.0))
             .label_font((FAMILY, px(s, 11.0)))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(136, 136, 136))
@@ -421,60 +422,50 @@ fn draw_scatter<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, sc: &Scatter) 
     };
     let front = RGBColor(153, 153, 153).stroke_width(px(s, 2.0));
     let (dash, gap) = (px(s, 10.0), px(s, 6.0));
-    match sc.log_y {
-        Some((lo, hi)) => {
-            let mut c = builder
-                .build_cartesian_2d(0.0..x_max, (lo..hi).log_scale())
-                .map_err(draw_err)?;
-            c.configure_mesh()
-                .x_desc(sc.x_label.as_str())
-                .y_desc(sc.y_label.as_str())
-                .label_style(small.clone())
-                .draw()
-                .map_err(draw_err)?;
-            let clamp = |y: f64| y.clamp(lo, hi);
-            c.draw_series(DashedLineSeries::new(
-                sc.line.iter().map(|&(x, y)| (x, clamp(y))),
-                dash,
-                gap,
-                front,
-            ))
-            .map_err(draw_err)?;
-            c.draw_series(
-                sc.markers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| number(i, (m.x, clamp(m.y)), color(&m.color))),
-            )
-            .map_err(draw_err)?;
-        }
+    // One linear chart for both axes: a log axis is drawn in log10 space with 10^v labels.
+    let (y_range, y_labels) = match sc.log_y {
+        Some((lo, hi)) => (
+            lo.log10()..hi.log10(),
+            (hi / lo).log10().round() as usize + 1,
+        ),
         None => {
-            let y_max = nice_max(sc.markers.iter().map(|m| m.y).fold(0.0, f64::max));
-            let mut c = builder
-                .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-                .map_err(draw_err)?;
-            c.configure_mesh()
-                .x_desc(sc.x_label.as_str())
-                .y_desc(sc.y_label.as_str())
-                .label_style(small.clone())
-                .draw()
-                .map_err(draw_err)?;
-            c.draw_series(DashedLineSeries::new(
-                sc.line.iter().copied(),
-                dash,
-                gap,
-                front,
-            ))
-            .map_err(draw_err)?;
-            c.draw_series(
-                sc.markers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| number(i, (m.x, m.y), color(&m.color))),
-            )
-            .map_err(draw_err)?;
+            let top = nice_max(sc.markers.iter().map(|m| m.y).fold(0.0, f64::max));
+            (0.0..top, 10)
         }
-    }
+    };
+    let y_of = |y: f64| match sc.log_y {
+        Some((lo, hi)) => y.clamp(lo, hi).log10(),
+        None => y,
+    };
+    let label = |v: &f64| match sc.log_y {
+        Some(_) => format!("{}", 10f64.powf(*v)),
+        None => format!("{v}"),
+    };
+    let mut c = builder
+        .build_cartesian_2d(0.0..x_max, y_range)
+        .map_err(draw_err)?;
+    c.configure_mesh()
+        .x_desc(sc.x_label.as_str())
+        .y_desc(sc.y_label.as_str())
+        .y_labels(y_labels)
+        .y_label_formatter(&label)
+        .label_style(small.clone())
+        .draw()
+        .map_err(draw_err)?;
+    c.draw_series(DashedLineSeries::new(
+        sc.line.iter().map(|&(x, y)| (x, y_of(y))),
+        dash,
+        gap,
+        front,
+    ))
+    .map_err(draw_err)?;
+    c.draw_series(
+        sc.markers
+            .iter()
+            .enumerate()
+            .map(|(i, m)| number(i, (m.x, y_of(m.y)), color(&m.color))),
+    )
+    .map_err(draw_err)?;
     let row = px(s, 22.0) as i32;
     let top = px(s, 50.0) as i32;
     for (i, m) in sc.markers.iter().enumerate() {
