@@ -22,6 +22,9 @@
 //! - [`metrics`]: the adapter's own Prometheus metrics;
 //! - [`error`]: start-up errors.
 
+// Every public item documented, and `pub` only where reachable from outside the crate.
+#![warn(missing_docs, unreachable_pub)]
+
 #[cfg(feature = "server")]
 pub mod accept;
 pub mod api;

@@ -54,21 +54,11 @@ async fn discovery_documents_are_json_whatever_the_accept_header() {
 async fn metric_read_has_the_go_shape() {
     let (pki, r) = setup().await;
     let mut c = common::connect(&pki, &r, Some(&pki.alice)).await;
-    common::publish(
+    common::publish_each(
         &mut c,
         "prod",
         "kis-replicas",
-        &[("target", "web")],
-        7.0,
-        60,
-    )
-    .await;
-    common::publish(
-        &mut c,
-        "prod",
-        "kis-replicas",
-        &[("target", "cpu")],
-        1.5,
+        &[(&[("target", "web")], 7.0), (&[("target", "cpu")], 1.5)],
         60,
     )
     .await;
@@ -106,8 +96,14 @@ async fn metric_read_has_the_go_shape() {
 async fn errors_are_status_objects_with_the_right_code() {
     let (pki, r) = setup().await;
     let mut c = common::connect(&pki, &r, Some(&pki.alice)).await;
-    common::publish(&mut c, "prod", "m", &[("target", "a")], 2.0, 60).await;
-    common::publish(&mut c, "prod", "m", &[("target", "b")], 3.0, 60).await;
+    common::publish_each(
+        &mut c,
+        "prod",
+        "m",
+        &[(&[("target", "a")], 2.0), (&[("target", "b")], 3.0)],
+        60,
+    )
+    .await;
     let cases = [
         (format!("{V1B1}/nonexistent-metric"), 404, "NotFound"),
         (format!("{V1B1}/namespaces/foo"), 404, "NotFound"),
@@ -169,34 +165,19 @@ async fn errors_are_status_objects_with_the_right_code() {
 async fn a_selector_matching_several_targets_lists_them_all_or_fails_whole() {
     let (pki, r) = setup().await;
     let mut c = common::connect(&pki, &r, Some(&pki.alice)).await;
-    common::publish(
+    common::publish_each(
         &mut c,
         "prod",
         "m",
-        &[("app", "web"), ("shard", "a")],
-        2.0,
+        &[
+            (&[("app", "web"), ("shard", "a")], 2.0),
+            (&[("app", "web"), ("shard", "b")], 3.5),
+            (&[("app", "web"), ("shard", "c")], 4.0),
+            (&[("app", "db")], 9.0),
+        ],
         60,
     )
     .await;
-    common::publish(
-        &mut c,
-        "prod",
-        "m",
-        &[("app", "web"), ("shard", "b")],
-        3.5,
-        60,
-    )
-    .await;
-    common::publish(
-        &mut c,
-        "prod",
-        "m",
-        &[("app", "web"), ("shard", "c")],
-        4.0,
-        60,
-    )
-    .await;
-    common::publish(&mut c, "prod", "m", &[("app", "db")], 9.0, 60).await;
     let read = |sel: &str| format!("{V1B1}/namespaces/prod/m?labelSelector={sel}");
     for (sel, values, sum) in [
         ("app%3Dweb%2Cshard+in+%28a%2Cb%29", vec!["2", "3500m"], 5.5),

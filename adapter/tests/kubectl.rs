@@ -36,21 +36,11 @@ async fn kubectl_get_raw_reads_the_published_value_over_mtls() {
     flags.push(format!("--kubeconfig={}", kc.display()));
     let r = common::start(&flags).await;
     let mut c = common::connect(&pki, &r, None).await;
-    common::publish(
+    common::publish_each(
         &mut c,
         "prod",
         "kis-replicas",
-        &[("target", "web")],
-        7.0,
-        600,
-    )
-    .await;
-    common::publish(
-        &mut c,
-        "prod",
-        "kis-replicas",
-        &[("target", "cpu")],
-        2.0,
+        &[(&[("target", "web")], 7.0), (&[("target", "cpu")], 2.0)],
         600,
     )
     .await;

@@ -141,21 +141,11 @@ async fn publishing_is_disabled_without_a_token_file() {
 async fn concurrent_publish_and_read_never_see_a_wrong_value() {
     let (pki, r) = setup(&[]).await;
     let mut c = common::connect(&pki, &r, Some(&pki.alice)).await;
-    common::publish(
+    common::publish_each(
         &mut c,
         "prod",
         "kis-replicas",
-        &[("target", "gpu")],
-        1.0,
-        60,
-    )
-    .await;
-    common::publish(
-        &mut c,
-        "prod",
-        "kis-replicas",
-        &[("target", "cpu")],
-        1001.0,
+        &[(&[("target", "gpu")], 1.0), (&[("target", "cpu")], 1001.0)],
         60,
     )
     .await;

@@ -10,10 +10,10 @@ use kis_sim::SimConfig;
 use serde::Serialize;
 
 use crate::cli::CompareArgs;
-use crate::eval::policy::tuned_and_policies;
 use crate::eval::results::{Row, RunResult, aggregate, pm, run_all};
 use crate::eval::runner::threads;
 use crate::eval::setup::{Setup, base_config_for, compare_setups, filter_setups};
+use crate::eval::tuned::tuned_and_policies;
 use crate::eval::workload::{Scenario, compare_traces, filter_scenarios, synthetic};
 
 /// The whole comparison, as `--json` prints it.

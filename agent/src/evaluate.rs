@@ -14,13 +14,14 @@ use serde::Serialize;
 
 use crate::cli::EvaluateArgs;
 use crate::eval::pareto::{Point, Verdict, plot_png, verdict};
-use crate::eval::policy::{PolicySetup, tuned_and_policies};
+use crate::eval::policy::PolicySetup;
 use crate::eval::results::{Row, RunResult, aggregate, objective_for, pm, run_all};
 use crate::eval::runner::threads;
 use crate::eval::setup::{
     RULES, Setup, base_config_for, filter_setups, fixed_gpu_1, karb_treatments, static_for,
 };
 use crate::eval::stats::{Stat, stat};
+use crate::eval::tuned::tuned_and_policies;
 use crate::eval::workload::{
     Scenario, compare_traces, filter_scenarios, servegen_held_out, synthetic,
 };

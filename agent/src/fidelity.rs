@@ -10,40 +10,21 @@ use std::io::Write;
 use std::str::FromStr;
 
 use anyhow::{Context, Result, anyhow, bail};
-use kis_sim::{PoolConfig, Pools, ServiceProfile, SimConfig, Simulation, Summary, Workload};
+use kis_sim::{ServiceProfile, SimConfig, Simulation, Summary};
 use kis_traffic::{ArrivalKind, Pattern, ShapeSpec};
 use serde::Serialize;
 
-use crate::calibrate::{ModelClient, ModelConfig, now_utc};
+use crate::calibrate::now_utc;
 use crate::cli::FidelityArgs;
 use crate::scenario::load_profile;
+use kis_loadgen::kserve::{ModelClient, ModelConfig};
 
-/// kis-sim's arrival-stream seed offset (`Simulation::with_profile`): a simulation seeded with
+/// kis-sim's arrival-stream seed offset (`Simulation::with_rates`): a simulation seeded with
 /// `s ^ ARRIVAL_STREAM` draws the arrival times kis-loadgen draws with seed `s`.
 pub use kis_sim::ARRIVAL_STREAM;
 
-/// A simulation of one replica of the calibrated model under `shape`.
-pub fn sim_config(
-    profile: &ServiceProfile,
-    model: &ModelConfig,
-    shape: ShapeSpec,
-    arrivals: ArrivalKind,
-    seed: u64,
-) -> SimConfig {
-    let mut cpu = PoolConfig::new(1, profile.clone());
-    cpu.instances = model.instances.max(1);
-    cpu.max_batch = model.sim_max_batch();
-    cpu.max_queue_delay = model.max_queue_delay.unwrap_or(0.0);
-    // The GPU pool is unused: the CPU fixture is the only server.
-    let gpu = PoolConfig::new(0, profile.clone());
-    let mut cfg = SimConfig::new(Workload::new(shape, arrivals), Pools { gpu, cpu });
-    cfg.seed = seed;
-    // kis-loadgen waits for in-flight answers after the schedule; so does the simulation.
-    cfg.drain = true;
-    cfg.drain_limit = 5.0;
-    cfg.slo = 10.0;
-    cfg
-}
+/// A simulation of one replica of the calibrated model (defined with the fit that runs it).
+pub use crate::calibrate::sim_config;
 
 /// Simulates `cfg` once.
 pub fn simulate(cfg: SimConfig) -> Result<Summary> {
@@ -145,7 +126,7 @@ pub fn compare_shape(
         // exactly (checked below by the count); further seeds draw other arrival streams.
         let seed = (a.seed ^ ARRIVAL_STREAM).wrapping_add(s);
         let cfg = sim_config(profile, model, spec.clone(), arrivals, seed);
-        let sum = Simulation::with_profile(cfg, rates.clone())?.run();
+        let sum = Simulation::with_rates(cfg, rates.clone())?.run();
         if s == 0 {
             sim_arrivals = sum.arrivals;
         }

@@ -27,7 +27,6 @@ pub mod evaluate;
 pub mod fidelity;
 pub mod live;
 pub mod plot;
-pub mod raster;
 pub mod scenario;
 pub mod simulate;
 #[cfg(feature = "train")]

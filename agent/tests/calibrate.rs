@@ -43,7 +43,14 @@ fn calibration_round_trip_on_real_triton() {
         seed: 7,
         open_rates: vec![20.0, 60.0],
         open_duration: 3.0,
-        open_rounds: 2,
+        // Three rounds, as the CLI's default, not two: the fit and the check below both use each
+        // latency figure's median over the rounds, and the median of two is their mean, so one round
+        // disturbed by other work on this shared machine (seen: p95 298 ms in one round, 45 ms in the
+        // other) went straight into the fitted spread (the batches' cv hit its cap of 2) and into the
+        // overhead tables, whose shape a simulation then could not reproduce (measured p50 5.3 ms,
+        // simulated 9.0 ms; the table was flat at its minimum up to p50, the fit's monotone bound).
+        // The median of three discards one such round, which is what the rounds are for.
+        open_rounds: 3,
     };
     // An unknown model is named, and nothing is written.
     let e = err(&[
@@ -103,8 +110,8 @@ fn calibration_round_trip_on_real_triton() {
             .iter()
             .filter(|l| l.open_rate_rps.is_some())
             .count(),
-        4,
-        "2 rates x 2 rounds"
+        6,
+        "2 rates x 3 rounds"
     );
     for rate in rates {
         let runs: Vec<&calibrate::Level> = c

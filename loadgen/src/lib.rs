@@ -41,6 +41,9 @@
 //! # Ok::<(), kis_loadgen::Error>(())
 //! ```
 
+// Every public item documented, and `pub` only where reachable from outside the crate.
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod cli;
 pub mod config;
 pub mod diag;

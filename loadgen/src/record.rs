@@ -73,9 +73,15 @@ impl ErrorKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// A 2xx answer.
-    Ok { status: u16 },
+    Ok {
+        /// The HTTP status.
+        status: u16,
+    },
     /// A non-2xx answer.
-    Status { status: u16 },
+    Status {
+        /// The HTTP status.
+        status: u16,
+    },
     /// No answer.
     Failed(ErrorKind),
 }

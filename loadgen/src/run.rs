@@ -251,7 +251,7 @@ async fn run_async(cfg: Config) -> Result<Report> {
 /// Highest rate an open loop accepts, req/s: send times are nanoseconds, so arrivals closer
 /// than 1 ns cannot be told apart. (Far below it the generator falls behind, which the report
 /// shows; at any rate the schedule is walked lazily and counted in closed form.)
-pub const MAX_RATE: f64 = 1e9;
+pub(crate) const MAX_RATE: f64 = 1e9;
 
 /// The open loop's rate profile and the closed loop's active-user profile, checked before the
 /// target is contacted so that bad input fails fast and offline.

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# kis-loadgen: a TrueType font for `--plot` PNG/SVG text (plotters' ab_glyph backend), and `kill`
-# (procps) used by the SIGINT test.
+# kis-loadgen: `kill` (procps) used by the SIGINT test. (No font: kis-plot embeds its own.)
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
-apt_install fonts-dejavu-core procps
+apt_install procps

@@ -140,6 +140,151 @@ pub struct ControlPlane {
     _tempdir: Option<tempfile::TempDir>,
 }
 
+/// etcd on loopback: clients on `etcd_url`, the (single) peer on `peer_url`, data under `dir`.
+fn etcd_command(bins: &KubeBinaries, dir: &Path, etcd_url: &str, peer_url: &str) -> Command {
+    let mut etcd = Command::new(&bins.etcd);
+    etcd.arg("--name=kis-e2e")
+        .arg(format!("--data-dir={}", dir.join("etcd").display()))
+        .arg(format!("--listen-client-urls={etcd_url}"))
+        .arg(format!("--advertise-client-urls={etcd_url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster=kis-e2e={peer_url}"))
+        .arg("--logger=zap")
+        .arg("--log-outputs=stderr");
+    etcd
+}
+
+/// kube-apiserver on `127.0.0.1:api_port` with RBAC, client certificates, service-account keys
+/// and the front proxy (aggregation) set up from `pki`.
+fn apiserver_command(
+    bins: &KubeBinaries,
+    pki: &Pki,
+    dir: &Path,
+    etcd_url: &str,
+    api_port: u16,
+) -> Command {
+    let p = |path: &Path| path.display().to_string();
+    let mut api = Command::new(&bins.apiserver);
+    api.arg(format!("--etcd-servers={etcd_url}"))
+        .arg("--bind-address=127.0.0.1")
+        .arg("--advertise-address=127.0.0.1")
+        .arg(format!("--secure-port={api_port}"))
+        .arg("--insecure-port=0")
+        .arg(format!(
+            "--cert-dir={}",
+            dir.join("apiserver-certs").display()
+        ))
+        .arg(format!("--tls-cert-file={}", p(&pki.apiserver.cert)))
+        .arg(format!("--tls-private-key-file={}", p(&pki.apiserver.key)))
+        .arg(format!("--client-ca-file={}", p(&pki.cluster_ca.pair.cert)))
+        .arg("--authorization-mode=RBAC")
+        .arg(format!("--service-account-key-file={}", p(&pki.sa_pub)))
+        .arg(format!(
+            "--service-account-signing-key-file={}",
+            p(&pki.sa_key)
+        ))
+        .arg("--service-account-issuer=https://kubernetes.default.svc")
+        .arg("--service-cluster-ip-range=10.96.0.0/16")
+        // Loopback may not be published in Endpoints; the tests need no `kubernetes` Service.
+        .arg("--endpoint-reconciler-type=none")
+        .arg(format!(
+            "--requestheader-client-ca-file={}",
+            p(&pki.front_proxy_ca.pair.cert)
+        ))
+        .arg(format!("--requestheader-allowed-names={FRONT_PROXY_CN}"))
+        .arg("--requestheader-username-headers=X-Remote-User")
+        .arg("--requestheader-group-headers=X-Remote-Group")
+        .arg("--requestheader-extra-headers-prefix=X-Remote-Extra-")
+        .arg(format!(
+            "--proxy-client-cert-file={}",
+            p(&pki.front_proxy_client.cert)
+        ))
+        .arg(format!(
+            "--proxy-client-key-file={}",
+            p(&pki.front_proxy_client.key)
+        ))
+        .arg("--profiling=false")
+        .arg("--v=1");
+    api
+}
+
+/// Kubeconfigs for the admin, the unprivileged user and the controller-manager:
+/// `(admin, nobody, controller-manager)`.
+fn write_kubeconfigs(
+    dir: &Path,
+    server: &str,
+    pki: &Pki,
+) -> Result<(PathBuf, PathBuf, PathBuf), Error> {
+    let ca = &pki.cluster_ca.pair.cert;
+    let admin_cfg = dir.join("admin.kubeconfig");
+    write_kubeconfig(
+        &admin_cfg,
+        server,
+        ca,
+        &UserAuth::Cert {
+            cert: pki.admin.cert.clone(),
+            key: pki.admin.key.clone(),
+        },
+    )?;
+    let nobody_cfg = dir.join("nobody.kubeconfig");
+    write_kubeconfig(
+        &nobody_cfg,
+        server,
+        ca,
+        &UserAuth::Cert {
+            cert: pki.nobody.cert.clone(),
+            key: pki.nobody.key.clone(),
+        },
+    )?;
+    let kcm_cfg = dir.join("controller-manager.kubeconfig");
+    write_kubeconfig(
+        &kcm_cfg,
+        server,
+        ca,
+        &UserAuth::Cert {
+            cert: pki.controller_manager.cert.clone(),
+            key: pki.controller_manager.key.clone(),
+        },
+    )?;
+    Ok((admin_cfg, nobody_cfg, kcm_cfg))
+}
+
+/// kube-controller-manager: only the controllers the tests need, each with its own
+/// service-account credentials, as in a real cluster.
+fn controller_manager_command(
+    bins: &KubeBinaries,
+    pki: &Pki,
+    config: &ControlPlaneConfig,
+    kcm_cfg: &Path,
+) -> Command {
+    let p = |path: &Path| path.display().to_string();
+    let ca = &pki.cluster_ca.pair.cert;
+    let mut kcm = Command::new(&bins.controller_manager);
+    kcm.arg(format!("--kubeconfig={}", p(kcm_cfg)))
+        .arg(format!("--controllers={}", controllers(config)))
+        .arg("--use-service-account-credentials=true")
+        .arg(format!(
+            "--service-account-private-key-file={}",
+            p(&pki.sa_key)
+        ))
+        .arg(format!("--root-ca-file={}", p(ca)))
+        .arg(format!(
+            "--horizontal-pod-autoscaler-sync-period={}s",
+            config.hpa_sync_period.as_secs().max(1)
+        ))
+        .arg(format!(
+            "--horizontal-pod-autoscaler-tolerance={}",
+            config.hpa_tolerance
+        ))
+        .arg("--leader-elect=false")
+        .arg("--port=0")
+        .arg("--secure-port=0")
+        .arg("--profiling=false")
+        .arg("--v=1");
+    kcm
+}
+
 impl ControlPlane {
     /// Generates a PKI, starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler,
     /// and waits until the apiserver is ready, the controller-manager has issued service-account
@@ -170,16 +315,7 @@ impl ControlPlane {
         let peer_port = free_port()?;
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let mut etcd = Command::new(&bins.etcd);
-        etcd.arg("--name=kis-e2e")
-            .arg(format!("--data-dir={}", dir.join("etcd").display()))
-            .arg(format!("--listen-client-urls={etcd_url}"))
-            .arg(format!("--advertise-client-urls={etcd_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=kis-e2e={peer_url}"))
-            .arg("--logger=zap")
-            .arg("--log-outputs=stderr");
+        let etcd = etcd_command(&bins, &dir, &etcd_url, &peer_url);
         let etcd = Supervised::spawn("etcd", etcd, &dir.join("etcd.log"), &watchdog)?;
         procs.push(etcd);
         wait_until("etcd to accept connections", config.ready_timeout, || {
@@ -192,48 +328,7 @@ impl ControlPlane {
         // kube-apiserver
         let api_port = free_port()?;
         let server = format!("https://127.0.0.1:{api_port}");
-        let p = |path: &Path| path.display().to_string();
-        let mut api = Command::new(&bins.apiserver);
-        api.arg(format!("--etcd-servers={etcd_url}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--advertise-address=127.0.0.1")
-            .arg(format!("--secure-port={api_port}"))
-            .arg("--insecure-port=0")
-            .arg(format!(
-                "--cert-dir={}",
-                dir.join("apiserver-certs").display()
-            ))
-            .arg(format!("--tls-cert-file={}", p(&pki.apiserver.cert)))
-            .arg(format!("--tls-private-key-file={}", p(&pki.apiserver.key)))
-            .arg(format!("--client-ca-file={}", p(&pki.cluster_ca.pair.cert)))
-            .arg("--authorization-mode=RBAC")
-            .arg(format!("--service-account-key-file={}", p(&pki.sa_pub)))
-            .arg(format!(
-                "--service-account-signing-key-file={}",
-                p(&pki.sa_key)
-            ))
-            .arg("--service-account-issuer=https://kubernetes.default.svc")
-            .arg("--service-cluster-ip-range=10.96.0.0/16")
-            // Loopback may not be published in Endpoints; the tests need no `kubernetes` Service.
-            .arg("--endpoint-reconciler-type=none")
-            .arg(format!(
-                "--requestheader-client-ca-file={}",
-                p(&pki.front_proxy_ca.pair.cert)
-            ))
-            .arg(format!("--requestheader-allowed-names={FRONT_PROXY_CN}"))
-            .arg("--requestheader-username-headers=X-Remote-User")
-            .arg("--requestheader-group-headers=X-Remote-Group")
-            .arg("--requestheader-extra-headers-prefix=X-Remote-Extra-")
-            .arg(format!(
-                "--proxy-client-cert-file={}",
-                p(&pki.front_proxy_client.cert)
-            ))
-            .arg(format!(
-                "--proxy-client-key-file={}",
-                p(&pki.front_proxy_client.key)
-            ))
-            .arg("--profiling=false")
-            .arg("--v=1");
+        let api = apiserver_command(&bins, &pki, &dir, &etcd_url, api_port);
         let api_args = api.get_args().map(ToOwned::to_owned).collect();
         procs.push(Supervised::spawn(
             "kube-apiserver",
@@ -243,37 +338,7 @@ impl ControlPlane {
         )?);
 
         // Kubeconfigs: admin, the unprivileged user, the controller-manager.
-        let ca = &pki.cluster_ca.pair.cert;
-        let admin_cfg = dir.join("admin.kubeconfig");
-        write_kubeconfig(
-            &admin_cfg,
-            &server,
-            ca,
-            &UserAuth::Cert {
-                cert: pki.admin.cert.clone(),
-                key: pki.admin.key.clone(),
-            },
-        )?;
-        let nobody_cfg = dir.join("nobody.kubeconfig");
-        write_kubeconfig(
-            &nobody_cfg,
-            &server,
-            ca,
-            &UserAuth::Cert {
-                cert: pki.nobody.cert.clone(),
-                key: pki.nobody.key.clone(),
-            },
-        )?;
-        let kcm_cfg = dir.join("controller-manager.kubeconfig");
-        write_kubeconfig(
-            &kcm_cfg,
-            &server,
-            ca,
-            &UserAuth::Cert {
-                cert: pki.controller_manager.cert.clone(),
-                key: pki.controller_manager.key.clone(),
-            },
-        )?;
+        let (admin_cfg, nobody_cfg, kcm_cfg) = write_kubeconfigs(&dir, &server, &pki)?;
         let admin = Kubectl::new(&bins.kubectl, &admin_cfg);
         let nobody = Kubectl::new(&bins.kubectl, &nobody_cfg);
 
@@ -291,28 +356,7 @@ impl ControlPlane {
 
         // kube-controller-manager: only the controllers the tests need, each with its own
         // service-account credentials, as in a real cluster.
-        let mut kcm = Command::new(&bins.controller_manager);
-        kcm.arg(format!("--kubeconfig={}", p(&kcm_cfg)))
-            .arg(format!("--controllers={}", controllers(config)))
-            .arg("--use-service-account-credentials=true")
-            .arg(format!(
-                "--service-account-private-key-file={}",
-                p(&pki.sa_key)
-            ))
-            .arg(format!("--root-ca-file={}", p(ca)))
-            .arg(format!(
-                "--horizontal-pod-autoscaler-sync-period={}s",
-                config.hpa_sync_period.as_secs().max(1)
-            ))
-            .arg(format!(
-                "--horizontal-pod-autoscaler-tolerance={}",
-                config.hpa_tolerance
-            ))
-            .arg("--leader-elect=false")
-            .arg("--port=0")
-            .arg("--secure-port=0")
-            .arg("--profiling=false")
-            .arg("--v=1");
+        let kcm = controller_manager_command(&bins, &pki, config, &kcm_cfg);
         procs.push(Supervised::spawn(
             "kube-controller-manager",
             kcm,

@@ -11,6 +11,9 @@
 //! a real Triton server serving the emulated accelerator ([`emulated`]), scraped by Prometheus
 //! ([`prometheus`]) and behind nginx ([`balancer`]): a live cluster on one machine, brought up and down by the `kis-e2e testbed` command.
 
+// Every public item documented, and `pub` only where reachable from outside the crate.
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod adapter;
 pub mod balancer;
 pub mod cluster;

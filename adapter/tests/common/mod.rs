@@ -145,6 +145,19 @@ pub async fn publish(
         .unwrap();
 }
 
+/// [`publish`] of each `(labels, value)` in order, same namespace, metric and time-to-live.
+pub async fn publish_each(
+    c: &mut Connection,
+    ns: &str,
+    metric: &str,
+    points: &[(&[(&str, &str)], f64)],
+    ttl: u64,
+) {
+    for (labels, value) in points {
+        publish(c, ns, metric, labels, *value, ttl).await;
+    }
+}
+
 /// STAND-IN for kube-apiserver's SubjectAccessReview and ConfigMap endpoints (plain HTTP on
 /// loopback). SAR allows a user when `allowed` holds "user" or "user:resource". ConfigMaps
 /// support what the adapter uses: get by name, and list + watch with

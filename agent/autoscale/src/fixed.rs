@@ -9,7 +9,9 @@ use crate::{Autoscaler, PoolView};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StaticBasis {
+    /// Sized for the peak load.
     Peak,
+    /// Sized for the mean load.
     Mean,
 }
 
@@ -22,6 +24,7 @@ pub struct Fixed {
 }
 
 impl Fixed {
+    /// Always `replicas`, labelled `name` in outputs.
     pub fn new(name: impl Into<String>, replicas: u32) -> Self {
         // The period only decides how often the simulator asks; 15 s matches the HPA so that a
         // fixed pool is corrected at the same cadence after a pod is lost.

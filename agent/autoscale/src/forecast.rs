@@ -26,8 +26,10 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hpa::{Behavior, Hpa, HpaConfig, PolicyKind, ScalingPolicy, ScalingRules, SelectPolicy};
-use crate::spec::{TARGET_REPLICAS_METRIC, external_target_hpa};
+use crate::hpa::{
+    Behavior, Hpa, HpaConfig, PolicyKind, ScalingPolicy, ScalingRules, SelectPolicy,
+    TARGET_REPLICAS_METRIC, external_target_hpa,
+};
 use crate::{Autoscaler, PoolView, ScalerStatus};
 
 /// Settings of the forecasting autoscaler (`{"kind": "forecast", "replica_capacity": 12.9, ...}`).

@@ -62,11 +62,16 @@ impl Default for HpaConfig {
 pub enum MetricSpec {
     /// `type: Resource`, `resource.name: cpu`, `target.type: Utilization`: integer percent of the
     /// CPU request, averaged over the pods.
-    CpuUtilization { average_utilization: u32 },
+    CpuUtilization {
+        /// `target.averageUtilization`, percent.
+        average_utilization: u32,
+    },
     /// `type: External` with `target.type` `AverageValue` or `Value`. The value is read with
     /// [`crate::PoolView::external_metric`].
     External {
+        /// `metric.name`.
         name: String,
+        /// `target`: per pod or as a whole.
         target: ExternalTarget,
     },
 }
@@ -85,7 +90,9 @@ pub enum ExternalTarget {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Behavior {
+    /// `scaleUp` (default: the upstream 0 s window, max of 100 % or 4 pods per 15 s).
     pub scale_up: ScalingRules,
+    /// `scaleDown` (default: the upstream 300 s window, 100 % per 15 s).
     pub scale_down: ScalingRules,
 }
 
@@ -104,8 +111,10 @@ impl Default for Behavior {
 pub struct ScalingRules {
     /// `stabilizationWindowSeconds` (0..=3600).
     pub stabilization_window: f64,
+    /// `selectPolicy`: which policy's limit wins (default `Max`).
     #[serde(default)]
     pub select_policy: SelectPolicy,
+    /// `policies`: each a limit on the change per period.
     pub policies: Vec<ScalingPolicy>,
     /// Per-direction `tolerance` (KEP-4951 `HPAConfigurableTolerance`); `None` = the global one.
     #[serde(default)]
@@ -165,6 +174,7 @@ pub enum SelectPolicy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScalingPolicy {
+    /// `type`: the value counts pods or percent.
     #[serde(rename = "type")]
     pub kind: PolicyKind,
     /// Pods, or percent of the replicas at the start of the period (> 0).
@@ -176,13 +186,40 @@ pub struct ScalingPolicy {
 /// `HPAScalingPolicy.type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PolicyKind {
+    /// `value` pods.
     Pods,
+    /// `value` percent of the replicas at the start of the period.
     Percent,
+}
+
+/// The External metric that carries a policy's replica target (what kis-adapter publishes).
+pub const TARGET_REPLICAS_METRIC: &str = "kis-replicas";
+
+/// The HPA config the external-target autoscaler runs: `kis-replicas` AverageValue 1,
+/// tolerance 0 unless set.
+pub fn external_target_hpa(c: &HpaConfig) -> HpaConfig {
+    let mut h = c.clone();
+    h.metrics = vec![MetricSpec::External {
+        name: TARGET_REPLICAS_METRIC.into(),
+        target: ExternalTarget::AverageValue(1.0),
+    }];
+    h.tolerance = Some(c.tolerance.unwrap_or(0.0));
+    h
+}
+
+/// `spec.metrics` with the upstream default (CPU Utilization 80 %) filled in.
+pub fn hpa_metrics(c: &HpaConfig) -> Vec<MetricSpec> {
+    if c.metrics.is_empty() {
+        vec![MetricSpec::CpuUtilization {
+            average_utilization: 80,
+        }]
+    } else {
+        c.metrics.clone()
+    }
 }
 
 // === impl Hpa ===
 
-use crate::spec::hpa_metrics;
 use crate::{Autoscaler, Condition, MetricStatus, PodView, PoolView, ScalerStatus};
 
 /// CPU request per pod in millicores. The HPA's utilisation is Σusage·100 / Σrequest over the

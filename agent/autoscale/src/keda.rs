@@ -60,8 +60,10 @@ impl Default for KedaConfig {
 /// Trigger `metricType`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KedaMetricType {
+    /// The metric divided by the replica count (KEDA's default).
     #[default]
     AverageValue,
+    /// The metric as a whole.
     Value,
 }
 

@@ -17,6 +17,9 @@
 //! assert_eq!(a.decide(&PoolView::empty(Pool::Cpu, 0.0, 1)), 3);
 //! ```
 
+// Every public item documented, and `pub` only where reachable from outside the crate.
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod fixed;
 pub mod forecast;
 pub mod hpa;
@@ -48,6 +51,7 @@ pub use view::{PodView, Pool, PoolView};
 /// One autoscaler instance for one pool. It keeps its own history (recommendations, scale events,
 /// windows) between calls.
 pub trait Autoscaler: Send {
+    /// The label outputs show for this instance (e.g. `hpa-cpu`).
     fn name(&self) -> &str;
     /// Controller period in seconds (HPA 15, KEDA polling 30, Knative 2, ...).
     fn period(&self) -> f64;
@@ -78,6 +82,7 @@ pub struct ScalerStatus {
 /// The value a metric had at the last decision and the replica count it proposed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetricStatus {
+    /// The metric's name (`cpu`, or the External metric's name).
     pub name: String,
     /// Current value (average utilisation in percent, average value, or value); `None` = missing.
     pub value: Option<f64>,
@@ -91,8 +96,11 @@ pub struct Condition {
     /// `AbleToScale`, `ScalingActive`, `ScalingLimited`, `Active`, `Panic`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Whether the condition holds (`True`).
     pub status: bool,
+    /// A CamelCase reason, as the controller sets it.
     pub reason: String,
+    /// A human-readable explanation.
     pub message: String,
 }
 

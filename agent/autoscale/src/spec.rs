@@ -7,11 +7,10 @@ use crate::Autoscaler;
 use crate::fixed::{Fixed, StaticBasis};
 use crate::forecast::{Forecast, ForecastConfig};
 use crate::hpa::{ExternalTarget, Hpa, HpaConfig, MetricSpec, ScalingRules};
+// Defined beside the HPA they configure (the HPA must not import this module); kept here too.
+pub use crate::hpa::{TARGET_REPLICAS_METRIC, external_target_hpa, hpa_metrics};
 use crate::keda::{Keda, KedaConfig};
 use crate::kpa::{Kpa, KpaConfig};
-
-/// The External metric that carries a policy's replica target (what kis-adapter publishes).
-pub const TARGET_REPLICAS_METRIC: &str = "kis-replicas";
 
 /// Every autoscaler the simulator can run (`{"kind": "hpa", ...}`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,9 +23,17 @@ pub enum AutoscalerSpec {
     /// Knative KPA.
     Knative(KpaConfig),
     /// Always `replicas` (the paper's GPU-only 1, CPU-only 3).
-    Fixed { replicas: u32 },
+    Fixed {
+        /// The replica count.
+        replicas: u32,
+    },
     /// Always `replicas`, a count the caller provisioned at the peak or the mean load.
-    Static { replicas: u32, basis: StaticBasis },
+    Static {
+        /// The replica count.
+        replicas: u32,
+        /// What it was provisioned for (labels only).
+        basis: StaticBasis,
+    },
     /// HPA on External `kis-replicas`, AverageValue 1, tolerance 0 (unless `tolerance` is
     /// set): how kis-adapter + the stock HPA follow a policy. `metrics` must be left empty.
     ExternalTarget(HpaConfig),
@@ -45,7 +52,9 @@ impl Default for AutoscalerSpec {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("invalid autoscaler config: `{field}` {problem}")]
 pub struct ConfigError {
+    /// The field's path (`hpa.behavior.scale_down.policies[0].period`).
     pub field: String,
+    /// What is wrong, with the bound and the value.
     pub problem: String,
 }
 
@@ -61,10 +70,15 @@ impl ConfigError {
 /// One tunable parameter: searched in `[lo, hi]`, on a log scale if `log`, rounded if `integer`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Param {
+    /// Dotted path of the field in the spec (`hpa.tolerance`).
     pub name: String,
+    /// Lower end of the search range.
     pub lo: f64,
+    /// Upper end of the search range.
     pub hi: f64,
+    /// Search on a log scale.
     pub log: bool,
+    /// Round to whole numbers.
     pub integer: bool,
 }
 
@@ -141,18 +155,6 @@ impl AutoscalerSpec {
             AutoscalerSpec::Forecast(c) => Box::new(Forecast::new(label, c)),
         })
     }
-}
-
-/// The HPA config the external-target autoscaler runs: `kis-replicas` AverageValue 1,
-/// tolerance 0 unless set.
-pub fn external_target_hpa(c: &HpaConfig) -> HpaConfig {
-    let mut h = c.clone();
-    h.metrics = vec![MetricSpec::External {
-        name: TARGET_REPLICAS_METRIC.into(),
-        target: ExternalTarget::AverageValue(1.0),
-    }];
-    h.tolerance = Some(c.tolerance.unwrap_or(0.0));
-    h
 }
 
 fn finite_in(field: &str, v: f64, lo: f64, hi: f64) -> Result<(), ConfigError> {
@@ -598,17 +600,6 @@ impl AutoscalerSpec {
         }
         out.validate()?;
         Ok(out)
-    }
-}
-
-/// `spec.metrics` with the upstream default (CPU Utilization 80 %) filled in.
-pub fn hpa_metrics(c: &HpaConfig) -> Vec<MetricSpec> {
-    if c.metrics.is_empty() {
-        vec![MetricSpec::CpuUtilization {
-            average_utilization: 80,
-        }]
-    } else {
-        c.metrics.clone()
     }
 }
 

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pool {
+    /// The GPU Deployment.
     Gpu,
+    /// The CPU Deployment.
     Cpu,
 }
 
@@ -35,6 +37,7 @@ pub struct PodView {
 /// The pool (one Deployment) as the autoscaler sees it at time `now`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PoolView {
+    /// Which Deployment.
     pub pool: Pool,
     /// Seconds since the start of the run; autoscalers have no clock of their own.
     pub now: f64,

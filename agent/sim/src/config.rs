@@ -1,14 +1,14 @@
 //! Simulation configuration (serde, JSON or TOML) with defaults, and its validation, which names the
 //! offending field.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use kis_traffic::{ArrivalKind, ShapeSpec};
 
 use crate::dist::Dist;
 use crate::profile::ServiceProfile;
-use crate::scaler::ScalerSpec;
 use crate::{Error, Result};
+use kis_autoscale::AutoscalerSpec;
 
 /// Everything one simulated run needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -473,4 +473,98 @@ impl SimConfig {
         }
         Ok(())
     }
+}
+
+/// Any autoscaler a pool can run: `{"kind":"oracle", ...}` or any kis-autoscale kind
+/// (`{"kind":"hpa", ...}`, `keda`, `knative`, `fixed`, `static`, `external-target`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ScalerSpec {
+    /// The perfect-foresight oracle.
+    Oracle(OracleConfig),
+    /// A rule-based autoscaler from kis-autoscale.
+    Rule(AutoscalerSpec),
+}
+
+impl<'de> Deserialize<'de> for ScalerSpec {
+    // Dispatch on `kind` by hand: an untagged derive would hide the real field error.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let v = serde_json::Value::deserialize(d)?;
+        if v.get("kind").and_then(|k| k.as_str()) == Some("oracle") {
+            OracleConfig::deserialize(v)
+                .map(ScalerSpec::Oracle)
+                .map_err(D::Error::custom)
+        } else {
+            AutoscalerSpec::deserialize(v)
+                .map(ScalerSpec::Rule)
+                .map_err(D::Error::custom)
+        }
+    }
+}
+
+impl ScalerSpec {
+    /// Short label for tables.
+    pub fn label(&self) -> String {
+        match self {
+            ScalerSpec::Oracle(_) => "oracle".into(),
+            ScalerSpec::Rule(r) => r.label(),
+        }
+    }
+}
+
+/// Settings of the perfect-foresight oracle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OracleConfig {
+    /// Always `"oracle"`.
+    pub kind: OracleKind,
+    /// Fraction of the total offered load this pool must carry.
+    #[serde(default = "one")]
+    pub share: f64,
+    /// Decision period in seconds.
+    #[serde(default = "default_period")]
+    pub period: f64,
+    /// Allowed probability that a request's queueing wait exceeds its budget (SLO minus twice the
+    /// mean service time), approximating each replica as an M/G/c queue (c = its instances) fed an
+    /// equal share of the rate: Erlang C with Kingman's variability correction of the tail.
+    #[serde(default = "default_miss")]
+    pub miss_probability: f64,
+    /// Fewest replicas.
+    #[serde(default = "one_u32")]
+    pub min_replicas: u32,
+    /// Most replicas.
+    #[serde(default = "default_max")]
+    pub max_replicas: u32,
+}
+
+/// The tag value of [`OracleConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OracleKind {
+    /// `"oracle"`.
+    Oracle,
+}
+
+impl Default for OracleConfig {
+    fn default() -> Self {
+        OracleConfig {
+            kind: OracleKind::Oracle,
+            share: 1.0,
+            period: default_period(),
+            miss_probability: default_miss(),
+            min_replicas: 1,
+            max_replicas: default_max(),
+        }
+    }
+}
+
+fn default_period() -> f64 {
+    5.0
+}
+fn default_miss() -> f64 {
+    0.01
+}
+fn default_max() -> u32 {
+    100
 }

@@ -29,6 +29,9 @@
 //! assert!(summary.arrivals > 2_000);
 //! ```
 
+// Every public item documented, and `pub` only where reachable from outside the crate.
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod bench;
 pub mod config;
 pub mod dist;

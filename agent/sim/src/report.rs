@@ -5,6 +5,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::scaler::Pool;
 
+/// Both pools in index order (0 = GPU, 1 = CPU).
+pub const POOLS: [Pool; 2] = [Pool::Gpu, Pool::Cpu];
+
+/// Index of a pool in [`POOLS`].
+pub fn pool_index(p: Pool) -> usize {
+    match p {
+        Pool::Gpu => 0,
+        Pool::Cpu => 1,
+    }
+}
+
 /// Outcome of a run. Conservation: `arrivals == completed + rejected + killed + in_flight`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -132,7 +143,7 @@ pub struct SeriesRow {
 impl Summary {
     /// The pool's summary.
     pub fn pool(&self, p: Pool) -> &PoolSummary {
-        &self.pools[crate::sim::pool_index(p)]
+        &self.pools[pool_index(p)]
     }
 
     /// True when every arrival is accounted for exactly once.

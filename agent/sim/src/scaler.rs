@@ -1,44 +1,16 @@
 //! Autoscalers as the simulator runs them: the rule-based ones from kis-autoscale, plus the
 //! perfect-foresight oracle, which lives here because it needs the future load and the service model.
 
-use serde::{Deserialize, Deserializer, Serialize};
-
 pub use kis_autoscale::{
     Autoscaler, AutoscalerSpec, PodView, Pool, PoolView, TARGET_REPLICAS_METRIC,
 };
 use kis_traffic::Profile;
 
+// The spec types live in config (a run's description must not import the runtime); kept here too.
+pub use crate::config::{OracleConfig, OracleKind, ScalerSpec};
 use crate::config::{PoolConfig, SimConfig};
 use crate::queueing::mmc_wait_tail;
 use crate::{Error, Result};
-
-/// Any autoscaler a pool can run: `{"kind":"oracle", ...}` or any kis-autoscale kind
-/// (`{"kind":"hpa", ...}`, `keda`, `knative`, `fixed`, `static`, `external-target`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum ScalerSpec {
-    /// The perfect-foresight oracle.
-    Oracle(OracleConfig),
-    /// A rule-based autoscaler from kis-autoscale.
-    Rule(AutoscalerSpec),
-}
-
-impl<'de> Deserialize<'de> for ScalerSpec {
-    // Dispatch on `kind` by hand: an untagged derive would hide the real field error.
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error as _;
-        let v = serde_json::Value::deserialize(d)?;
-        if v.get("kind").and_then(|k| k.as_str()) == Some("oracle") {
-            OracleConfig::deserialize(v)
-                .map(ScalerSpec::Oracle)
-                .map_err(D::Error::custom)
-        } else {
-            AutoscalerSpec::deserialize(v)
-                .map(ScalerSpec::Rule)
-                .map_err(D::Error::custom)
-        }
-    }
-}
 
 /// What building an autoscaler may look at.
 pub struct ScalerContext<'a> {
@@ -46,19 +18,11 @@ pub struct ScalerContext<'a> {
     pub pool: Pool,
     /// The whole run's configuration.
     pub config: &'a SimConfig,
-    /// The (scaled) rate profile: only the oracle reads it.
-    pub profile: &'a Profile,
+    /// The (scaled) offered rate over time: only the oracle reads it.
+    pub rates: &'a Profile,
 }
 
 impl ScalerSpec {
-    /// Short label for tables.
-    pub fn label(&self) -> String {
-        match self {
-            ScalerSpec::Oracle(_) => "oracle".into(),
-            ScalerSpec::Rule(r) => r.label(),
-        }
-    }
-
     /// Builds a fresh autoscaler.
     pub fn build(&self, ctx: &ScalerContext<'_>) -> Result<Box<dyn Autoscaler>> {
         let field = format!("pools.{}.autoscaler", pool_name(ctx.pool));
@@ -76,68 +40,6 @@ fn pool_name(p: Pool) -> &'static str {
         Pool::Gpu => "gpu",
         Pool::Cpu => "cpu",
     }
-}
-
-/// Settings of the perfect-foresight oracle.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OracleConfig {
-    /// Always `"oracle"`.
-    pub kind: OracleKind,
-    /// Fraction of the total offered load this pool must carry.
-    #[serde(default = "one")]
-    pub share: f64,
-    /// Decision period in seconds.
-    #[serde(default = "default_period")]
-    pub period: f64,
-    /// Allowed probability that a request's queueing wait exceeds its budget (SLO minus twice the
-    /// mean service time), approximating each replica as an M/G/c queue (c = its instances) fed an
-    /// equal share of the rate: Erlang C with Kingman's variability correction of the tail.
-    #[serde(default = "default_miss")]
-    pub miss_probability: f64,
-    /// Fewest replicas.
-    #[serde(default = "one_u32")]
-    pub min_replicas: u32,
-    /// Most replicas.
-    #[serde(default = "default_max")]
-    pub max_replicas: u32,
-}
-
-/// The tag value of [`OracleConfig`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OracleKind {
-    /// `"oracle"`.
-    Oracle,
-}
-
-impl Default for OracleConfig {
-    fn default() -> Self {
-        OracleConfig {
-            kind: OracleKind::Oracle,
-            share: 1.0,
-            period: default_period(),
-            miss_probability: default_miss(),
-            min_replicas: 1,
-            max_replicas: default_max(),
-        }
-    }
-}
-
-fn one() -> f64 {
-    1.0
-}
-fn one_u32() -> u32 {
-    1
-}
-fn default_period() -> f64 {
-    5.0
-}
-fn default_miss() -> f64 {
-    0.01
-}
-fn default_max() -> u32 {
-    100
 }
 
 /// Fewest replicas in `[min, max]` of a pool that serve `rate` req/s with
@@ -207,7 +109,7 @@ fn size_for_rate(rate: f64, q: &Queueing, miss: f64, min: u32, max: u32) -> u32 
 /// for the rule-based autoscalers to be compared against.
 pub struct Oracle {
     cfg: OracleConfig,
-    profile: Profile,
+    rates: Profile,
     lead: f64,
     q: Queueing,
 }
@@ -247,7 +149,7 @@ impl Oracle {
         }
         Ok(Oracle {
             cfg: cfg.clone(),
-            profile: ctx.profile.clone(),
+            rates: ctx.rates.clone(),
             // Pods started now serve from now + start-up (+ a scrape of slack) until the next decision.
             lead: pool.startup.mean() + cfg.period + ctx.config.metrics.scrape_interval,
             q: Queueing::of(pool, ctx.config.slo),
@@ -281,10 +183,10 @@ impl Autoscaler for Oracle {
         let mut peak: f64 = 0.0;
         let mut t = t0;
         while t < t1 {
-            peak = peak.max(self.profile.rate(t));
+            peak = peak.max(self.rates.rate(t));
             t += 1.0;
         }
-        peak = peak.max(self.profile.rate(t1));
+        peak = peak.max(self.rates.rate(t1));
         self.replicas_for(peak * self.cfg.share)
     }
 }

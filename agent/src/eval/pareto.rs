@@ -1,5 +1,5 @@
 //! The cost-vs-SLO-miss Pareto front of one trace, each policy's verdict against the baselines, and
-//! the plot (PNG, drawn with [`crate::raster`]).
+//! the plot (PNG, drawn with kis-plot).
 //!
 //! A point is (GPU-hours, SLO-miss fraction), means over seeds; both are minimised. A dominates B when
 //! it is no worse on both and better on one. A policy's verdict is taken against the baselines
@@ -10,7 +10,7 @@
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::raster::{Anchor, Canvas, rgb};
+use kis_plot::{Format, Marker, Scatter};
 
 /// One set-up on one trace.
 #[derive(Debug, Clone, Serialize)]
@@ -80,18 +80,11 @@ pub fn verdict(p: &Point, baselines: &[Point]) -> Verdict {
     }
 }
 
-const W: usize = 1560;
-const H: usize = 900;
-const L: f64 = 110.0;
-const T: f64 = 70.0;
-const PW: f64 = 760.0;
-const PH: f64 = 720.0;
-
-fn color(kind: &str) -> [u8; 3] {
+fn color(kind: &str) -> &'static str {
     match kind {
-        "oracle" => rgb("#2ca02c"),
-        "policy" => rgb("#d62728"),
-        _ => rgb("#1f77b4"),
+        "oracle" => "#2ca02c",
+        "policy" => "#d62728",
+        _ => "#1f77b4",
     }
 }
 
@@ -101,78 +94,44 @@ const MISS_FLOOR: f64 = 0.01;
 /// The plot: GPU-hours across, SLO miss (%) up on a log axis from 0.01 % (0 sits on the floor) to
 /// 100 %, one numbered square per set-up (legend on the right), the front as a dashed line.
 pub fn plot_png(title: &str, points: &[Point]) -> Result<Vec<u8>> {
-    let mut c = Canvas::new(W, H);
-    let black = [0, 0, 0];
-    let grey = rgb("#999999");
-    let xmax = points
-        .iter()
-        .map(|p| p.gpu_hours)
-        .fold(0.0, f64::max)
-        .max(1e-6)
-        * 1.08;
-    let decades = (100.0 / MISS_FLOOR).log10();
-    let px = |x: f64| L + PW * x / xmax;
-    let py = |miss: f64| {
-        let pct = (miss * 100.0).clamp(MISS_FLOOR, 100.0);
-        T + PH - PH * (pct / MISS_FLOOR).log10() / decades
-    };
-    c.text(L, 40.0, 3, Anchor::Start, black, title);
-    c.outline(L, T, PW, PH, black);
-    for i in 0..=5 {
-        let x = L + PW * i as f64 / 5.0;
-        c.polyline(&[(x, T + PH), (x, T + PH + 8.0)], black, 1.0, None);
-        let v = format!("{:.2}", xmax * i as f64 / 5.0);
-        c.text(x, T + PH + 30.0, 2, Anchor::Middle, black, &v);
-    }
-    for (i, label) in ["0.01", "0.1", "1", "10", "100"].iter().enumerate() {
-        let y = T + PH - PH * i as f64 / decades;
-        c.polyline(&[(L - 8.0, y), (L, y)], black, 1.0, None);
-        c.text(L - 12.0, y + 7.0, 2, Anchor::End, black, label);
-    }
-    let x_label = "GPU-hours (mean over seeds)";
-    c.text(
-        L + PW / 2.0,
-        T + PH + 62.0,
-        2,
-        Anchor::Middle,
-        black,
-        x_label,
-    );
-    let y_label = "SLO miss % (log scale, 0 drawn at 0.01, backlog counted as missed)";
-    c.text(L, T - 12.0, 2, Anchor::Start, black, y_label);
     let on_front = front(points);
-    let mut fr: Vec<(f64, f64)> = points
+    let pct = |miss: f64| (miss * 100.0).clamp(MISS_FLOOR, 100.0);
+    let mut line: Vec<(f64, f64)> = points
         .iter()
         .zip(&on_front)
         .filter(|(_, f)| **f)
-        .map(|(p, _)| (px(p.gpu_hours), py(p.slo_miss)))
+        .map(|(p, _)| (p.gpu_hours, pct(p.slo_miss)))
         .collect();
-    fr.sort_by(|a, b| a.0.total_cmp(&b.0));
-    c.polyline(&fr, grey, 2.0, Some((10.0, 6.0)));
-    for (i, p) in points.iter().enumerate() {
-        let (x, y) = (px(p.gpu_hours), py(p.slo_miss));
-        c.fill(x - 6.0, y - 6.0, 12.0, 12.0, color(p.kind));
-        c.text(
-            x + 10.0,
-            y - 8.0,
-            2,
-            Anchor::Start,
-            black,
-            &(i + 1).to_string(),
-        );
-        let ly = T + 20.0 + 26.0 * i as f64;
-        c.fill(L + PW + 30.0, ly - 12.0, 12.0, 12.0, color(p.kind));
-        // The bitmap font has no `;` (scripted policies' names use it).
-        let mut name = format!("{} {}", i + 1, p.label.replace(';', "/"));
-        name.truncate(46);
-        if on_front[i] {
-            name += " (front)";
-        }
-        c.text(L + PW + 50.0, ly, 2, Anchor::Start, black, &name);
-    }
-    let key = "blue: baselines, green: oracle, red: policies";
-    c.text(L + PW + 30.0, H as f64 - 30.0, 2, Anchor::Start, black, key);
-    c.png().context("encoding the Pareto plot")
+    line.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let markers = points
+        .iter()
+        .zip(&on_front)
+        .map(|(p, &f)| {
+            let mut label = p.label.clone();
+            label.truncate(46);
+            if f {
+                label += " (front)";
+            }
+            Marker {
+                x: p.gpu_hours,
+                y: pct(p.slo_miss),
+                color: color(p.kind).into(),
+                label,
+            }
+        })
+        .collect();
+    let sc = Scatter {
+        title: title.into(),
+        width: 1560,
+        height: 900,
+        x_label: "GPU-hours (mean over seeds)".into(),
+        y_label: "SLO miss % (log scale, 0 drawn at 0.01, backlog counted as missed)".into(),
+        log_y: Some((MISS_FLOOR, 100.0)),
+        markers,
+        line,
+        note: "blue: baselines, green: oracle, red: policies".into(),
+    };
+    kis_plot::render_scatter(&sc, Format::Png).context("drawing the Pareto plot")
 }
 
 #[cfg(test)]

@@ -209,22 +209,6 @@ impl PolicySetup {
     }
 }
 
-/// The `--tuned FILE` and `--policy P...` flags `compare` and `evaluate` share, loaded.
-pub fn tuned_and_policies(
-    tuned: Option<&Path>,
-    policies: &[String],
-) -> Result<(Vec<super::setup::Setup>, Vec<PolicySetup>)> {
-    let tuned = match tuned {
-        Some(p) => super::tuned::load_tuned(p)?,
-        None => Vec::new(),
-    };
-    let policies = policies
-        .iter()
-        .map(|p| builtin(p).with_context(|| format!("--policy {p}")))
-        .collect::<Result<Vec<_>>>()?;
-    Ok((tuned, policies))
-}
-
 /// A policy by name: `hold`, `scripted:g,c,p;g,c,p;...`, or a policy file (`*.kpol`).
 pub fn builtin(spec: &str) -> Result<PolicySetup> {
     let spec = spec.trim();

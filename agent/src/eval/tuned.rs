@@ -8,6 +8,7 @@ use kis_autoscale::AutoscalerSpec;
 use kis_sim::ScalerSpec;
 use serde::{Deserialize, Serialize};
 
+use super::policy::{self, PolicySetup};
 use super::setup::Setup;
 
 /// Mean figures of one candidate over the seeds.
@@ -90,4 +91,20 @@ pub fn load_tuned(path: &Path) -> Result<Vec<Setup>> {
         ));
     }
     Ok(out)
+}
+
+/// The `--tuned FILE` and `--policy P...` flags `compare` and `evaluate` share, loaded.
+pub fn tuned_and_policies(
+    tuned: Option<&Path>,
+    policies: &[String],
+) -> Result<(Vec<Setup>, Vec<PolicySetup>)> {
+    let tuned = match tuned {
+        Some(p) => load_tuned(p)?,
+        None => Vec::new(),
+    };
+    let policies = policies
+        .iter()
+        .map(|p| policy::builtin(p).with_context(|| format!("--policy {p}")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((tuned, policies))
 }

@@ -10,6 +10,9 @@
 //! assert_eq!(kis_units::HumanDuration(Duration::from_secs(5400)).to_string(), "1h30m");
 //! ```
 
+// Every public item documented, and `pub` only where reachable from outside the crate.
+#![warn(missing_docs, unreachable_pub)]
+
 use std::fmt;
 use std::time::Duration;
 

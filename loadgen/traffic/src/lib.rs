@@ -26,6 +26,9 @@
 //! second, 5/8 of them inferences: 100 users at a fast server is roughly 67 req/s, 42 of them
 //! inferences. Here the shape's value *is* the offered rate, whatever the server's latency.
 
+// Every public item documented, and `pub` only where reachable from outside the crate.
+#![warn(missing_docs, unreachable_pub)]
+
 mod arrivals;
 mod error;
 mod profile;

@@ -80,56 +80,75 @@ impl FromStr for Pattern {
 pub enum ShapeSpec {
     /// `rate` for `duration`.
     Constant {
+        /// Requests (or users) per second, held throughout (default 10).
         #[serde(default = "d::rate")]
         rate: f64,
+        /// Seconds (default 300).
         #[serde(default = "d::duration")]
         duration: f64,
     },
     /// From `start` to `end` in `steps` equal steps (the first step at `start`, the last at
     /// `end`); `steps = 0` is a linear ramp.
     Ramp {
+        /// First level (default 10).
         #[serde(default = "d::low")]
         start: f64,
+        /// Last level (default 100).
         #[serde(default = "d::high")]
         end: f64,
+        /// Equal steps; 0 = a linear ramp (default 20).
         #[serde(default = "d::steps")]
         steps: u32,
+        /// Seconds (default 300).
         #[serde(default = "d::duration")]
         duration: f64,
     },
     /// A sinusoid between `min` and `max`, `cycles` periods over `duration`, starting at the
     /// midpoint and rising.
     Periodic {
+        /// Trough (default 10).
         #[serde(default = "d::low")]
         min: f64,
+        /// Crest (default 100).
         #[serde(default = "d::high")]
         max: f64,
+        /// Full periods over `duration` (default 3).
         #[serde(default = "d::cycles")]
         cycles: f64,
+        /// Seconds (default 300).
         #[serde(default = "d::duration")]
         duration: f64,
     },
     /// A level drawn uniformly in `[min, max]` every `interval`, from the seed.
     Random {
+        /// Lowest level (default 10).
         #[serde(default = "d::low")]
         min: f64,
+        /// Highest level (default 100).
         #[serde(default = "d::high")]
         max: f64,
+        /// Seconds each level is held (default 30).
         #[serde(default = "d::interval")]
         interval: f64,
+        /// Seconds (default 300).
         #[serde(default = "d::duration")]
         duration: f64,
     },
     /// `base`, then `peak` from `start` for `length` (both fractions of `duration`), then `base`.
     Spike {
+        /// Level outside the spike (default 10).
         #[serde(default = "d::low")]
         base: f64,
+        /// Level during the spike (default 100).
         #[serde(default = "d::high")]
         peak: f64,
+        /// Start of the spike, fraction of `duration` (default 0.3).
         #[serde(default = "d::spike_start")]
         start: f64,
+        /// Length of the spike, fraction of `duration` (default 0.4).
         #[serde(default = "d::spike_length")]
         length: f64,
+        /// Seconds (default 300).
         #[serde(default = "d::duration")]
         duration: f64,
     },
@@ -137,48 +156,128 @@ pub enum ShapeSpec {
     /// by `scale`, trace time is divided by `speedup`, and only the window
     /// `[offset, offset + limit)` of trace time is played (`limit` absent: to the end).
     Trace {
+        /// The CSV file (`t_seconds,rate_rps`).
         path: PathBuf,
+        /// Rate multiplier (default 1).
         #[serde(default = "d::one")]
         scale: f64,
+        /// Trace time divisor (default 1).
         #[serde(default = "d::one")]
         speedup: f64,
+        /// Trace time where playback starts, seconds (default 0).
         #[serde(default)]
         offset: f64,
+        /// Trace time played from `offset`, seconds (absent: to the end).
         #[serde(default)]
         limit: Option<f64>,
     },
 }
 
+/// `ramp`: a linear ramp (`steps` 0) or `steps` equal constant steps from `start` to `end`.
+fn ramp(start: f64, end: f64, steps: u32, duration: f64) -> Result<Profile> {
+    check_rate("ramp.start", start)?;
+    check_rate("ramp.end", end)?;
+    check_duration("ramp.duration", duration)?;
+    match steps {
+        0 => Ok(Profile::from_pieces([(
+            duration,
+            Kind::Linear { r0: start, r1: end },
+        )])),
+        1 => Err(Error::Invalid {
+            field: "ramp.steps",
+            expected: "0 (linear) or at least 2",
+            value: 1.0,
+        }),
+        n => {
+            let len = duration / f64::from(n);
+            Ok(Profile::from_pieces((0..n).map(|k| {
+                let level = start + (end - start) * f64::from(k) / f64::from(n - 1);
+                (len, Kind::Const(level))
+            })))
+        }
+    }
+}
+
+/// `random`: a level drawn uniformly in `[min, max]` every `interval`, from the seed.
+fn random(min: f64, max: f64, interval: f64, duration: f64, seed: u64) -> Result<Profile> {
+    check_rate("random.min", min)?;
+    check_rate("random.max", max)?;
+    check_order("random.max", min, max)?;
+    check_positive("random.interval", interval)?;
+    check_duration("random.duration", duration)?;
+    // A stream of its own, so the levels do not depend on how arrivals draw.
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x5eed_1e7e_15ab_0001);
+    let n = (duration / interval).ceil() as u64;
+    Ok(Profile::from_pieces((0..n).map(|k| {
+        let len = (duration - k as f64 * interval).min(interval);
+        let level = if max > min {
+            rng.random_range(min..=max)
+        } else {
+            min
+        };
+        (len, Kind::Const(level))
+    })))
+}
+
+/// `spike`: `base`, then `peak` from `start` for `length` (fractions of `duration`), then `base`.
+fn spike(base: f64, peak: f64, start: f64, length: f64, duration: f64) -> Result<Profile> {
+    check_rate("spike.base", base)?;
+    check_rate("spike.peak", peak)?;
+    check_duration("spike.duration", duration)?;
+    if !(0.0..1.0).contains(&start) {
+        return Err(Error::Invalid {
+            field: "spike.start",
+            expected: "a fraction of the duration in [0, 1)",
+            value: start,
+        });
+    }
+    if !(length > 0.0 && start + length <= 1.0 + 1e-12) {
+        return Err(Error::Invalid {
+            field: "spike.length",
+            expected: "a fraction > 0 with start + length <= 1",
+            value: length,
+        });
+    }
+    Ok(Profile::from_pieces([
+        (start * duration, Kind::Const(base)),
+        (length * duration, Kind::Const(peak)),
+        (
+            (1.0 - start - length).max(0.0) * duration,
+            Kind::Const(base),
+        ),
+    ]))
+}
+
 /// Serde defaults: the original experiments' values.
 mod d {
-    pub fn rate() -> f64 {
+    pub(super) fn rate() -> f64 {
         10.0
     }
-    pub fn low() -> f64 {
+    pub(super) fn low() -> f64 {
         10.0
     }
-    pub fn high() -> f64 {
+    pub(super) fn high() -> f64 {
         100.0
     }
-    pub fn steps() -> u32 {
+    pub(super) fn steps() -> u32 {
         20
     }
-    pub fn duration() -> f64 {
+    pub(super) fn duration() -> f64 {
         300.0
     }
-    pub fn cycles() -> f64 {
+    pub(super) fn cycles() -> f64 {
         3.0
     }
-    pub fn interval() -> f64 {
+    pub(super) fn interval() -> f64 {
         30.0
     }
-    pub fn spike_start() -> f64 {
+    pub(super) fn spike_start() -> f64 {
         0.3
     }
-    pub fn spike_length() -> f64 {
+    pub(super) fn spike_length() -> f64 {
         0.4
     }
-    pub fn one() -> f64 {
+    pub(super) fn one() -> f64 {
         1.0
     }
 }
@@ -337,29 +436,7 @@ impl ShapeSpec {
                 end,
                 steps,
                 duration,
-            } => {
-                check_rate("ramp.start", start)?;
-                check_rate("ramp.end", end)?;
-                check_duration("ramp.duration", duration)?;
-                match steps {
-                    0 => Ok(Profile::from_pieces([(
-                        duration,
-                        Kind::Linear { r0: start, r1: end },
-                    )])),
-                    1 => Err(Error::Invalid {
-                        field: "ramp.steps",
-                        expected: "0 (linear) or at least 2",
-                        value: 1.0,
-                    }),
-                    n => {
-                        let len = duration / f64::from(n);
-                        Ok(Profile::from_pieces((0..n).map(|k| {
-                            let level = start + (end - start) * f64::from(k) / f64::from(n - 1);
-                            (len, Kind::Const(level))
-                        })))
-                    }
-                }
-            }
+            } => ramp(start, end, steps, duration),
             ShapeSpec::Periodic {
                 min,
                 max,
@@ -387,58 +464,14 @@ impl ShapeSpec {
                 max,
                 interval,
                 duration,
-            } => {
-                check_rate("random.min", min)?;
-                check_rate("random.max", max)?;
-                check_order("random.max", min, max)?;
-                check_positive("random.interval", interval)?;
-                check_duration("random.duration", duration)?;
-                // A stream of its own, so the levels do not depend on how arrivals draw.
-                let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x5eed_1e7e_15ab_0001);
-                let n = (duration / interval).ceil() as u64;
-                Ok(Profile::from_pieces((0..n).map(|k| {
-                    let len = (duration - k as f64 * interval).min(interval);
-                    let level = if max > min {
-                        rng.random_range(min..=max)
-                    } else {
-                        min
-                    };
-                    (len, Kind::Const(level))
-                })))
-            }
+            } => random(min, max, interval, duration, seed),
             ShapeSpec::Spike {
                 base,
                 peak,
                 start,
                 length,
                 duration,
-            } => {
-                check_rate("spike.base", base)?;
-                check_rate("spike.peak", peak)?;
-                check_duration("spike.duration", duration)?;
-                if !(0.0..1.0).contains(&start) {
-                    return Err(Error::Invalid {
-                        field: "spike.start",
-                        expected: "a fraction of the duration in [0, 1)",
-                        value: start,
-                    });
-                }
-                if !(length > 0.0 && start + length <= 1.0 + 1e-12) {
-                    return Err(Error::Invalid {
-                        field: "spike.length",
-                        expected: "a fraction > 0 with start + length <= 1",
-                        value: length,
-                    });
-                }
-                Ok(Profile::from_pieces([
-                    (start * duration, Kind::Const(base)),
-                    (length * duration, Kind::Const(peak)),
-                    (
-                        (1.0 - start - length).max(0.0) * duration,
-                        Kind::Const(base),
-                    ),
-                ]))
-            }
+            } => spike(base, peak, start, length, duration),
             ShapeSpec::Trace {
                 ref path,
                 scale,

@@ -10,37 +10,8 @@ use kis_e2e::wait_until;
 
 use crate::common::{
     CONTROLLER_BOUND, HPA_BOUND, METRIC, adapter, cluster, deployment_yaml, hpa_condition,
-    namespace, replicas, wait_replicas,
+    hpa_yaml_selecting, namespace, replicas, wait_replicas,
 };
-
-/// An HPA on Deployment `name` whose External metric selector is `app=NAME` (covers every shard).
-fn hpa_over_shards(ns: &str, name: &str) -> String {
-    format!(
-        r#"apiVersion: autoscaling/v2beta2
-kind: HorizontalPodAutoscaler
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: {name}}}
-  minReplicas: 1
-  maxReplicas: 20
-  metrics:
-  - type: External
-    external:
-      metric:
-        name: {METRIC}
-        selector:
-          matchLabels: {{app: {name}}}
-      target: {{type: AverageValue, averageValue: "1"}}
-  behavior:
-    scaleUp:
-      stabilizationWindowSeconds: 0
-      policies: [{{type: Percent, value: 1000, periodSeconds: 15}}]
-    scaleDown:
-      stabilizationWindowSeconds: 0
-      policies: [{{type: Percent, value: 100, periodSeconds: 15}}]
-"#
-    )
-}
 
 /// Values of the list `kubectl get --raw` reads through the aggregator, and their sum.
 fn listed(ns: &str, name: &str) -> (Vec<String>, f64) {
@@ -67,7 +38,9 @@ fn two_and_three_matching_targets_are_listed_and_summed_by_the_hpa() {
     let cp = cluster();
     let ns = namespace("kis-shards");
     cp.admin.apply(&deployment_yaml(&ns, "web", 1)).unwrap();
-    cp.admin.apply(&hpa_over_shards(&ns, "web")).unwrap();
+    cp.admin
+        .apply(&hpa_yaml_selecting(&ns, "web", 20, "app"))
+        .unwrap();
 
     a.publish(&ns, METRIC, &[("app", "web"), ("shard", "a")], 2.0, 600)
         .unwrap();

@@ -104,6 +104,11 @@ pub const METRIC: &str = "kis-replicas";
 /// An `autoscaling/v2beta2` HPA on Deployment `name` driven by the External metric
 /// `kis-replicas{target=NAME}` with `AverageValue: 1`, scaling both ways without stabilisation.
 pub fn hpa_yaml(namespace: &str, name: &str, max: u32) -> String {
+    hpa_yaml_selecting(namespace, name, max, "target")
+}
+
+/// [`hpa_yaml`] with the metric selector `LABEL=NAME` (`app` covers every shard of a target).
+pub fn hpa_yaml_selecting(namespace: &str, name: &str, max: u32, label: &str) -> String {
     format!(
         r#"apiVersion: autoscaling/v2beta2
 kind: HorizontalPodAutoscaler
@@ -120,7 +125,7 @@ spec:
       metric:
         name: {METRIC}
         selector:
-          matchLabels: {{target: {name}}}
+          matchLabels: {{{label}: {name}}}
       target: {{type: AverageValue, averageValue: "1"}}
   behavior:
     scaleUp:

@@ -1,189 +1,20 @@
-//! `kis-agent calibrate`: measures a real Triton model with kis-loadgen (in-process, closed loop) at
-//! several concurrency levels and turns Triton's statistics extension into a `kis-service-profile/v1`
-//! the simulator can run.
-//!
-//! Per level the model's `/v2/models/M/stats` is read before and after the run; the deltas of
-//! `batch_stats[]` give how many batches of each size executed and their compute time
-//! (input + infer + output), so dynamic batching at higher concurrency yields the larger batch sizes
-//! for free. The per-request time outside the batch ("network": HTTP, (de)serialisation, the client,
-//! Triton's frontend and backend IPC) is fitted at each open-loop rate: a quantile table such that
-//! kis-sim, running the fitted batches at that Poisson rate, reproduces the client's latency
-//! quantiles there (see [`fit_overheads`]); the tables become the profile's `network_by_rate`.
+//! Fitting a `kis-service-profile/v1` to measured levels: batch times from Triton's statistics
+//! deltas, a log-normal spread from the reference level, and the per-request overhead found by a
+//! fixed-point iteration on kis-sim itself ([`fit_overheads`]).
 
-use std::io::Write;
-use std::path::PathBuf;
-
-use anyhow::{Context, Result, bail};
-use kis_sim::{BatchPoint, Device, Dist, Histogram, PROFILE_SCHEMA, RatePoint, ServiceProfile};
+use anyhow::{Result, bail};
+use kis_loadgen::kserve::ModelConfig;
+use kis_sim::{
+    BatchPoint, Device, Dist, Histogram, PROFILE_SCHEMA, PoolConfig, Pools, RatePoint,
+    ServiceProfile, SimConfig, Workload,
+};
 use kis_traffic::{ArrivalKind, ShapeSpec};
-use serde::Serialize;
 
-use crate::cli::CalibrateArgs;
+use super::render::{hostname, level_name};
+use super::{Level, Options};
 
 /// Levels below this many executions of a batch size are too thin to fit (a handful of stray batches).
 const MIN_BATCHES: u64 = 20;
-
-/// Triton's model configuration and statistics, and the client that reads them: one parser and
-/// one client for the workspace, in kis-loadgen.
-pub use kis_loadgen::kserve::{ModelClient, ModelConfig, ServerStats};
-
-/// One closed-loop level as measured.
-#[derive(Clone, Debug, Serialize)]
-pub struct Level {
-    /// Closed-loop users (requests in flight); 0 for the open-loop level.
-    pub concurrency: u32,
-    /// The open-loop level's Poisson rate, req/s.
-    pub open_rate_rps: Option<f64>,
-    /// Which round of the open-loop levels (1-based; 0 for closed-loop levels).
-    pub round: u32,
-    /// Seconds the level ran.
-    pub elapsed_s: f64,
-    /// Successful answers.
-    pub ok: u64,
-    /// Failed requests (client side).
-    pub errors: u64,
-    /// Answers per second.
-    pub throughput_rps: f64,
-    /// Client-observed service time, ms.
-    pub service_mean_ms: f64,
-    /// ms.
-    pub service_p50_ms: f64,
-    /// ms.
-    pub service_p90_ms: f64,
-    /// ms.
-    pub service_p95_ms: f64,
-    /// ms.
-    pub service_p99_ms: f64,
-    /// ms.
-    pub service_p999_ms: f64,
-    /// Smallest, ms.
-    pub service_min_ms: f64,
-    /// Largest, ms.
-    pub service_max_ms: f64,
-    /// Server: mean request time (receive to response), ms.
-    pub server_request_ms: f64,
-    /// Server: mean queue time per request, ms.
-    pub server_queue_ms: f64,
-    /// Server: mean compute time per request (batch time / batch size), ms.
-    pub server_compute_ms: f64,
-    /// Client service minus server queue and compute, ms.
-    pub network_ms: f64,
-    /// Fraction of the level the model instances were executing.
-    pub busy_fraction: f64,
-    /// `(batch size, executions, mean batch time ms)`.
-    pub batches: Vec<(u32, u64, f64)>,
-}
-
-/// The result of a calibration: the profile, the model's scheduling config and every level.
-#[derive(Clone, Debug, Serialize)]
-pub struct Calibration {
-    /// The fitted profile.
-    pub profile: ServiceProfile,
-    /// What Triton reported about the model.
-    pub config: ModelConfig,
-    /// Per level, in the order run.
-    pub levels: Vec<Level>,
-}
-
-/// Checked options of a calibration.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// Triton base URL.
-    pub url: String,
-    /// Model name.
-    pub model: String,
-    /// Closed-loop concurrency levels.
-    pub levels: Vec<u32>,
-    /// Seconds per level.
-    pub duration: f64,
-    /// Rates of the open-loop levels at which the per-request overhead is fitted, ascending (empty:
-    /// the lowest closed-loop level sets a constant overhead).
-    pub open_rates: Vec<f64>,
-    /// Seconds per open-loop level and round.
-    pub open_duration: f64,
-    /// Rounds over the open-loop rates (each round runs every rate once, in ascending order); the fit
-    /// takes each quantile's median over the rounds, so one disturbed run does not set the profile.
-    pub open_rounds: u32,
-    /// Seconds of unmeasured warm-up before the first level.
-    pub warmup: f64,
-    /// Seed of the request payloads.
-    pub seed: u64,
-}
-
-impl Options {
-    /// Checks the flags.
-    pub fn from_args(a: &CalibrateArgs) -> Result<Options> {
-        let mut levels = Vec::new();
-        for part in a.levels.split(',') {
-            let p = part.trim();
-            match p.parse::<u32>() {
-                Ok(n) if (1..=1024).contains(&n) => levels.push(n),
-                _ => bail!(
-                    "--levels {:?}: each level must be a whole number of concurrent requests in 1..=1024, got {p:?}",
-                    a.levels
-                ),
-            }
-        }
-        levels.sort_unstable();
-        levels.dedup();
-        let mut open_rates = Vec::new();
-        if a.open_rates.trim() != "0" {
-            for part in a.open_rates.split(',') {
-                let p = part.trim();
-                match p.parse::<f64>() {
-                    Ok(r) if r.is_finite() && r > 0.0 => open_rates.push(r),
-                    _ => bail!(
-                        "--open-rates {:?}: each rate must be a number of req/s > 0 (or the whole flag 0 for none), got {p:?}",
-                        a.open_rates
-                    ),
-                }
-            }
-        }
-        open_rates.sort_by(f64::total_cmp);
-        open_rates.dedup();
-        Ok(Options {
-            url: a.url.clone(),
-            model: a.model.clone(),
-            levels,
-            duration: a.duration,
-            open_duration: a.open_duration.unwrap_or(a.duration),
-            warmup: a.warmup,
-            seed: a.seed,
-            open_rates,
-            open_rounds: match a.open_rounds {
-                1..=20 => a.open_rounds,
-                n => bail!("--open-rounds must be in 1..=20, got {n}"),
-            },
-        })
-    }
-}
-
-/// Runs kis-loadgen for `seconds`: closed loop with `users` users and no think time, or (`open_rate`)
-/// open loop with Poisson arrivals at that constant rate.
-fn drive(
-    server: &ModelClient,
-    users: u32,
-    open_rate: Option<f64>,
-    seconds: f64,
-    seed: u64,
-) -> Result<kis_loadgen::Report> {
-    use kis_loadgen::config::{Target, Wait};
-    let target = Target::kserve(server.url(), server.model())?;
-    let cfg = match open_rate {
-        Some(rate) => kis_loadgen::Config::open_loop(
-            target,
-            ShapeSpec::Constant {
-                rate,
-                duration: seconds,
-            },
-            ArrivalKind::Poisson,
-        ),
-        None => kis_loadgen::Config::closed_loop(target, users, Wait::NONE, seconds),
-    }
-    .with_seed(seed)
-    .quiet();
-    Ok(kis_loadgen::run(cfg)?)
-}
 
 /// Log-normal coefficient of variation whose mean and 95th percentile are `mean` and `p95`.
 pub fn lognormal_cv(mean: f64, p95: f64) -> f64 {
@@ -196,105 +27,6 @@ pub fn lognormal_cv(mean: f64, p95: f64) -> f64 {
     let disc = z * z - 2.0 * r;
     let s = if disc > 0.0 { z - disc.sqrt() } else { z };
     ((s * s).exp() - 1.0).sqrt()
-}
-
-/// Measures every level and fits the profile.
-pub fn calibrate(o: &Options) -> Result<Calibration> {
-    let server = ModelClient::new(&o.url, &o.model)?;
-    let version = server.server_version()?;
-    let config = server.config()?;
-    server.stats()?;
-    let load_before = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into());
-    let started = now_utc();
-    if o.warmup > 0.0 {
-        let top = *o.levels.last().unwrap_or(&1);
-        drive(&server, top, None, o.warmup, o.seed)?;
-    }
-    let mut levels = Vec::new();
-    let runs = o.levels.iter().map(|&n| (n, None, 0)).chain(
-        (1..=o.open_rounds).flat_map(|k| o.open_rates.iter().map(move |&r| (0, Some(r), k))),
-    );
-    for (i, (n, open, round)) in runs.enumerate() {
-        let before = server.stats()?;
-        let secs = if open.is_some() {
-            o.open_duration
-        } else {
-            o.duration
-        };
-        let r = drive(&server, n, open, secs, o.seed + 1 + i as u64)?;
-        // Settled: Triton counts a request just after answering it, so wait for every answer.
-        let d = server.stats_settled(&before, r.totals.ok)?.since(&before);
-        tracing::info!(concurrency = n, ok = r.totals.ok, "level done");
-        if r.totals.ok == 0 {
-            bail!(
-                "level {}: no successful request ({} errors: {:?})",
-                open.map_or(format!("c{n}"), |r| format!("open {r} req/s")),
-                r.totals.errors,
-                r.totals.errors_by_kind
-            );
-        }
-        let per_req = |ns: u64| {
-            if d.success > 0 {
-                ns as f64 / d.success as f64 * 1e-6
-            } else {
-                0.0
-            }
-        };
-        // Open loop: latency from the intended send time, as the simulator (and fidelity) count it.
-        let svc = if open.is_some() {
-            &r.latency.corrected
-        } else {
-            &r.latency.service
-        };
-        let queue = per_req(d.queue_ns);
-        let compute = per_req(d.batch_compute_ns());
-        let elapsed = r.elapsed_s.max(1e-9);
-        levels.push(Level {
-            concurrency: n,
-            open_rate_rps: open,
-            round,
-            elapsed_s: r.elapsed_s,
-            ok: r.totals.ok,
-            errors: r.totals.errors,
-            throughput_rps: r.totals.ok as f64 / elapsed,
-            service_mean_ms: svc.mean_ms,
-            service_p50_ms: svc.p50_ms,
-            service_p90_ms: svc.p90_ms,
-            service_p95_ms: svc.p95_ms,
-            service_p99_ms: svc.p99_ms,
-            service_p999_ms: svc.p999_ms,
-            service_min_ms: svc.min_ms,
-            service_max_ms: svc.max_ms,
-            server_request_ms: per_req(d.success_ns),
-            server_queue_ms: queue,
-            server_compute_ms: compute,
-            network_ms: (svc.mean_ms - queue - compute).max(0.0),
-            busy_fraction: d.batch_compute_ns() as f64 * 1e-9
-                / (elapsed * config.instances.max(1) as f64),
-            batches: d
-                .batches
-                .iter()
-                .map(|&(s, c, ns)| (s, c, ns as f64 / c as f64 * 1e-6))
-                .collect(),
-        });
-    }
-    let profile = fit(
-        &o.model,
-        &version,
-        &config,
-        &levels,
-        o,
-        &started,
-        &load_before,
-    )?;
-    Ok(Calibration {
-        profile,
-        config,
-        levels,
-    })
 }
 
 /// Every level's executions pooled per batch size: `(size, executions, mean ms)` by size, the
@@ -319,16 +51,34 @@ pub fn pooled_batches<'a>(levels: impl IntoIterator<Item = &'a Level>) -> Vec<(u
     pooled
 }
 
+/// What a calibration measured, and where and when: the fit's input.
+#[derive(Clone, Copy)]
+pub(super) struct Measured<'a> {
+    /// Model name.
+    pub(super) model: &'a str,
+    /// Triton's server version string.
+    pub(super) version: &'a str,
+    /// The model's scheduling configuration.
+    pub(super) config: &'a ModelConfig,
+    /// Every level, in the order run.
+    pub(super) levels: &'a [Level],
+    /// The calibration's options.
+    pub(super) options: &'a Options,
+    /// When it started (UTC).
+    pub(super) started: &'a str,
+    /// The 1-minute load average at the start.
+    pub(super) load: &'a str,
+}
+
 /// Builds the profile from the measured levels.
-fn fit(
-    model: &str,
-    version: &str,
-    config: &ModelConfig,
-    levels: &[Level],
-    o: &Options,
-    started: &str,
-    load: &str,
-) -> Result<ServiceProfile> {
+pub(super) fn fit(m: &Measured<'_>) -> Result<ServiceProfile> {
+    let Measured {
+        model,
+        config,
+        levels,
+        options: o,
+        ..
+    } = *m;
     let pooled = pooled_batches(levels);
     let mut kept: Vec<(u32, f64)> = pooled
         .iter()
@@ -349,20 +99,7 @@ fn fit(
     // lowest closed-loop level. Its latency is wait + batch + network with one request at a time; its
     // log-normal spread is shared by the batch time and the network time as two independent parts
     // with the same cv (the statistics give means only, not the split).
-    // One level per open-loop rate: each figure's median over the rounds.
-    let mut rates: Vec<f64> = levels.iter().filter_map(|l| l.open_rate_rps).collect();
-    rates.sort_by(f64::total_cmp);
-    rates.dedup();
-    let combined: Vec<Level> = rates
-        .iter()
-        .map(|&r| {
-            let runs: Vec<&Level> = levels
-                .iter()
-                .filter(|l| l.open_rate_rps == Some(r))
-                .collect();
-            median_level(&runs)
-        })
-        .collect();
+    let combined = open_levels(levels);
     let low = combined.first().unwrap_or(&levels[0]);
     let svc_sd = lognormal_cv(low.service_mean_ms, low.service_p95_ms) * low.service_mean_ms;
     // With one request at a time a dynamic batcher always waits its full delay (the batch never
@@ -429,6 +166,39 @@ fn fit(
              (interpolated on the replica's 1 s rate estimate)"
             .to_string()
     };
+    profile.description = describe(m, low, &network_txt);
+    profile.validate("profile")?;
+    Ok(profile)
+}
+
+/// One level per open-loop rate, ascending: each figure's median over the rounds.
+fn open_levels(levels: &[Level]) -> Vec<Level> {
+    let mut rates: Vec<f64> = levels.iter().filter_map(|l| l.open_rate_rps).collect();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    rates
+        .iter()
+        .map(|&r| {
+            let runs: Vec<&Level> = levels
+                .iter()
+                .filter(|l| l.open_rate_rps == Some(r))
+                .collect();
+            median_level(&runs)
+        })
+        .collect()
+}
+
+/// The profile's `description`: where, when and how it was measured, and how it was fitted.
+fn describe(m: &Measured<'_>, low: &Level, network_txt: &str) -> String {
+    let Measured {
+        model,
+        version,
+        config,
+        levels,
+        options: o,
+        started,
+        load,
+    } = *m;
     let level_txt: Vec<String> = levels
         .iter()
         .map(|l| {
@@ -441,7 +211,7 @@ fn fit(
             )
         })
         .collect();
-    let description = format!(
+    format!(
         "{version}, model {model} (max_batch_size {}, dynamic batching {}, {} instance(s), KIND_CPU). \
          Measured by kis-agent calibrate on {started} on host {} ({} cores, 1-min load average {load} at start), \
          kis-loadgen in-process on the same host over loopback, closed loop with no think time at \
@@ -466,14 +236,12 @@ fn fit(
         o.open_rounds,
         level_name(low),
         level_txt.join("; "),
-    );
-    profile.description = description;
-    profile.validate("profile")?;
-    Ok(profile)
+    )
 }
 
 /// Fixed-point rounds of [`fit_overheads`]; the quantiles settle within a few (checked by the tests).
 const FIT_ROUNDS: usize = 8;
+
 /// Simulated requests per level and round (about 0.1 s of simulation each, release build).
 const FIT_REQUESTS: f64 = 100_000.0;
 
@@ -510,6 +278,29 @@ fn level_quantile(l: &Level, p: f64) -> f64 {
     ms * 1e-3
 }
 
+/// A simulation of one replica of the calibrated model under `shape`.
+pub fn sim_config(
+    profile: &ServiceProfile,
+    model: &ModelConfig,
+    shape: ShapeSpec,
+    arrivals: ArrivalKind,
+    seed: u64,
+) -> SimConfig {
+    let mut cpu = PoolConfig::new(1, profile.clone());
+    cpu.instances = model.instances.max(1);
+    cpu.max_batch = model.sim_max_batch();
+    cpu.max_queue_delay = model.max_queue_delay.unwrap_or(0.0);
+    // The GPU pool is unused: the CPU fixture is the only server.
+    let gpu = PoolConfig::new(0, profile.clone());
+    let mut cfg = SimConfig::new(Workload::new(shape, arrivals), Pools { gpu, cpu });
+    cfg.seed = seed;
+    // kis-loadgen waits for in-flight answers after the schedule; so does the simulation.
+    cfg.drain = true;
+    cfg.drain_limit = 5.0;
+    cfg.slo = 10.0;
+    cfg
+}
+
 /// The latency histogram of one replica of `profile` under Poisson arrivals at `rate`.
 fn simulate_latency(
     profile: &ServiceProfile,
@@ -521,7 +312,7 @@ fn simulate_latency(
         rate,
         duration: FIT_REQUESTS / rate,
     };
-    let cfg = crate::fidelity::sim_config(profile, config, shape, ArrivalKind::Poisson, seed);
+    let cfg = sim_config(profile, config, shape, ArrivalKind::Poisson, seed);
     let mut sim = kis_sim::Simulation::new(cfg)?;
     sim.run();
     Ok(sim.latency())
@@ -639,129 +430,12 @@ pub fn median_level(runs: &[&Level]) -> Level {
     }
 }
 
-/// `c4` for a closed-loop level, `open 25 req/s` for the open one.
-fn level_name(l: &Level) -> String {
-    match l.open_rate_rps {
-        Some(r) => format!("open-loop {r} req/s"),
-        None => format!("c{}", l.concurrency),
-    }
-}
-
 fn round4(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
 }
+
 fn round9(x: f64) -> f64 {
     (x * 1e9).round() / 1e9
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// The current UTC time as `YYYY-MM-DD HH:MM UTC` (civil-from-days, no date crate needed).
-pub fn now_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
-}
-
-/// The per-level table printed after a calibration.
-pub fn render(c: &Calibration) -> String {
-    let mut o = String::from(
-        "level  req/s    svc mean   svc p95  srv queue  srv compute  network  busy   batches (size:count)\n",
-    );
-    for l in &c.levels {
-        let b: Vec<String> = l
-            .batches
-            .iter()
-            .map(|(s, n, _)| format!("{s}:{n}"))
-            .collect();
-        o += &format!(
-            "{:>5} {:>6.1} {:>8.2} ms {:>6.2} ms {:>7.2} ms {:>9.2} ms {:>5.2} ms {:>4.0} %  {}\n",
-            match l.open_rate_rps {
-                Some(r) if l.round > 0 => format!("o{r}#{}", l.round),
-                Some(r) => format!("o{r}"),
-                None => format!("c{}", l.concurrency),
-            },
-            l.throughput_rps,
-            l.service_mean_ms,
-            l.service_p95_ms,
-            l.server_queue_ms,
-            l.server_compute_ms,
-            l.network_ms,
-            l.busy_fraction * 100.0,
-            b.join(" ")
-        );
-    }
-    o += "profile: ";
-    for b in &c.profile.batches {
-        o += &format!("b{}={:.2}ms ", b.size, b.latency.mean() * 1e3);
-    }
-    o += "\n";
-    let one;
-    let points = if c.profile.network_by_rate.is_empty() {
-        one = c.profile.network.clone().map(|d| RatePoint {
-            rate_rps: c.levels.iter().find_map(|l| l.open_rate_rps).unwrap_or(0.0),
-            dist: d,
-        });
-        one.as_slice()
-    } else {
-        c.profile.network_by_rate.as_slice()
-    };
-    for r in points {
-        // Without open-loop levels the overhead comes from the lowest closed level.
-        let at = if r.rate_rps > 0.0 {
-            format!("at {} req/s", r.rate_rps)
-        } else {
-            format!("from c{}", c.levels.first().map_or(1, |l| l.concurrency))
-        };
-        o += &format!("network {at}: mean {:.2} ms", r.dist.mean() * 1e3);
-        if let Dist::Quantiles { probs, values } = &r.dist {
-            for (p, v) in probs.iter().zip(values) {
-                o += &format!(" p{}={:.2}", p * 100.0, v * 1e3);
-            }
-        }
-        o += "\n";
-    }
-    o
-}
-
-/// Runs the subcommand: measure, write the profile, print the levels.
-pub fn run(a: &CalibrateArgs) -> Result<()> {
-    let o = Options::from_args(a)?;
-    let c = calibrate(&o)?;
-    write_profile(&a.out, &c.profile)?;
-    if let Some(p) = &a.levels_json {
-        let text = serde_json::to_string_pretty(&c)?;
-        std::fs::write(p, text + "\n").with_context(|| format!("cannot write {}", p.display()))?;
-    }
-    let mut out = std::io::stdout().lock();
-    write!(out, "{}", render(&c))?;
-    writeln!(out, "wrote {}", a.out.display())?;
-    Ok(())
-}
-
-/// Writes a profile as pretty JSON.
-pub fn write_profile(path: &PathBuf, p: &ServiceProfile) -> Result<()> {
-    let text = serde_json::to_string_pretty(p)?;
-    std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
@@ -776,11 +450,6 @@ mod tests {
         let p95 = (mu + 1.644_853_6 * s2.sqrt()).exp();
         assert!((lognormal_cv(10.0, p95) - 0.3).abs() < 1e-6);
         assert_eq!(lognormal_cv(10.0, 9.0), 0.0);
-    }
-
-    #[test]
-    fn dates() {
-        assert!(now_utc().starts_with("20"));
     }
 
     /// A level whose client latency is what kis-sim gives for `profile` at `rate` (a stand-in for a
