@@ -16,7 +16,7 @@ const COMPRESSED: u32 = 0x1c84_9304 | 0x10;
 const PLAIN: u32 = 0x1c84_9303 | 0x10;
 
 /// Reused state: the inflater and its output.
-pub struct Adder {
+pub(crate) struct Adder {
     inflate: Decompress,
     out: Vec<u8>,
 }
@@ -40,7 +40,11 @@ fn be64(b: &[u8], at: usize) -> Option<u64> {
 
 impl Adder {
     /// Adds the histogram encoded in `raw` (base64-decoded, V2 deflate) into every one of `into`.
-    pub fn add(&mut self, raw: &[u8], into: &mut [&mut Histogram<u64>]) -> Result<(), String> {
+    pub(crate) fn add(
+        &mut self,
+        raw: &[u8],
+        into: &mut [&mut Histogram<u64>],
+    ) -> Result<(), String> {
         let bad = |why: &str| format!("a histogram does not decode ({why})");
         if be32(raw, 0) != Some(COMPRESSED) {
             return Err(bad("not V2 deflate"));
