@@ -147,9 +147,13 @@ pub struct RewardConfig {
     /// Weight of (GPU + CPU replicas) / (GPU + CPU max replicas), capped at 1.
     #[serde(default = "d_gamma")]
     pub gamma: f64,
-    /// Weight of the step cohort's SLO-miss fraction.
+    /// Weight of the step cohort's SLO-miss fraction beyond `slo_allowance`.
     #[serde(default = "d_delta")]
     pub slo_violation: f64,
+    /// Miss fraction the SLO term forgives: it weighs max(0, miss − allowance). `evaluate`'s
+    /// objective forgives 1 % (its penalty is 100 × full-pool GPU-hours × max(0, miss − 1 %)).
+    #[serde(default)]
+    pub slo_allowance: f64,
     /// Weight of the step's cost relative to its most expensive possible value (capped at 1).
     #[serde(default)]
     pub cost: f64,
@@ -183,6 +187,33 @@ fn d_cpu_price() -> f64 {
     0.1
 }
 
+/// The reward's terms of one step, each in [0, 1] before its weight.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RewardTerms {
+    /// min(p95 / SLO, cap) / cap (0 with no completion).
+    pub latency: f64,
+    /// GPU busy fraction.
+    pub gpu_util: f64,
+    /// (GPU + CPU replicas) / (GPU + CPU max).
+    pub overhead: f64,
+    /// The cohort's SLO-miss fraction.
+    pub slo_miss: f64,
+    /// Cost / most expensive possible cost of the step.
+    pub cost: f64,
+}
+
+impl RewardConfig {
+    /// The weighted sum of `t`: `−α·latency + β·util − γ·overhead − δ·max(0, miss − allowance) −
+    /// κ·cost`.
+    pub fn combine(&self, t: &RewardTerms) -> f64 {
+        let miss = (t.slo_miss - self.slo_allowance).max(0.0);
+        -self.alpha * t.latency + self.beta * t.gpu_util
+            - self.gamma * t.overhead
+            - self.slo_violation * miss
+            - self.cost * t.cost
+    }
+}
+
 impl Default for RewardConfig {
     fn default() -> Self {
         RewardConfig {
@@ -191,6 +222,7 @@ impl Default for RewardConfig {
             beta: d_beta(),
             gamma: d_gamma(),
             slo_violation: d_delta(),
+            slo_allowance: 0.0,
             cost: 0.0,
             gpu_hour_price: d_gpu_price(),
             cpu_hour_price: d_cpu_price(),
@@ -361,6 +393,12 @@ impl EnvConfig {
             return Err(Error::invalid(
                 "reward.latency_cap",
                 format!("must be finite and > 0, got {}", self.reward.latency_cap),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.reward.slo_allowance) {
+            return Err(Error::invalid(
+                "reward.slo_allowance",
+                format!("must be in [0, 1), got {}", self.reward.slo_allowance),
             ));
         }
         if !(self.hpa.sync_period.is_finite() && self.hpa.sync_period > 0.0) {
@@ -681,10 +719,13 @@ impl SimEnv {
         } else {
             0.0
         };
-        let reward = -r.alpha * latency_term + r.beta * gpu_util
-            - r.gamma * overhead
-            - r.slo_violation * slo_miss
-            - r.cost * cost_term;
+        let reward = r.combine(&RewardTerms {
+            latency: latency_term,
+            gpu_util,
+            overhead,
+            slo_miss,
+            cost: cost_term,
+        });
         let info = StepInfo {
             t: stop,
             p95,
@@ -739,6 +780,43 @@ mod tests {
         assert_eq!(h.behavior, None);
         let e = serde_json::from_str::<ExternalHpa>(r#"{"behaviour": null}"#).unwrap_err();
         assert!(e.to_string().contains("behaviour"), "{e}");
+    }
+
+    #[test]
+    fn reward_combines_weighted_terms_and_forgives_the_allowance() {
+        let t = RewardTerms {
+            latency: 0.2,
+            gpu_util: 0.6,
+            overhead: 0.5,
+            slo_miss: 0.05,
+            cost: 0.4,
+        };
+        let r = RewardConfig::default();
+        // −1·0.2 + 0.5·0.6 − 0.3·0.5 − 2·0.05 − 0·0.4
+        assert!((r.combine(&t) - (-0.2 + 0.3 - 0.15 - 0.1)).abs() < 1e-12);
+        let obj = RewardConfig {
+            alpha: 0.0,
+            beta: 0.0,
+            gamma: 0.0,
+            slo_violation: 10.0,
+            slo_allowance: 0.01,
+            cost: 0.1,
+            ..RewardConfig::default()
+        };
+        // −10·(0.05 − 0.01) − 0.1·0.4
+        assert!((obj.combine(&t) - (-0.4 - 0.04)).abs() < 1e-12);
+        let within = RewardTerms {
+            slo_miss: 0.008,
+            ..t
+        };
+        assert!(
+            (obj.combine(&within) + 0.04).abs() < 1e-12,
+            "misses within 1 % are free"
+        );
+        let mut cfg = EnvConfig::default_cluster();
+        cfg.reward.slo_allowance = 1.0;
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("slo_allowance"), "{e}");
     }
 
     #[test]

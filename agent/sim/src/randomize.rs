@@ -20,6 +20,22 @@ use crate::{Error, Result};
 /// Seed stream of the randomisation draws (independent of the simulation's own streams).
 const STREAM: u64 = 0xd0_4a15_7a11;
 
+/// What `Randomization::load` is a fraction of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBasis {
+    /// The workload's mean rate, as a fraction of the base config's largest fleet (whatever GPUs
+    /// the episode draws): the first scenarios' setting.
+    #[default]
+    FleetMean,
+    /// The workload's busiest `PEAK_WINDOW` seconds, as a fraction of the episode's own usable
+    /// fleet (its drawn GPUs): how `evaluate` scales every trace (busiest minute at 80 %).
+    EpisodePeak,
+}
+
+/// Window of [`LoadBasis::EpisodePeak`], simulated seconds (`evaluate` scales by its busiest minute).
+pub const PEAK_WINDOW: f64 = 60.0;
+
 /// What each episode may vary. Ranges are `[low, high]`, drawn uniformly.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -33,8 +49,11 @@ pub struct Randomization {
     pub trace_fraction: f64,
     /// Trace speed-up (trace seconds per simulated second).
     pub speedup: [f64; 2],
-    /// Mean offered load as a fraction of the largest fleet's capacity (before `rate_scale`).
+    /// Offered load as a fraction of capacity (before `rate_scale`), in the sense of `load_basis`.
     pub load: [f64; 2],
+    /// What `load` measures: the mean against the largest fleet (default) or the busiest minute
+    /// against the episode's fleet.
+    pub load_basis: LoadBasis,
     /// Multiplies the whole workload's rate.
     pub rate_scale: [f64; 2],
     /// Multiplies the image pull and model load times (the cold start).
@@ -59,6 +78,7 @@ impl Default for Randomization {
             trace_fraction: 0.5,
             speedup: [1.0, 60.0],
             load: [0.2, 0.7],
+            load_basis: LoadBasis::FleetMean,
             rate_scale: [0.8, 1.25],
             cold_start_scale: [0.5, 2.0],
             warmup_scale: [0.5, 2.0],
@@ -228,6 +248,17 @@ impl Randomization {
         );
         sc.pools.gpu.replicas = gr;
         sc.pools.cpu.replicas = cr;
+        if self.load_basis == LoadBasis::EpisodePeak {
+            // Rescale so the busiest minute is the drawn fraction of this episode's fleet (the
+            // shape above was built at the mean `max_rate · load`; only its form is kept).
+            let fleet = episode_fleet_rate(&sc);
+            if let Ok(p) = sc.workload.shape.build(seed) {
+                let peak = peak_rate_over(&p, PEAK_WINDOW);
+                if peak > 0.0 && fleet > 0.0 {
+                    sc.workload.scale *= fleet * (mean / max_rate.max(1e-9)) / peak;
+                }
+            }
+        }
         sc
     }
 
@@ -252,6 +283,32 @@ impl Randomization {
             limit: Some(limit),
         }
     }
+}
+
+/// Req/s of the episode's usable fleet: each pool's max replicas (the GPU pool's capped at the
+/// cluster's GPUs) times its replica rate.
+fn episode_fleet_rate(sc: &SimConfig) -> f64 {
+    let g = &sc.pools.gpu;
+    let c = &sc.pools.cpu;
+    let gpus = g.max_replicas.min(sc.gpu_capacity()) as f64;
+    gpus * g.replica_capacity() + c.max_replicas as f64 * c.replica_capacity()
+}
+
+/// Highest mean rate of `p` over any `window`-second span (stepped by a sixth of the window); the
+/// whole profile's mean when it is shorter than the window.
+pub fn peak_rate_over(p: &kis_traffic::Profile, window: f64) -> f64 {
+    let d = p.duration();
+    if d <= window {
+        return p.cumulative(d) / d.max(1e-9);
+    }
+    let step = window / 6.0;
+    let mut t = 0.0;
+    let mut peak: f64 = 0.0;
+    while t + window <= d {
+        peak = peak.max((p.cumulative(t + window) - p.cumulative(t)) / window);
+        t += step;
+    }
+    peak
 }
 
 fn uniform<R: RngExt>(rng: &mut R, r: [f64; 2]) -> f64 {

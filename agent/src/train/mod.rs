@@ -7,11 +7,13 @@
 //! OUT/policy.kpol     the policy (kis-policy file; runs without libtorch)
 //! OUT/checkpoint.ckpt everything `--resume` needs
 //! OUT/log.csv         one row per iteration
+//! OUT/events.out.tfevents.kis  the same scalars for TensorBoard (`tensorboard --logdir OUT`)
 //! OUT/curves.png      learning curves
 //! OUT/run.json        the command, scenario and settings
 //! ```
 
 mod curves;
+mod tboard;
 mod validate;
 
 use std::io::IsTerminal;
@@ -53,6 +55,12 @@ pub struct TrainArgs {
     /// Stop an update's epochs once approx-KL exceeds this.
     #[arg(long)]
     pub target_kl: Option<f64>,
+    /// Adam learning rate (annealed linearly to 0); default CleanRL's 2.5e-4.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Minibatches per epoch (the minibatch is envs x rollout / this); default 4.
+    #[arg(long)]
+    pub minibatches: Option<usize>,
     /// Where to train: auto, cpu or cuda (cuda needs a build with the `cuda` feature).
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -151,14 +159,25 @@ fn ppo_config(a: &TrainArgs) -> Result<PpoConfig> {
     {
         bail!("--target-kl must be positive, got {t}");
     }
+    let d = PpoConfig::default();
+    let lr = a.lr.unwrap_or(d.lr);
+    if !(lr > 0.0 && lr.is_finite()) {
+        bail!("--lr must be positive, got {lr}");
+    }
+    let n_minibatches = a.minibatches.unwrap_or(d.n_minibatches);
+    if n_minibatches == 0 || n_minibatches > a.envs.max(1) * a.rollout {
+        bail!("--minibatches must be in 1..=envs x rollout, got {n_minibatches}");
+    }
     Ok(PpoConfig {
         seed: a.seed,
         total_steps: a.steps,
         n_steps: a.rollout,
         target_kl: a.target_kl,
+        lr,
+        n_minibatches,
         net,
         threads: a.threads,
-        ..PpoConfig::default()
+        ..d
     })
 }
 
@@ -281,6 +300,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         rows.push(row);
         let csv = format!("{HEADER}\n{}\n", lines.join("\n"));
         write_atomic(&log, csv.as_bytes())?;
+        write_atomic(&a.out.join(TFEVENTS), &tensorboard(&lines))?;
         if it % a.checkpoint_every.max(1) == 0 || trainer.finished() || it == stop_at {
             trainer.save_checkpoint(&ckpt, prov.clone())?;
             trainer.policy(prov.clone())?.save(&policy_path)?;
@@ -301,6 +321,33 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         policy_path.display()
     );
     Ok(())
+}
+
+/// The TensorBoard event file of a run folder.
+const TFEVENTS: &str = "events.out.tfevents.kis";
+
+/// The CSV lines as a TensorBoard event file: every column after `steps` a scalar tagged by its
+/// header name, at the iteration's environment steps.
+fn tensorboard(lines: &[String]) -> Vec<u8> {
+    let tags: Vec<&str> = HEADER.split(',').collect();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let rows: Vec<(u64, Vec<(&str, f64)>)> = lines
+        .iter()
+        .map(|l| {
+            let v: Vec<&str> = l.split(',').collect();
+            let step = v.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let values = tags
+                .iter()
+                .zip(&v)
+                .skip(2)
+                .map(|(t, x)| (*t, x.parse().unwrap_or(f64::NAN)))
+                .collect();
+            (step, values)
+        })
+        .collect();
+    tboard::event_file(wall, &rows)
 }
 
 /// The learning curves from the CSV lines (so a resumed run plots its whole history).

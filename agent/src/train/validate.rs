@@ -46,6 +46,9 @@ pub fn validation_env(base: &EnvConfig, days: f64, speedup: f64) -> Result<EnvCo
         .map_err(|e| anyhow!("trace {}: {e}", path.display()))?;
     let mut cfg = base.clone();
     cfg.shapes.clear();
+    // Without this every "validation" episode was a randomised training episode (the
+    // randomisation overrides the workload), scored on the training distribution.
+    cfg.randomize = None;
     let gpu = &cfg.sim.pools.gpu;
     let capacity = replica_capacity(gpu) * gpu.max_replicas as f64;
     let peak = peak_rate_over(&profile, 60.0 / speedup);
@@ -86,4 +89,34 @@ pub fn score(policy: &Policy, cfg: &EnvConfig, seed: u64) -> Result<Score> {
         slo_miss: sum.slo_miss_fraction,
         gpu_hours: sum.gpu_hours,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kis_sim::randomize::Randomization;
+
+    /// Validation replays the validation trace even when the training scenario randomises (the
+    /// randomisation would otherwise replace the workload with a training episode).
+    #[test]
+    fn validation_replays_the_validation_trace_not_a_randomised_episode() {
+        if resolve_trace(VALIDATION_TRACE).is_err() {
+            eprintln!("no shared/traces folder: validation test skipped");
+            return;
+        }
+        let mut base = EnvConfig::default_cluster();
+        base.randomize = Some(Randomization::default());
+        let cfg = validation_env(&base, 1.0, 20.0).unwrap();
+        assert!(cfg.randomize.is_none());
+        let env = SimEnv::new(cfg).unwrap();
+        let sc = env.episode_config(0);
+        let ShapeSpec::Trace { path, limit, .. } = &sc.workload.shape else {
+            panic!(
+                "validation workload is not the trace: {:?}",
+                sc.workload.shape
+            );
+        };
+        assert!(path.ends_with(VALIDATION_TRACE), "{}", path.display());
+        assert_eq!(*limit, Some(86_400.0));
+    }
 }

@@ -1,6 +1,6 @@
 use kis_autoscale::obs::{self, MASK_LEN, ObsInput, ObsSet, RateHistory};
 use kis_sim::env::{Action, Env, EnvConfig, ExternalHpa, Placement, SimEnv};
-use kis_sim::randomize::Randomization;
+use kis_sim::randomize::{LoadBasis, PEAK_WINDOW, Randomization, peak_rate_over};
 use kis_sim::vec_env::VecEnv;
 use kis_sim::{Device, Dist, Pool, PoolConfig, ServiceProfile};
 use kis_traffic::ShapeSpec;
@@ -355,6 +355,63 @@ fn randomized_episodes_differ_by_seed_and_repeat_with_it() {
         let (_, steps, truncated) = rollout(&mut env, s, |k| Action::from_indices([k % 5, 2, 1]));
         assert!(truncated && steps == 10, "seed {s}: {steps} steps");
     }
+}
+
+/// With `load_basis: episode_peak` every episode's busiest minute is the drawn fraction of its own
+/// fleet (its drawn GPUs), as `evaluate` scales traces; the default basis ignores the GPUs drawn.
+#[test]
+fn episode_peak_load_is_a_fraction_of_the_episodes_own_fleet() {
+    let mut cfg = EnvConfig::default_cluster();
+    cfg.sim.cluster.nodes = 16;
+    cfg.sim.pools.gpu.max_replicas = 16;
+    cfg.sim.pools.cpu.replicas = 0;
+    cfg.sim.pools.cpu.min_replicas = 0;
+    cfg.sim.pools.cpu.max_replicas = 1;
+    cfg.randomize = Some(Randomization {
+        episode_seconds: 600.0,
+        gpus: [4, 16],
+        load: [0.8, 0.8],
+        rate_scale: [1.0, 1.0],
+        load_basis: LoadBasis::EpisodePeak,
+        ..Randomization::default()
+    });
+    let env = SimEnv::new(cfg.clone()).unwrap();
+    let fleet = |sc: &kis_sim::SimConfig| {
+        let (g, c) = (&sc.pools.gpu, &sc.pools.cpu);
+        g.max_replicas.min(sc.gpu_capacity()) as f64 * g.replica_capacity()
+            + c.max_replicas as f64 * c.replica_capacity()
+    };
+    for seed in 0..12 {
+        let sc = env.episode_config(seed);
+        let p = sc
+            .workload
+            .shape
+            .build(seed)
+            .unwrap()
+            .scaled(sc.workload.scale);
+        let ratio = peak_rate_over(&p, PEAK_WINDOW) / fleet(&sc);
+        assert!(
+            (ratio - 0.8).abs() < 1e-6,
+            "seed {seed}: peak / fleet = {ratio}"
+        );
+    }
+    // The default basis: the mean against the largest fleet, whatever GPUs were drawn.
+    cfg.randomize.as_mut().unwrap().load_basis = LoadBasis::FleetMean;
+    let env = SimEnv::new(cfg).unwrap();
+    let small = (0..40)
+        .map(|s| env.episode_config(s))
+        .find(|sc| sc.gpu_capacity() <= 6)
+        .expect("a small cluster drawn");
+    let p = small
+        .workload
+        .shape
+        .build(0)
+        .unwrap()
+        .scaled(small.workload.scale);
+    assert!(
+        peak_rate_over(&p, PEAK_WINDOW) > fleet(&small),
+        "the old basis overloads a small cluster"
+    );
 }
 
 #[test]
