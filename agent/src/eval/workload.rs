@@ -128,21 +128,8 @@ pub fn filter_scenarios(mut v: Vec<Scenario>, only: Option<&str>) -> Result<Vec<
     Ok(v)
 }
 
-/// Highest mean rate over any `window`-second span (stepped by a sixth of the window).
-pub fn peak_rate_over(p: &Profile, window: f64) -> f64 {
-    let d = p.duration();
-    if d <= window {
-        return p.cumulative(d) / d.max(1e-9);
-    }
-    let step = window / 6.0;
-    let mut t = 0.0;
-    let mut peak: f64 = 0.0;
-    while t + window <= d {
-        peak = peak.max((p.cumulative(t + window) - p.cumulative(t)) / window);
-        t += step;
-    }
-    peak
-}
+/// The one peak-rate measure, shared with training's randomisation so both scale load alike.
+pub use kis_sim::randomize::peak_rate_over;
 
 /// A trace window scaled so that its busiest `window` simulated seconds use 80 % of the largest GPU
 /// pool of `base` (scaling the mean to half the capacity overloads even the largest pool for minutes
