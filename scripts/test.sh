@@ -28,6 +28,9 @@ bash scripts/setup.sh ${setup_args[@]+"${setup_args[@]}"}
 export LIBTORCH="${KIS_CACHE:-$HOME/.cache/kis}/torch-2.13.0-cpu/venv/lib/python3.11/site-packages/torch"
 unset LIBTORCH_USE_PYTORCH
 cargo fmt --all --check
+# No module import cycle within a crate, no function over 120 lines outside tests (issue 12).
+bash scripts/dev/cycles.sh
+bash scripts/dev/long-fns.sh
 cargo clippy --workspace --all-targets --locked --features kis-agent/train -- -D warnings
 cargo test --workspace --locked --features kis-agent/train
 # The Gymnasium binding against the Rust env it wraps (venv and wheel: scripts/setup.d/70-gym.sh).
