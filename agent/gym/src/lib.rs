@@ -6,6 +6,8 @@
 //! `MultiDiscrete([5, 5, 3])` here (the Rust env clamps out-of-range indices silently; a binding
 //! should say so instead).
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod scenario;
 
 use std::sync::Mutex;

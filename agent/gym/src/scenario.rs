@@ -8,7 +8,7 @@ use kis_sim::env::EnvConfig;
 
 /// How [`load`]'s `spec` is to be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// A scenario name, e.g. `default`.
     Name,
     /// A file: TOML for `.toml`, JSON otherwise (as `kis-agent` reads configs).
@@ -19,7 +19,7 @@ pub enum Source {
 
 impl Source {
     /// `name`, `path` or `json`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         match s {
             "name" => Ok(Source::Name),
             "path" => Ok(Source::Path),
@@ -32,7 +32,7 @@ impl Source {
 }
 
 /// Reads and validates the settings `spec` names.
-pub fn load(source: Source, spec: &str) -> Result<EnvConfig, String> {
+pub(crate) fn load(source: Source, spec: &str) -> Result<EnvConfig, String> {
     let cfg = match source {
         Source::Name => EnvConfig::named(spec).map_err(|e| e.to_string())?,
         Source::Json => serde_json::from_str(spec).map_err(|e| format!("scenario (JSON): {e}"))?,

@@ -24,6 +24,8 @@
 //! # Ok::<(), kis_learn::Error>(())
 //! ```
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod cartpole;
 pub mod checkpoint;
 pub mod device;

@@ -19,6 +19,8 @@
 //! # Ok::<(), kis_policy::Error>(())
 //! ```
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod codec;
 mod error;
 pub mod net;

@@ -215,7 +215,7 @@ pub(crate) mod fixtures {
     use super::*;
 
     /// A small policy with deterministic pseudo-random weights.
-    pub fn policy(obs_dim: usize, dims: &[usize], net: NetConfig) -> Policy {
+    pub(crate) fn policy(obs_dim: usize, dims: &[usize], net: NetConfig) -> Policy {
         let features: Vec<String> = (0..obs_dim).map(|i| format!("f{i}")).collect();
         let header = Header {
             format: POLICY_FORMAT.into(),
