@@ -18,6 +18,8 @@
 //!   rule) under safety modes, targets published through kis-adapter.
 //! - [`scenario`]: building simulation configs from files and flags (autoscaler shorthands, traces).
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod bench;
 pub mod calibrate;
 pub mod cli;

@@ -7,16 +7,16 @@ use anyhow::{Context, Result};
 use kis_plot::{Figure, Format, Line as PlotLine, Panel as PlotPanel};
 
 /// One line: name, colour, (x, y) points (non-finite y are skipped).
-pub type Line<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+pub(super) type Line<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
 
 /// One panel: title and lines.
-pub type Panel<'a> = (&'a str, Vec<Line<'a>>);
+pub(super) type Panel<'a> = (&'a str, Vec<Line<'a>>);
 
 const PW: u32 = 560;
 const PH: u32 = 260;
 
 /// Renders `panels` in two columns as PNG bytes.
-pub fn render(title: &str, panels: &[Panel<'_>]) -> Result<Vec<u8>> {
+pub(super) fn render(title: &str, panels: &[Panel<'_>]) -> Result<Vec<u8>> {
     let rows = panels.len().div_ceil(2) as u32;
     let mut fig = Figure::new(title, 2 * PW, 40 + rows * PH).columns(2);
     for (t, lines) in panels {

@@ -60,7 +60,7 @@ fn record(out: &mut Vec<u8>, data: &[u8]) {
 
 /// The whole event file for `rows` of `(step, [(tag, value)])`, stamped `wall_time` (seconds since
 /// the epoch). Non-finite values (an iteration without validation) are left out.
-pub fn event_file(wall_time: f64, rows: &[(u64, Vec<(&str, f64)>)]) -> Vec<u8> {
+pub(super) fn event_file(wall_time: f64, rows: &[(u64, Vec<(&str, f64)>)]) -> Vec<u8> {
     let mut out = Vec::new();
     record(&mut out, &event(wall_time, 0, (3, b"brain.Event:2")));
     for (step, values) in rows {

@@ -16,7 +16,7 @@ const VALIDATION_DAYS: f64 = 7.0;
 
 /// What one validation episode scored.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Score {
+pub(super) struct Score {
     /// Sum of rewards.
     pub ret: f64,
     /// Fraction of arrivals that missed the SLO.
@@ -26,7 +26,7 @@ pub struct Score {
 }
 
 /// The scenario's cluster and reward on the validation trace.
-pub fn validation_env(base: &EnvConfig, days: f64, speedup: f64) -> Result<EnvConfig> {
+pub(super) fn validation_env(base: &EnvConfig, days: f64, speedup: f64) -> Result<EnvConfig> {
     if !(days > 0.0 && days <= VALIDATION_DAYS) {
         bail!("--eval-days {days}: the validation split is days 0-7 (days 7-13 are held out)");
     }
@@ -63,7 +63,7 @@ pub fn validation_env(base: &EnvConfig, days: f64, speedup: f64) -> Result<EnvCo
 }
 
 /// One greedy episode of `policy` in `cfg` with `seed`.
-pub fn score(policy: &Policy, cfg: &EnvConfig, seed: u64) -> Result<Score> {
+pub(super) fn score(policy: &Policy, cfg: &EnvConfig, seed: u64) -> Result<Score> {
     let mut env = SimEnv::new(cfg.clone())?;
     let mut obs = env.reset(seed);
     let mut mask = env.mask();
