@@ -7,7 +7,7 @@
 # folder is out/demo/DATE-TIME/.
 #
 #   scripts/quickstart.sh                      the demo: shipped policy vs best tuned rule (~6 min once set up)
-#   scripts/quickstart.sh --all                the four-way demo (+ forecaster, HPA on queue length; ~11 min)
+#   scripts/quickstart.sh --all                the four-way demo (+ forecaster, HPA on queue length; ~12 min)
 #   scripts/quickstart.sh -- --duration 60s    extra flags for `kis-agent demo` after `--`
 #   scripts/quickstart.sh --load-only [--port N] [DURATION]
 #                                              the fast path for load generation alone: no Kubernetes;
