@@ -42,7 +42,8 @@ target_dir() {
 load_only() {
   bash scripts/setup.sh triton loadgen
   cargo build --release -p kis-loadgen
-  local loadgen ports started=0
+  local loadgen ports
+  started=0  # global: the EXIT trap reads it after this function returns
   loadgen="$(target_dir)/release/kis-loadgen"
   if [ -n "$port" ]; then
     [[ "$port" =~ ^[0-9]+$ ]] && [ "$port" -ge 1 ] && [ "$port" -le 65533 ] \
