@@ -35,6 +35,9 @@ pub enum Command {
     /// The closed loop in a cluster: read Prometheus and the apiserver, run the policy (or the
     /// rule) under a safety mode, publish targets through kis-adapter.
     Live(crate::live::LiveArgs),
+    /// On the live testbed: the shipped policy and the best tuned rule (`--all`: also the
+    /// forecaster and the HPA on queue length) under one spike; a comparison table and plots.
+    Demo(crate::demo::DemoArgs),
     /// Train a PPO policy on a scenario (built with the `train` feature).
     #[cfg(feature = "train")]
     Train(crate::train::TrainArgs),

@@ -16,6 +16,8 @@
 //! - `train` (cargo feature `train`, links libtorch): PPO on a scenario, writing a policy file.
 //! - [`live`]: the closed loop in a cluster: Prometheus and the apiserver in, the policy (or the
 //!   rule) under safety modes, targets published through kis-adapter.
+//! - [`demo`]: the closed loop on the live testbed, set-up after set-up under one spike: a
+//!   comparison table and plots.
 //! - [`scenario`]: building simulation configs from files and flags (autoscaler shorthands, traces).
 
 #![warn(missing_docs, unreachable_pub)]
@@ -24,6 +26,7 @@ pub mod bench;
 pub mod calibrate;
 pub mod cli;
 pub mod compare;
+pub mod demo;
 pub mod eval;
 pub mod evaluate;
 pub mod fidelity;
@@ -46,6 +49,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Calibrate(a) => calibrate::run(&a),
         cli::Command::Fidelity(a) => fidelity::run(&a),
         cli::Command::Live(a) => live::run(&a),
+        cli::Command::Demo(a) => demo::run(&a),
         #[cfg(feature = "train")]
         cli::Command::Train(a) => train::run(&a),
     }

@@ -6,6 +6,7 @@
 //! restart.
 
 mod common;
+mod demo;
 mod drain;
 mod faults;
 mod hpa;
