@@ -63,6 +63,10 @@ impl Agent {
             .collect()
     }
 
+    fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -856,6 +860,58 @@ fn live_holds_its_targets_while_the_apiserver_is_unreachable() {
             .ok_or_else(|| format!("{:?}", d.last()))
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    drop(agent);
+    tear_down(tb);
+}
+
+#[test]
+fn live_rides_out_an_apiserver_restart_never_publishing_zero() {
+    let _turn = turn();
+    let tb = testbed();
+    serving(tb);
+    let mut agent = start_agent(
+        tb,
+        &[
+            "--rule",
+            "fixed:2",
+            "--period",
+            "2s",
+            "--request-timeout",
+            "1s",
+        ],
+    );
+    let bound = Duration::from_secs(60);
+    wait_until("rule decisions publishing 2", bound, || {
+        match agent.decisions().last() {
+            Some(x) if published(x) == 2 && x["pools"][0]["publish_ok"] == true => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    // A real restart (SIGTERM, the same binary and flags on the same port), not a stall.
+    tb.cp.restart_apiserver(Duration::from_secs(120)).unwrap();
+    let after = agent.decisions().len();
+    wait_until("rule decisions from a fresh apiserver read", bound, || {
+        let d = agent.decisions();
+        d.iter()
+            .skip(after)
+            .find(|x| {
+                x["fallback"].is_null()
+                    && x["pools"][0]["source"] == "rule"
+                    && x["pools"][0]["publish_ok"] == true
+            })
+            .map(|_| ())
+            .ok_or_else(|| format!("{:?}", d.last()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    // Through the whole restart every decision published the rule's 2 or held it: never 0.
+    let all = agent.decisions();
+    assert!(
+        all.iter().all(|x| published(x) == 2),
+        "a decision published another value: {:?}",
+        all.iter().map(published).collect::<Vec<_>>()
+    );
+    assert!(agent.is_running(), "the agent exited: {}", agent.log());
     drop(agent);
     tear_down(tb);
 }
