@@ -19,6 +19,7 @@
 //! - [`demo`]: the closed loop on the live testbed, set-up after set-up under one spike: a
 //!   comparison table and plots.
 //! - [`scenario`]: building simulation configs from files and flags (autoscaler shorthands, traces).
+//! - [`files`]: the one reader of the agent's TOML / JSON config and scenario files.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -30,6 +31,7 @@ pub mod demo;
 pub mod eval;
 pub mod evaluate;
 pub mod fidelity;
+pub mod files;
 pub mod live;
 pub mod plot;
 pub mod scenario;

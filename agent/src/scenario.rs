@@ -13,16 +13,11 @@ use kis_sim::{OracleConfig, PoolConfig, Pools, ScalerSpec, ServiceProfile, SimCo
 use kis_traffic::{ArrivalKind, Pattern, ShapeSpec};
 
 use crate::cli::{ScenarioArgs, SimulateArgs};
+use crate::files::read_toml_or_json;
 
 /// Reads a simulation config: TOML for `.toml`, JSON otherwise.
 pub fn load_config(path: &Path) -> Result<SimConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config {}", path.display()))?;
-    let cfg: SimConfig = if path.extension().is_some_and(|e| e == "toml") {
-        toml::from_str(&text).map_err(|e| anyhow!("config {}: {e}", path.display()))?
-    } else {
-        serde_json::from_str(&text).map_err(|e| anyhow!("config {}: {e}", path.display()))?
-    };
+    let cfg: SimConfig = read_toml_or_json(path, "config")?;
     cfg.validate()
         .with_context(|| format!("config {}", path.display()))?;
     Ok(cfg)

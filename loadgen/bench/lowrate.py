@@ -57,9 +57,11 @@ def summarise(rows, a, out):
     for t, v in by.items():
         c = [x["gen_cpu_s"] for x in v]
         med[t] = statistics.median(c)
-        p50 = [x["send_lag_p50_ms"] for x in v if x.get("send_lag_p50_ms") is not None]
-        p99 = [x["send_lag_p99_ms"] for x in v if x.get("send_lag_p99_ms") is not None]
-        lag = f"{statistics.median(p50):.3f} / {statistics.median(p99):.3f}" if p99 else "n/a"
+        p50 = [x["send_lag_p50_ms"] for x in v if x.get("send_lag_p50_ms") not in (None, "")]
+        p99 = [x["send_lag_p99_ms"] for x in v if x.get("send_lag_p99_ms") not in (None, "")]
+        def med_or_na(xs):
+            return f"{statistics.median(xs):.3f}" if xs else "n/a"
+        lag = f"{med_or_na(p50)} / {med_or_na(p99)}"
         lines.append(f"| {t} | {len(v)} | {med[t]:.2f} | {min(c):.2f}..{max(c):.2f} | "
                      f"{statistics.median(x['server_rps'] for x in v):.1f} | {lag} |")
     if "oha" in med and "kis-loadgen" in med and med["oha"] > 0:

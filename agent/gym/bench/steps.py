@@ -138,8 +138,9 @@ def main() -> None:
         if n == 1:
             runs.append(("python-env", *python_single(a.steps, a.scenario)))
         for side, rate, total in runs:
-            # Rust sums f32 rewards in f64 step by step; Python the same values: equal to rounding.
-            if not math.isclose(total, rust_sum, rel_tol=1e-9, abs_tol=1e-6):
+            # Rust sums f32 rewards in f64; the single Env hands Python f64 rewards, so the sums
+            # agree to f32 rounding (a different trajectory differs by far more than 1e-6).
+            if not math.isclose(total, rust_sum, rel_tol=1e-6, abs_tol=1e-6):
                 sys.exit(f"steps: {side} with {n} env(s) saw reward sum {total}, Rust {rust_sum}: "
                          "not the same trajectories")
             rows.append(f"{n},{threads},{side},{rate:.0f},{rate / threads:.0f},"

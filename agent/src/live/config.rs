@@ -63,12 +63,7 @@ pub fn load_scenario(s: &str) -> Result<EnvConfig> {
     let cfg = if !path.exists() && !s.contains('.') && !s.contains('/') {
         EnvConfig::named(s).map_err(|e| anyhow!("--scenario {s}: {e}"))?
     } else {
-        let text = std::fs::read_to_string(path).with_context(|| format!("--scenario {s}"))?;
-        if path.extension().is_some_and(|e| e == "toml") {
-            toml::from_str(&text).map_err(|e| anyhow!("--scenario {s}: {}", e.message()))?
-        } else {
-            serde_json::from_str(&text).map_err(|e| anyhow!("--scenario {s}: {e}"))?
-        }
+        crate::files::read_toml_or_json(path, "--scenario")?
     };
     cfg.validate().map_err(|e| anyhow!("--scenario {s}: {e}"))?;
     Ok(cfg)

@@ -20,7 +20,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kis_learn::{DeviceChoice, IterStats, PpoConfig, SimVecEnv, Trainer};
@@ -131,13 +131,7 @@ impl Row {
 
 /// Reads a scenario file and refuses held-out traces.
 pub fn load_scenario(path: &Path) -> Result<EnvConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read scenario {}", path.display()))?;
-    let cfg: EnvConfig = if path.extension().is_some_and(|e| e == "toml") {
-        toml::from_str(&text).map_err(|e| anyhow!("scenario {}: {e}", path.display()))?
-    } else {
-        serde_json::from_str(&text).map_err(|e| anyhow!("scenario {}: {e}", path.display()))?
-    };
+    let cfg: EnvConfig = crate::files::read_toml_or_json(path, "scenario")?;
     let shapes = std::iter::once(&cfg.sim.workload.shape).chain(&cfg.shapes);
     for shape in shapes {
         kis_sim::split::ensure_shape_not_held_out(shape)
