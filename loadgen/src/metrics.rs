@@ -309,19 +309,26 @@ impl Metrics {
 
 /// Serves `GET /metrics` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    serve_text(listener, Arc::new(move || metrics.render())).await
+}
+
+/// Serves `GET /metrics` with the text `render` gives at each scrape (any other path: 404) on
+/// `listener` until the task is dropped. The one small exposition server; kis-agent's live mode
+/// uses it too.
+pub async fn serve_text(listener: TcpListener, render: Arc<dyn Fn() -> String + Send + Sync>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let m = metrics.clone();
+        let render = render.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let m = m.clone();
+                let render = render.clone();
                 async move {
                     let resp = if req.uri().path() == "/metrics" {
                         Response::builder()
                             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-                            .body(Full::new(Bytes::from(m.render())))
+                            .body(Full::new(Bytes::from(render())))
                     } else {
                         Response::builder()
                             .status(StatusCode::NOT_FOUND)

@@ -5,11 +5,6 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::service::service_fn;
-use hyper::{Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -150,34 +145,9 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` on `listener` until the task is dropped.
+/// Serves `/metrics` on `listener` until the task is dropped (kis-loadgen's exposition server).
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let m = metrics.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let m = m.clone();
-                async move {
-                    let resp = if req.uri().path() == "/metrics" {
-                        Response::builder()
-                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-                            .body(Full::new(Bytes::from(m.render())))
-                    } else {
-                        Response::builder()
-                            .status(StatusCode::NOT_FOUND)
-                            .body(Full::new(Bytes::from_static(b"try /metrics\n")))
-                    };
-                    Ok::<_, std::convert::Infallible>(resp.unwrap_or_default())
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+    kis_loadgen::metrics::serve_text(listener, Arc::new(move || metrics.render())).await
 }
 
 #[cfg(test)]

@@ -795,6 +795,31 @@ fn live_under_a_short_spike_scales_up_and_back_down_losing_nothing() {
     tear_down(tb);
 }
 
+/// An agent running the rule `fixed:2` every 2 s, once it has published 2.
+fn start_fixed_two(tb: &Testbed) -> Agent {
+    let agent = start_agent(
+        tb,
+        &[
+            "--rule",
+            "fixed:2",
+            "--period",
+            "2s",
+            "--request-timeout",
+            "1s",
+        ],
+    );
+    wait_until(
+        "rule decisions publishing 2",
+        Duration::from_secs(60),
+        || match agent.decisions().last() {
+            Some(x) if published(x) == 2 && x["pools"][0]["publish_ok"] == true => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    agent
+}
+
 #[test]
 fn live_holds_its_targets_while_the_apiserver_is_unreachable() {
     let _turn = turn();
@@ -809,25 +834,8 @@ fn live_holds_its_targets_while_the_apiserver_is_unreachable() {
                 .is_ok_and(|c| c.trim() == "kube-apiserver")
         })
         .expect("the kube-apiserver PID");
-    let agent = start_agent(
-        tb,
-        &[
-            "--rule",
-            "fixed:2",
-            "--period",
-            "2s",
-            "--request-timeout",
-            "1s",
-        ],
-    );
+    let agent = start_fixed_two(tb);
     let bound = Duration::from_secs(60);
-    wait_until("rule decisions publishing 2", bound, || {
-        match agent.decisions().last() {
-            Some(x) if published(x) == 2 && x["pools"][0]["publish_ok"] == true => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
     let stalled = Stopped::stop(apiserver);
     let before = agent.decisions().len();
     // Blind, it keeps the last target alive in the adapter (never 0, never dropped).
@@ -869,25 +877,8 @@ fn live_rides_out_an_apiserver_restart_never_publishing_zero() {
     let _turn = turn();
     let tb = testbed();
     serving(tb);
-    let mut agent = start_agent(
-        tb,
-        &[
-            "--rule",
-            "fixed:2",
-            "--period",
-            "2s",
-            "--request-timeout",
-            "1s",
-        ],
-    );
+    let mut agent = start_fixed_two(tb);
     let bound = Duration::from_secs(60);
-    wait_until("rule decisions publishing 2", bound, || {
-        match agent.decisions().last() {
-            Some(x) if published(x) == 2 && x["pools"][0]["publish_ok"] == true => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
     // A real restart (SIGTERM, the same binary and flags on the same port), not a stall.
     tb.cp.restart_apiserver(Duration::from_secs(120)).unwrap();
     let after = agent.decisions().len();
