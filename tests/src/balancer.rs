@@ -2,15 +2,15 @@
 //! `scripts/kube/build.sh`) on one loopback URL in front of the Ready Pods of one namespace,
 //! routing `/v2/models/M/...` to the Pods that load model M (their port named `http`) and
 //! `/v2/health/...` to any of them. Its configuration is rewritten from the apiserver's Pod list
-//! every half second (the shared [`Refresher`]) and applied with SIGHUP, nginx's graceful reload (old workers finish their
-//! requests), so a Pod leaves the pool as soon as it is not Ready or is being deleted — before its
-//! `preStop` hook ends and Triton stops — and scale-down drains instead of cutting requests.
-
+//! every half second (the shared [`Refresher`]) and applied with SIGHUP, nginx's graceful reload
+//! (old workers finish their requests), waited for until only new workers run; so a Pod leaves
+//! the pool as soon as it is not Ready or is being deleted — before its `preStop` hook ends and
+//! Triton stops — and scale-down drains instead of cutting requests.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -32,9 +32,14 @@ pub struct Balancer {
     /// `http://127.0.0.1:PORT`: what kis-loadgen is pointed at.
     pub url: String,
     backends: Arc<Mutex<Backends>>,
+    history: Arc<Mutex<Vec<String>>>,
+    error_log: PathBuf,
     proc: Arc<Mutex<Supervised>>,
     _watch: Option<Refresher>,
 }
+
+/// Reloads remembered for [`Balancer::diagnose`]; older ones are dropped.
+const HISTORY: usize = 50;
 
 fn binary() -> Result<PathBuf, Error> {
     let p = PathBuf::from("/usr/sbin/nginx");
@@ -72,6 +77,8 @@ impl Balancer {
         let mut lb = Self {
             url: format!("http://127.0.0.1:{port}"),
             backends: Arc::new(Mutex::new(Backends::new())),
+            history: Arc::new(Mutex::new(Vec::new())),
+            error_log: dir.join("error.log"),
             proc: Arc::new(Mutex::new(proc)),
             _watch: None,
         };
@@ -82,6 +89,7 @@ impl Balancer {
                 .map_err(|e| e.to_string())
         })?;
         let (backends, proc, ns) = (lb.backends.clone(), lb.proc.clone(), namespace.to_string());
+        let (history, t0) = (lb.history.clone(), Instant::now());
         lb._watch = Some(Refresher::start(
             kubeconfig,
             Duration::from_millis(500),
@@ -91,9 +99,13 @@ impl Balancer {
                 render: Box::new(move |b: &Backends| config(&dir, port, b)),
                 applied: Box::new(move |now: &Backends| {
                     let pid = proc.lock().unwrap_or_else(|p| p.into_inner()).pid();
-                    // SIGHUP: nginx's graceful reload.
-                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGHUP);
+                    reload(pid, RELOAD_BOUND);
                     tracing::info!(?now, "load balancer reloaded");
+                    let mut h = history.lock().unwrap_or_else(|p| p.into_inner());
+                    if h.len() == HISTORY {
+                        h.remove(0);
+                    }
+                    h.push(format!("{:8.3} s  {now:?}", t0.elapsed().as_secs_f64()));
                     *backends.lock().unwrap_or_else(|p| p.into_inner()) = now.clone();
                 }),
             },
@@ -107,6 +119,20 @@ impl Balancer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// What a failed test needs to tell a lost request's cause: the last reloads (seconds since
+    /// start, backends) and the tail of nginx's error log (upstream errors, retries).
+    pub fn diagnose(&self) -> String {
+        let h = self
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n");
+        let log = std::fs::read_to_string(&self.error_log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        format!("load balancer reloads:\n{h}\nnginx error.log (last 20 lines):\n{tail}")
     }
 
     /// Fails with the log's tail if nginx has exited.
@@ -133,6 +159,53 @@ impl Drop for Balancer {
             .unwrap_or_else(|p| p.into_inner())
             .stop(Duration::from_secs(5));
     }
+}
+
+/// How long a reload may take before the new backends are recorded anyway (a request slower
+/// than this keeps an old worker alive; it still serves only what it had accepted).
+const RELOAD_BOUND: Duration = Duration::from_secs(10);
+
+/// nginx's graceful reload (SIGHUP to the master), waited for: the master starts workers with
+/// the new configuration, then the old ones stop accepting and exit once their requests are
+/// answered. Only when every worker is new does nginx route by the new file alone, so
+/// [`Balancer::backends`] is updated after that and a test that waits for a backend never sends
+/// a request the old configuration answers (a 503 when it had none).
+fn reload(master: u32, bound: Duration) {
+    let before = workers(master);
+    let _ = kill(Pid::from_raw(master as i32), Signal::SIGHUP);
+    let t0 = Instant::now();
+    loop {
+        let now = workers(master);
+        if !now.is_empty() && now.iter().all(|w| !before.contains(w)) {
+            return;
+        }
+        if t0.elapsed() > bound {
+            tracing::warn!(?before, ?now, "nginx reload not finished within the bound");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The PIDs of `master`'s child processes (nginx's workers), from `/proc`.
+fn workers(master: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| parent(*pid) == Some(master))
+        .collect()
+}
+
+/// A process's parent PID (the field after the parenthesised command name in `/proc/PID/stat`).
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Ready, not terminating Pods of `namespace` by the models they load.
@@ -191,6 +264,8 @@ daemon off;
 master_process on;
 worker_processes 1;
 pid {d}/nginx.pid;
+# warn: upstream errors and the retries they cause, for Balancer::diagnose.
+error_log {d}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
@@ -227,6 +302,20 @@ mod tests {
             "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": ready}]}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_parent_is_read_from_proc() {
+        let me = std::process::id();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        assert_eq!(parent(child.id()), Some(me));
+        assert!(workers(me).contains(&child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!workers(me).contains(&child.id()));
     }
 
     #[test]

@@ -98,8 +98,13 @@ pub fn infer_at(url: &str, model: &str) -> Result<Value, String> {
         ])
         .output()
         .map_err(|e| e.to_string())?;
-    let body: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))?;
+    let body: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "{e}: {} (curl: {})",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
     Ok(body["outputs"][0]["data"].clone())
 }
 

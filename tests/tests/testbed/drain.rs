@@ -88,9 +88,10 @@ fn scale_down_from_three_to_one_under_load_loses_no_request() {
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let t = &r["totals"];
-    assert_eq!(t["errors"], 0, "requests lost on scale-down: {t}");
-    assert_eq!(t["dropped"], 0, "{t}");
-    assert_eq!(t["ok"], t["scheduled"], "{t}");
+    let why = lb.diagnose();
+    assert_eq!(t["errors"], 0, "requests lost on scale-down: {t}\n{why}");
+    assert_eq!(t["dropped"], 0, "{t}\n{why}");
+    assert_eq!(t["ok"], t["scheduled"], "{t}\n{why}");
     assert!(
         t["ok"].as_u64().unwrap() >= 150,
         "too few requests to mean anything: {t}"
