@@ -128,6 +128,8 @@ pub struct Adapter {
     pub token: String,
     /// The CA that signed the serving cert (what `caBundle` holds).
     pub serving_ca: PathBuf,
+    /// Its plain-HTTP `/metrics` port on 127.0.0.1 (`--metrics-port`).
+    pub metrics_port: u16,
     proc: std::sync::Mutex<Supervised>,
 }
 
@@ -179,7 +181,7 @@ impl Adapter {
         extra_args: &[&str],
     ) -> Result<Self, Error> {
         let bin = locate_binary(workspace)?;
-        let port = free_port()?;
+        let (port, metrics_port) = (free_port()?, free_port()?);
         let dir = cp.dir().join(name);
         std::fs::create_dir_all(&dir).map_err(|e| Error::Io(dir.clone(), e))?;
         let sa_token = cp.service_account_token(NAMESPACE, SERVICE, Duration::from_secs(60))?;
@@ -196,6 +198,7 @@ impl Adapter {
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
             .arg(format!("--publish-token-file={}", token_file.display()))
             .arg(format!("--state-file={}", dir.join("state.json").display()))
+            .arg(format!("--metrics-port={metrics_port}"))
             .args(extra_args)
             .env("RUST_LOG", "info");
         let proc = Supervised::spawn(
@@ -208,6 +211,7 @@ impl Adapter {
             port,
             token,
             serving_ca: cp.pki.serving_ca.pair.cert.clone(),
+            metrics_port,
             proc: std::sync::Mutex::new(proc),
         };
         adapter.wait_ready(name)?;

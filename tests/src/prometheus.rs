@@ -4,7 +4,9 @@
 //! instead: every Ready Pod's port named `metrics` (Triton's `/metrics`), labelled with
 //! `namespace`, `pod` and `app`, listed with its own client certificate bound to the `view`
 //! ClusterRole. The same selection and labels as deploy/prometheus/scrape-configs.yml gives a
-//! real cluster's Prometheus with Kubernetes service discovery.
+//! real cluster's Prometheus with Kubernetes service discovery. Two more jobs scrape one fixed
+//! target each: `kis-adapter` (its plain-HTTP `--metrics-port`) and `kis-loadgen` (a port
+//! reserved for a run's `--metrics-addr`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,7 +20,7 @@ use serde_json::{Value, json};
 use crate::cluster::ControlPlane;
 use crate::pki::Usage;
 use crate::proc::{Supervised, free_port};
-use crate::refresher::{Consumer, Refresher, pod_port, serving};
+use crate::refresher::{Consumer, Refresher, pod_port, serving, write_atomic};
 use crate::{Error, wait_until};
 
 /// A running Prometheus on loopback.
@@ -26,9 +28,16 @@ use crate::{Error, wait_until};
 pub struct Prometheus {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// Where a kis-loadgen run serves `/metrics` to be scraped (job `kis-loadgen`):
+    /// `--metrics-addr` this. Reserved at start; the target is down while no run serves it.
+    pub loadgen_metrics: String,
+    dir: PathBuf,
     proc: Mutex<Supervised>,
     _targets: Refresher,
 }
+
+/// The jobs besides the Triton Pods, each scraping the `host:port` targets in its own file.
+const STATIC_JOBS: [&str; 2] = ["kis-adapter", "kis-loadgen"];
 
 /// The binary Debian installs.
 fn binary() -> Result<PathBuf, Error> {
@@ -77,7 +86,7 @@ impl Prometheus {
                 applied: Box::new(|_: &Value| {}),
             },
         )?;
-        let config = format!(
+        let mut config = format!(
             r#"global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -89,6 +98,14 @@ scrape_configs:
 "#,
             file = targets_file.display(),
         );
+        for job in STATIC_JOBS {
+            let f = dir.join(format!("{job}.json"));
+            std::fs::write(&f, "[]").map_err(|e| Error::Io(f.clone(), e))?;
+            config.push_str(&format!(
+                "- job_name: {job}\n  file_sd_configs:\n  - files: [{}]\n    refresh_interval: 1s\n",
+                f.display()
+            ));
+        }
         let file = dir.join("prometheus.yml");
         std::fs::write(&file, config).map_err(|e| Error::Io(file.clone(), e))?;
         let port = free_port()?;
@@ -108,9 +125,12 @@ scrape_configs:
         )?;
         let p = Self {
             url: format!("http://127.0.0.1:{port}"),
+            loadgen_metrics: format!("127.0.0.1:{}", free_port()?),
+            dir,
             proc: Mutex::new(proc),
             _targets: targets,
         };
+        p.scrape("kis-loadgen", &p.loadgen_metrics)?;
         let mut exited = None;
         let ready = wait_until("prometheus /-/ready", bound, || {
             if let Err(e) = p.check_running() {
@@ -128,6 +148,18 @@ scrape_configs:
             (Some(e), _) => Err(e),
             (None, r) => r.map(|()| p),
         }
+    }
+
+    /// Scrapes `host:port` (plain HTTP `/metrics`) as the only target of `job`, one of
+    /// `kis-adapter` and `kis-loadgen`.
+    pub fn scrape(&self, job: &str, target: &str) -> Result<(), Error> {
+        if !STATIC_JOBS.contains(&job) {
+            return Err(Error::Config(format!(
+                "no scrape job {job} (jobs: {STATIC_JOBS:?})"
+            )));
+        }
+        let groups = json!([{"targets": [target]}]);
+        write_atomic(&self.dir.join(format!("{job}.json")), &groups.to_string())
     }
 
     /// Fails with the log's tail if Prometheus has exited.

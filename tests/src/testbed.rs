@@ -178,7 +178,14 @@ impl Testbed {
             )?);
         }
         if config.adapter {
-            tb.adapter = Some(Adapter::start(&tb.cp, &config.workspace)?);
+            let adapter = Adapter::start(&tb.cp, &config.workspace)?;
+            if let Some(p) = &tb.prometheus {
+                p.scrape(
+                    "kis-adapter",
+                    &format!("127.0.0.1:{}", adapter.metrics_port),
+                )?;
+            }
+            tb.adapter = Some(adapter);
         }
         Ok(tb)
     }
@@ -316,6 +323,7 @@ impl Testbed {
                 .map(|a| format!("https://127.0.0.1:{}", a.port)),
             adapter_token: self.adapter.as_ref().map(|a| a.token.clone()),
             prometheus: self.prometheus.as_ref().map(|p| p.url.clone()),
+            loadgen_metrics: self.prometheus.as_ref().map(|p| p.loadgen_metrics.clone()),
             balancer: self.balancer.as_ref().map(|b| b.url.clone()),
             processes,
             manifests: self.cp.dir().join(SERVING_FILE),
@@ -404,6 +412,9 @@ pub struct State {
     pub adapter_token: Option<String>,
     /// Prometheus's URL, when running.
     pub prometheus: Option<String>,
+    /// The address Prometheus scrapes as job `kis-loadgen`: pass it to `--metrics-addr`.
+    #[serde(default)]
+    pub loadgen_metrics: Option<String>,
     /// The load balancer's URL (Ready Pods of `kis-serving`), when running.
     pub balancer: Option<String>,
     /// (name, PID) of every long-running process at start (Tritons come and go with Pods).
@@ -432,7 +443,8 @@ impl State {
         }
         match &self.prometheus {
             Some(p) => s.push_str(&format!(
-                "  prometheus   {p} (scrapes Ready Pods' `metrics` ports)\n"
+                "  prometheus   {p} (scrapes Ready Pods' `metrics` ports, kis-adapter, and kis-loadgen run with --metrics-addr {})\n",
+                self.loadgen_metrics.as_deref().unwrap_or("-")
             )),
             None => s.push_str("  prometheus   not started\n"),
         }

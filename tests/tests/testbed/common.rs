@@ -1,6 +1,6 @@
 //! The shared testbed and helpers to read Pods.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -154,4 +154,20 @@ pub fn scale(tb: &Testbed, ns: &str, deployment: &str, replicas: u32) {
         .admin
         .run(&["-n", ns, "scale", "deployment", deployment, &n])
         .unwrap_or_else(|e| panic!("scaling {deployment} to {replicas}: {e}"));
+}
+
+/// The kis-loadgen binary next to this test binary (`cargo test --workspace` builds it).
+pub fn loadgen() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/debug/deps/..")
+        .join("kis-loadgen");
+    assert!(
+        bin.is_file(),
+        "{} not found: `cargo build -p kis-loadgen` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
 }

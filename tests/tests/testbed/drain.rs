@@ -2,31 +2,17 @@
 //! as soon as it is being deleted, while its `preStop` hook keeps Triton serving, and only then is
 //! Triton stopped.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kis_e2e::emulated::CPU_MODEL;
 use kis_e2e::wait_until;
 
-use crate::common::{READY_BOUND, clean_up, pods, scale, testbed, turn, wait_serving, workspace};
+use crate::common::{
+    READY_BOUND, clean_up, loadgen, pods, scale, testbed, turn, wait_serving, workspace,
+};
 
 const NS: &str = "kis-serving";
-
-fn loadgen() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("kis-loadgen");
-    assert!(
-        bin.is_file(),
-        "{} not found: `cargo build -p kis-loadgen` (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
-}
 
 #[test]
 fn scale_down_from_three_to_one_under_load_loses_no_request() {

@@ -11,7 +11,7 @@ use kis_e2e::testbed::Testbed;
 use kis_e2e::wait_until;
 use serde_json::Value;
 
-use crate::common::{READY_BOUND, clean_up, is_ready, pods, testbed, turn, workspace};
+use crate::common::{READY_BOUND, clean_up, is_ready, loadgen, pods, testbed, turn, workspace};
 
 const NS: &str = "kis-serving";
 const APP: &str = "triton-cpu";
@@ -701,22 +701,6 @@ fn live_falls_back_to_the_rule_within_two_periods_when_a_series_goes_stale() {
     tear_down(tb);
 }
 
-/// The kis-loadgen binary next to this test binary (`cargo build -p kis-loadgen`).
-fn loadgen_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("kis-loadgen");
-    assert!(
-        bin.is_file(),
-        "{} not found: `cargo build -p kis-loadgen` (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
-}
-
 #[test]
 fn live_under_a_short_spike_scales_up_and_back_down_losing_nothing() {
     let _turn = turn();
@@ -736,7 +720,7 @@ fn live_under_a_short_spike_scales_up_and_back_down_losing_nothing() {
     // 4 req/s, 24 req/s (twice one emulated CPU replica's ~12/s) for 24 s, then 4 req/s.
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
-    let out = Command::new(loadgen_bin())
+    let out = Command::new(loadgen())
         .args([
             "--url",
             &lb.url,

@@ -3,7 +3,7 @@
 //! accelerator. One testbed is shared by the in-process tests, which take turns (a lock) so that
 //! at most three Tritons run at once on a small machine; the up/down test runs its own through
 //! the `kis-e2e testbed` command. `faults` covers a probe that never passes and an apiserver
-//! restart.
+//! restart; `prometheus` what Prometheus scrapes.
 
 mod common;
 mod demo;
@@ -12,4 +12,5 @@ mod faults;
 mod hpa;
 mod lifecycle;
 mod live;
+mod prometheus;
 mod up_down;
