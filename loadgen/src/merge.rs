@@ -4,11 +4,11 @@
 //! Percentiles are never averaged: each shard's HDR interval log is read back, its histograms
 //! are added per interval (interval `i` of every shard: with a shared `--start-at` the shards'
 //! windows start together) and over the run, and the percentiles are taken from the sums.
-//! The logs and the reports' window rows are streamed side by side ([`stream`]; each is in
+//! The logs and the reports' window rows are streamed side by side (`merge/stream.rs`; each is in
 //! time order): an interval is summed, written and folded into its window row as soon as every
 //! shard has moved past it, so memory holds a few intervals at a time however long the run
 //! ([`Merged::intervals`] counts them); the reports themselves are read without their rows
-//! ([`json`]) and the log entries are added as plain counts ([`hdr`]).
+//! (`merge/json.rs`) and the log entries are added as plain counts (`merge/hdr.rs`).
 //! Counts and errors by kind are summed from the shards' JSON reports. The merged run goes
 //! through [`crate::report::finish`], so the summary, JSON, Locust CSVs and plot are the ones a
 //! single run writes; the merged interval log is written here. A per-shard table (intended vs
