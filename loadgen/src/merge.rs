@@ -4,9 +4,11 @@
 //! Percentiles are never averaged: each shard's HDR interval log is read back, its histograms
 //! are added per interval (interval `i` of every shard: with a shared `--start-at` the shards'
 //! windows start together) and over the run, and the percentiles are taken from the sums.
-//! The logs are streamed side by side (each is in time order): an interval is summed, written
-//! and folded into the window rows as soon as every shard has moved past it, so memory holds
-//! one interval's sum at a time however long the run ([`Merged::intervals`] counts them).
+//! The logs and the reports' window rows are streamed side by side (`merge/stream.rs`; each is in
+//! time order): an interval is summed, written and folded into its window row as soon as every
+//! shard has moved past it, so memory holds a few intervals at a time however long the run
+//! ([`Merged::intervals`] counts them); the reports themselves are read without their rows
+//! (`merge/json.rs`) and the log entries are added as plain counts (`merge/hdr.rs`).
 //! Counts and errors by kind are summed from the shards' JSON reports. The merged run goes
 //! through [`crate::report::finish`], so the summary, JSON, Locust CSVs and plot are the ones a
 //! single run writes; the merged interval log is written here. A per-shard table (intended vs
@@ -18,12 +20,13 @@
 
 pub mod fixture;
 mod hdr;
+mod json;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
@@ -67,7 +70,10 @@ struct ShardReport {
     generator: Generator,
     request_bytes: u64,
     target: String,
-    windows: Vec<WindowRow>,
+    /// Read past here ([`json::read_without`]) and streamed later ([`stream`]): a row per
+    /// second of the run would make memory grow with its length.
+    #[serde(rename = "windows")]
+    _windows: serde::de::IgnoredAny,
 }
 
 /// One shard's report, where it came from and its interval log.
@@ -75,6 +81,8 @@ struct Input {
     json: PathBuf,
     log: PathBuf,
     r: ShardReport,
+    /// Byte offset of the report's `windows` array.
+    windows_at: Option<u64>,
 }
 
 /// One row of the per-shard table.
@@ -148,10 +156,10 @@ pub fn merge_with(
     allow_missing: bool,
     threads: usize,
 ) -> Result<Merged> {
-    let mut inputs = files
-        .iter()
-        .map(|f| read_input(f))
-        .collect::<Result<Vec<_>>>()?;
+    // Phase times for `RUST_LOG=kis_loadgen=debug` (where a merge's time goes).
+    let t0 = std::time::Instant::now();
+    let mut inputs = read_inputs(files, threads)?;
+    tracing::debug!("merge: {} reports read in {:?}", inputs.len(), t0.elapsed());
     inputs.sort_by_key(|i| i.r.config.shard);
     let missing = check_inputs(&inputs)?;
     if !missing.is_empty() && !allow_missing {
@@ -161,7 +169,13 @@ pub fn merge_with(
             run_name(&inputs[0].r.config)
         )));
     }
-    let streamed = stream(&mut inputs, outputs.hdr_log.as_deref(), threads)?;
+    let t1 = std::time::Instant::now();
+    let streamed = stream(&inputs, outputs.hdr_log.as_deref(), threads)?;
+    tracing::debug!(
+        "merge: {} intervals streamed in {:?}",
+        streamed.intervals,
+        t1.elapsed()
+    );
     let rows: Vec<ShardRow> = inputs
         .iter()
         .zip(&streamed.own)
@@ -177,7 +191,9 @@ pub fn merge_with(
     if !quiet {
         print!("{}", shard_table(&rows));
     }
+    let t2 = std::time::Instant::now();
     let report = report::finish(collected)?;
+    tracing::debug!("merge: outputs written in {:?}", t2.elapsed());
     Ok(Merged {
         report,
         shards: rows,
@@ -203,10 +219,39 @@ fn run_name(c: &Config) -> String {
     c.run_id.clone().unwrap_or_else(|| "(no --run-id)".into())
 }
 
+/// Reads the reports `files` (without their window rows), on up to `threads` threads.
+fn read_inputs(files: &[PathBuf], threads: usize) -> Result<Vec<Input>> {
+    let workers = threads.clamp(1, 8).min(files.len().max(1));
+    if workers == 1 {
+        return files.iter().map(|f| read_input(f)).collect();
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                scope.spawn(move || {
+                    let (from, to) = (w * files.len() / workers, (w + 1) * files.len() / workers);
+                    files[from..to]
+                        .iter()
+                        .map(|f| read_input(f))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(files.len());
+        for h in handles {
+            let part = h
+                .join()
+                .map_err(|_| usage("a merge thread panicked reading reports"))?;
+            for i in part {
+                out.push(i?);
+            }
+        }
+        Ok(out)
+    })
+}
+
 fn read_input(json: &Path) -> Result<Input> {
-    let text = std::fs::read_to_string(json)
-        .map_err(|e| usage(format!("{}: cannot read ({e})", json.display())))?;
-    let r: ShardReport = serde_json::from_str(&text).map_err(|e| {
+    let (r, windows_at): (ShardReport, _) = json::read_without(json, "windows").map_err(|e| {
         usage(format!(
             "{}: not a kis-loadgen JSON report ({e})",
             json.display()
@@ -239,6 +284,7 @@ fn read_input(json: &Path) -> Result<Input> {
         json: json.to_path_buf(),
         log,
         r,
+        windows_at,
     })
 }
 
@@ -293,91 +339,7 @@ fn check_inputs(inputs: &[Input]) -> Result<Vec<Shard>> {
         .collect())
 }
 
-/// One shard's interval log, read one entry ahead (a run writes it in time order).
-struct LogStream<'a> {
-    input: &'a Input,
-    lines: std::io::Lines<BufReader<std::fs::File>>,
-    /// Index of the last interval read.
-    last: Option<u64>,
-    /// The next interval: its index (whole seconds from the shard's time zero), tag, and its
-    /// histogram as encoded (decoded straight into the sums by [`hdr::Adder`]).
-    ahead: Option<(u64, String, Vec<u8>)>,
-}
-
-impl<'a> LogStream<'a> {
-    /// Opens the log and reads up to its first interval; checks it names the report's shard
-    /// (the comment comes before any interval).
-    fn open(i: &'a Input) -> Result<LogStream<'a>> {
-        let f = std::fs::File::open(&i.log).map_err(|e| i.bad(format!("cannot read ({e})")))?;
-        let mut s = LogStream {
-            input: i,
-            lines: BufReader::new(f).lines(),
-            last: None,
-            ahead: None,
-        };
-        let want = log_identity(&i.r.config);
-        let mut id_line = None;
-        s.read_ahead(|comment| {
-            if id_line.is_none() && comment.starts_with(&format!("#{LOG_ID}")) {
-                id_line = Some(comment[1..].trim().to_string());
-            }
-        })?;
-        if id_line.as_deref() != Some(want.as_str()) {
-            return Err(i.bad(format!(
-                "names {:?}, its report {} says {want:?}",
-                id_line.unwrap_or_else(|| "no shard".into()),
-                i.json.display()
-            )));
-        }
-        Ok(s)
-    }
-
-    /// Reads lines until the next interval (into `ahead`) or the end, showing comments to `f`.
-    fn read_ahead(&mut self, mut f: impl FnMut(&str)) -> Result<()> {
-        self.ahead = None;
-        for line in self.lines.by_ref() {
-            let mut line = line.map_err(|e| self.input.bad(format!("cannot read ({e})")))?;
-            if line.starts_with('#') {
-                f(&line);
-                continue;
-            }
-            // The log's parser wants each line ended.
-            line.push('\n');
-            let mut found = None;
-            for entry in IntervalLogIterator::new(line.as_bytes()) {
-                let entry = entry
-                    .map_err(|e| self.input.bad(format!("not an HDR interval log ({e:?})")))?;
-                if let LogEntry::Interval(h) = entry {
-                    let raw = base64_decode(h.encoded_histogram())
-                        .ok_or_else(|| self.input.bad("a histogram is not base64".into()))?;
-                    let tag = h.tag().map_or(String::new(), |t| t.as_str().to_string());
-                    found = Some((tag, h.start_timestamp(), raw));
-                }
-            }
-            if let Some((tag, start, hist)) = found {
-                // Windows are 1 s from the shard's time zero: the interval's start names it.
-                let idx = start.as_secs_f64().round() as u64;
-                if let Some(b) = self.last.filter(|b| idx < *b) {
-                    return Err(self.input.bad(format!(
-                        "interval at {idx} s after one at {b} s: not in time order"
-                    )));
-                }
-                self.last = Some(idx);
-                self.ahead = Some((idx, tag, hist));
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Input {
-    fn bad(&self, why: String) -> Error {
-        usage(format!("{}: {why}", self.log.display()))
-    }
-}
-
-/// What streaming the shards' logs produced.
+/// What streaming the shards produced.
 struct Streamed {
     /// Each shard's own whole-run send-lag histogram (for its row), in input order.
     own: Vec<Histogram<u64>>,
@@ -387,108 +349,60 @@ struct Streamed {
     intervals: u64,
 }
 
-/// One worker's share of the shards: their logs, their own send-lag totals (input index, lag).
-struct Group<'a> {
-    logs: Vec<(usize, LogStream<'a>, Histogram<u64>)>,
-    adder: hdr::Adder,
-}
-
-impl<'a> Group<'a> {
-    /// The next interval any of its logs is at.
-    fn next(&self) -> Option<u64> {
-        self.logs
-            .iter()
-            .filter_map(|(_, l, _)| l.ahead.as_ref().map(|a| a.0))
-            .min()
-    }
-
-    /// Adds every entry of interval `idx` of its logs into `sum`, and reads on.
-    fn add_interval(&mut self, idx: u64, sum: &mut Hists) -> Result<()> {
-        for (_, l, mine) in &mut self.logs {
-            while let Some((_, tag, raw)) = l.ahead.take_if(|a| a.0 == idx) {
-                let added = match tag.as_str() {
-                    "corrected" => self.adder.add(&raw, &mut [&mut sum.corrected]),
-                    "service" => self.adder.add(&raw, &mut [&mut sum.service]),
-                    "lag" => self.adder.add(&raw, &mut [&mut sum.lag, mine]),
-                    _ => Ok(()),
-                };
-                added.map_err(|e| l.input.bad(e))?;
-                l.read_ahead(|_| {})?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs as a worker: each interval's partial sum goes to `tx` (their histograms come back
-    /// on `back` to be reused); returns the shards' own totals.
-    fn work(
-        mut self,
-        tx: &SyncSender<Result<(u64, Hists)>>,
-        back: &Receiver<Hists>,
-    ) -> Vec<(usize, Histogram<u64>)> {
-        while let Some(idx) = self.next() {
-            let mut part = back.try_recv().unwrap_or_default();
-            part.reset();
-            let r = self.add_interval(idx, &mut part).map(|()| (idx, part));
-            let failed = r.is_err();
-            if tx.send(r).is_err() || failed {
-                break;
-            }
-        }
-        self.logs.into_iter().map(|(k, _, own)| (k, own)).collect()
-    }
-}
-
-/// Streams the shards' logs side by side: each interval is summed over the shards (its entries
-/// decoded by a few worker threads, each summing its share of the shards, when there are
-/// CPUs for them), written to the merged log at `log` (if any) and folded into the window
-/// rows, then its sum is reused for the next one. Memory: a few interval sums, one entry read
-/// ahead per shard and each shard's send-lag total, whatever the number of intervals.
-fn stream(inputs: &mut [Input], log: Option<&Path>, threads: usize) -> Result<Streamed> {
-    let mut rows = RowMerger::new(inputs);
-    let inputs: &[Input] = inputs;
-    let workers = threads.clamp(1, 8).min(inputs.len().max(1));
-    let mut groups: Vec<Group> = (0..workers)
-        .map(|_| Group {
-            logs: Vec::new(),
-            adder: hdr::Adder::default(),
+/// Streams the shards' logs and window rows side by side ([`stream::for_each_step`], on up to
+/// `threads` threads): each interval is summed over the shards, written to the merged log at
+/// `log` (if any) and folded into its window row with the shards' rows, then its sum is reused
+/// for the next one. Memory: a few steps' sums and rows, whatever the number of intervals.
+fn stream(inputs: &[Input], log: Option<&Path>, threads: usize) -> Result<Streamed> {
+    let files: Vec<stream::ShardFiles> = inputs
+        .iter()
+        .map(|i| stream::ShardFiles {
+            log: &i.log,
+            json: &i.json,
+            windows_at: i.windows_at,
+            id_word: LOG_ID,
+            identity: log_identity(&i.r.config),
+            name: i.json.display().to_string(),
         })
         .collect();
-    for (k, i) in inputs.iter().enumerate() {
-        groups[k % workers]
-            .logs
-            .push((k, LogStream::open(i)?, crate::record::new_hist()));
-    }
-    let mut sum = Hists::default();
+    let mut rows = RowMerger::new();
+    let mut hists = Hists::default();
     let mut intervals = 0u64;
-    let mut emit = |idx: u64, sum: &Hists, w: Option<&mut LogWriter<'_, '_>>| -> Result<()> {
-        if let (Some(w), Some(path)) = (w, log) {
-            write_interval(w, idx, sum).map_err(|e| log_error(path, e))?;
-        }
-        rows.add(idx, sum);
-        intervals += 1;
-        Ok(())
-    };
-    let own = std::thread::scope(|scope| -> Result<Vec<(usize, Histogram<u64>)>> {
-        let mut source = Source::start(scope, groups);
-        let mut drive = |mut w: Option<&mut LogWriter<'_, '_>>| -> Result<()> {
-            while let Some(idx) = source.next_into(&mut sum)? {
-                emit(idx, &sum, w.as_deref_mut())?;
-            }
+    let mut drive = |mut w: Option<&mut LogWriter<'_, '_>>| {
+        stream::for_each_step(&files, threads, |step| {
+            let h = match step.sum {
+                Some(sum) => {
+                    sum.to_hists(&mut hists)
+                        .map_err(|e| usage(format!("merged interval {} s: {e}", step.k)))?;
+                    if let (Some(w), Some(path)) = (w.as_deref_mut(), log) {
+                        write_interval(w, step.k, &hists).map_err(|e| log_error(path, e))?;
+                    }
+                    intervals += 1;
+                    Some(&hists)
+                }
+                None => None,
+            };
+            rows.add(h, step.rows);
             Ok(())
-        };
-        match log {
-            None => drive(None)?,
-            Some(path) => with_log_writer(path, started(inputs), |w| drive(Some(w)))?,
-        }
-        source.finish()
-    })?;
-    let mut own: Vec<Histogram<u64>> = {
-        let mut v = own;
-        v.sort_by_key(|(k, _)| *k);
-        v.into_iter().map(|(_, h)| h).collect()
+        })
     };
-    own.truncate(inputs.len());
+    let owns = match log {
+        None => drive(None)?,
+        Some(path) => {
+            let mut owns = Vec::new();
+            with_log_writer(path, started(inputs), |w| {
+                owns = drive(Some(w))?;
+                Ok(())
+            })?;
+            owns
+        }
+    };
+    let mut own = Vec::with_capacity(owns.len());
+    for (i, s) in inputs.iter().zip(owns) {
+        let mut h = crate::record::new_hist();
+        s.to_hist(&mut h).map_err(|e| i.bad(e))?;
+        own.push(h);
+    }
     Ok(Streamed {
         own,
         rows,
@@ -496,107 +410,11 @@ fn stream(inputs: &mut [Input], log: Option<&Path>, threads: usize) -> Result<St
     })
 }
 
-/// The shards' own send-lag totals, by input index.
-type Owns = Vec<(usize, Histogram<u64>)>;
-
 type LogWriter<'a, 'b> = IntervalLogWriter<'a, 'b, BufWriter<std::fs::File>, V2DeflateSerializer>;
 
-/// Where the summed intervals come from: one group summed here, or worker threads' partial
-/// sums (one per worker and interval, added here).
-enum Source<'scope, 'a> {
-    Here(Box<Group<'a>>),
-    Workers {
-        rx: Vec<Receiver<Result<(u64, Hists)>>>,
-        back: Vec<SyncSender<Hists>>,
-        pending: Vec<Option<(u64, Hists)>>,
-        done: Vec<bool>,
-        handles: Vec<std::thread::ScopedJoinHandle<'scope, Owns>>,
-    },
-}
-
-impl<'scope, 'a: 'scope> Source<'scope, 'a> {
-    fn start<'env>(
-        scope: &'scope std::thread::Scope<'scope, 'env>,
-        mut groups: Vec<Group<'a>>,
-    ) -> Source<'scope, 'a> {
-        if groups.len() == 1 {
-            return Source::Here(Box::new(groups.remove(0)));
-        }
-        let (mut rx, mut back, mut handles) = (Vec::new(), Vec::new(), Vec::new());
-        for g in groups {
-            let (tx, r) = sync_channel(1);
-            let (b, back_rx) = sync_channel(2);
-            rx.push(r);
-            back.push(b);
-            handles.push(scope.spawn(move || g.work(&tx, &back_rx)));
-        }
-        let n = rx.len();
-        Source::Workers {
-            rx,
-            back,
-            pending: (0..n).map(|_| None).collect(),
-            done: vec![false; n],
-            handles,
-        }
-    }
-
-    /// The next interval's index, its sum over every shard in `sum`; `None` at the end.
-    fn next_into(&mut self, sum: &mut Hists) -> Result<Option<u64>> {
-        match self {
-            Source::Here(g) => {
-                let Some(idx) = g.next() else {
-                    return Ok(None);
-                };
-                sum.reset();
-                g.add_interval(idx, sum)?;
-                Ok(Some(idx))
-            }
-            Source::Workers {
-                rx,
-                back,
-                pending,
-                done,
-                ..
-            } => {
-                for w in 0..rx.len() {
-                    if pending[w].is_none() && !done[w] {
-                        match rx[w].recv() {
-                            Ok(r) => pending[w] = Some(r?),
-                            Err(_) => done[w] = true,
-                        }
-                    }
-                }
-                let Some(idx) = pending.iter().flatten().map(|(i, _)| *i).min() else {
-                    return Ok(None);
-                };
-                sum.reset();
-                for w in 0..rx.len() {
-                    if let Some((_, part)) = pending[w].take_if(|(i, _)| *i == idx) {
-                        sum.add(&part);
-                        let _ = back[w].try_send(part);
-                    }
-                }
-                Ok(Some(idx))
-            }
-        }
-    }
-
-    /// The shards' own send-lag totals (input index, histogram).
-    fn finish(self) -> Result<Vec<(usize, Histogram<u64>)>> {
-        match self {
-            Source::Here(g) => Ok(g.logs.into_iter().map(|(k, _, own)| (k, own)).collect()),
-            Source::Workers { rx, handles, .. } => {
-                drop(rx);
-                let mut out = Vec::new();
-                for h in handles {
-                    out.extend(
-                        h.join()
-                            .map_err(|_| usage("a merge worker thread panicked"))?,
-                    );
-                }
-                Ok(out)
-            }
-        }
+impl Input {
+    fn bad(&self, why: String) -> Error {
+        usage(format!("{}: {why}", self.log.display()))
     }
 }
 
@@ -623,8 +441,10 @@ fn decode(
     h: &IntervalLogHistogram<'_>,
     de: &mut Deserializer,
 ) -> std::result::Result<(String, Duration, Histogram<u64>), String> {
-    let raw = base64_decode(h.encoded_histogram())
-        .ok_or_else(|| "a histogram is not base64".to_string())?;
+    let mut raw = Vec::new();
+    if !hdr::base64_decode(h.encoded_histogram().as_bytes(), &mut raw) {
+        return Err("a histogram is not base64".to_string());
+    }
     let hist: Histogram<u64> = de
         .deserialize(&mut raw.as_slice())
         .map_err(|e| format!("a histogram does not decode ({e:?})"))?;
@@ -633,36 +453,6 @@ fn decode(
         h.start_timestamp(),
         hist,
     ))
-}
-
-/// Standard base64 (the interval log's encoding) without a dependency of its own.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    fn val(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let s = s.trim().trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for chunk in s.chunks(4) {
-        let mut acc = 0u32;
-        for (k, c) in chunk.iter().enumerate() {
-            acc |= val(*c)? << (18 - 6 * k);
-        }
-        let n = match chunk.len() {
-            4 => 3,
-            3 => 2,
-            2 => 1,
-            _ => return None,
-        };
-        out.extend_from_slice(&acc.to_be_bytes()[1..=n]);
-    }
-    Some(out)
 }
 
 fn shard_row(i: &Input, lag: &Histogram<u64>) -> ShardRow {
@@ -856,17 +646,11 @@ fn started(inputs: &[Input]) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-/// Window rows summed over the shards (row `k` of each), their percentiles from interval `k`'s
-/// summed histograms, built as the intervals stream past ([`RowMerger::add`]), and the
-/// whole-run histograms. Server statistics (one server, seen by every shard) come from the
+/// Window rows summed over the shards (row `k` of each, in shard order), their percentiles from
+/// interval `k`'s summed histograms, built as the steps stream past ([`RowMerger::add`]), and
+/// the whole-run histograms. Server statistics (one server, seen by every shard) come from the
 /// first shard.
 struct RowMerger {
-    /// Each shard's window rows (from its report).
-    shard_rows: Vec<Vec<WindowRow>>,
-    /// Rows to make: the most any shard has.
-    rows: usize,
-    /// The next row to make.
-    next: usize,
     out: Windows,
     /// Everything added so far: the whole run once all intervals went past.
     total: Hists,
@@ -875,16 +659,8 @@ struct RowMerger {
 }
 
 impl RowMerger {
-    /// Takes the shards' window rows out of their reports.
-    fn new(inputs: &mut [Input]) -> RowMerger {
-        let shard_rows: Vec<Vec<WindowRow>> = inputs
-            .iter_mut()
-            .map(|i| std::mem::take(&mut i.r.windows))
-            .collect();
+    fn new() -> RowMerger {
         RowMerger {
-            rows: shard_rows.iter().map(Vec::len).max().unwrap_or(0),
-            shard_rows,
-            next: 0,
             out: Windows::new(),
             total: Hists::default(),
             cum: (0, 0, 0),
@@ -892,39 +668,17 @@ impl RowMerger {
         }
     }
 
-    /// Interval `idx`'s summed histograms (intervals come in order): the rows before it that
-    /// had no interval, then its own row.
-    fn add(&mut self, idx: u64, h: &Hists) {
-        self.total.add(h);
-        while (self.next as u64) < idx && self.next < self.rows {
-            self.row(None);
+    /// One step: its interval's summed histograms (`None`: no shard had that interval) and the
+    /// shards' rows of that step (none: no shard has so many rows).
+    fn add(&mut self, h: Option<&Hists>, shard_rows: &[WindowRow]) {
+        if let Some(h) = h {
+            self.total.add(h);
         }
-        if self.next as u64 == idx && self.next < self.rows {
-            self.row(Some(h));
-        }
-    }
-
-    /// The remaining rows (no interval of their own), and the whole-run histograms.
-    fn finish(mut self) -> (Windows, Hists) {
-        while self.next < self.rows {
-            self.row(None);
-        }
-        (self.out, self.total)
-    }
-
-    /// Row `next`, with its interval's histograms (`None`: it had none).
-    fn row(&mut self, h: Option<&Hists>) {
+        let Some((first, rest)) = shard_rows.split_first() else {
+            return;
+        };
+        let mut row = rest.iter().fold(first.clone(), add_row);
         let h = h.unwrap_or(&self.empty);
-        let k = self.next;
-        self.next += 1;
-        let mut acc: Option<WindowRow> = None;
-        for w in self.shard_rows.iter().filter_map(|r| r.get(k)) {
-            acc = Some(match acc {
-                None => w.clone(),
-                Some(a) => add_row(a, w),
-            });
-        }
-        let Some(mut row) = acc else { return };
         row.corrected = Percentiles::of(&h.corrected);
         row.service = Percentiles::of(&h.service);
         row.send_lag = Percentiles::of(&h.lag);
@@ -944,6 +698,11 @@ impl RowMerger {
             total_counts: self.cum,
         };
         self.out.push(&row, &history);
+    }
+
+    /// The merged rows and the whole-run histograms.
+    fn finish(self) -> (Windows, Hists) {
+        (self.out, self.total)
     }
 }
 
@@ -1021,14 +780,6 @@ fn write_interval(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_decodes_what_the_log_writes() {
-        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
-        assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
-        assert!(base64_decode("a$==").is_none());
-    }
 
     #[test]
     fn a_slow_shard_is_named() {

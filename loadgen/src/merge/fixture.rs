@@ -2,7 +2,8 @@
 //! `bench/merge.sh`) and for the test that its memory does not grow with the run's length.
 //!
 //! The files are what a run writes (the same writer and identity comment, a JSON report through
-//! [`Report::from_collected`]); the latencies are made up (log-uniform, 0.5-10 ms).
+//! [`Report::from_collected`]); the latencies are made up (log-uniform, 0.5-10 ms), and so are
+//! the window rows' rates (within 10 % of the shard's rate).
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -89,6 +90,8 @@ fn write_log(
     per_s: u64,
 ) -> Result<(Vec<WindowRow>, Hists)> {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(u64::from(k));
+    // Rates not round, so that the order window rows are summed in shows in their sums.
+    let mut rates = rand_pcg::Pcg64::seed_from_u64(1000 + u64::from(k));
     let mut file = BufWriter::new(std::fs::File::create(path).map_err(fail)?);
     let mut ser = V2DeflateSerializer::new();
     let mut log = IntervalLogWriterBuilder::new()
@@ -127,6 +130,8 @@ fn write_log(
             ok: per_s,
             scheduled: per_s,
             intended: per_s as f64,
+            intended_rps: per_s as f64 * rates.random_range(0.9..1.1),
+            achieved_rps: per_s as f64 * rates.random_range(0.9..1.1),
             ..WindowRow::default()
         });
     }
