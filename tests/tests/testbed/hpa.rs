@@ -6,7 +6,11 @@ use std::time::Instant;
 
 use kis_e2e::wait_until;
 
-use crate::common::{READY_BOUND, clean_up, is_ready, pods, testbed, turn, workspace};
+use kis_e2e::emulated::CPU_MODEL;
+
+use crate::common::{
+    READY_BOUND, clean_up, infer_at, is_ready, pods, testbed, turn, wait_serving, workspace,
+};
 
 const NS: &str = "kis-serving";
 const METRIC: &str = "kis-replicas";
@@ -68,6 +72,13 @@ fn a_target_published_through_the_adapter_becomes_ready_tritons() {
     adapter.publish(NS, METRIC, &labels, 3.0, 600).unwrap();
     let up = wait_for(3, 3, "the HPA to make three Ready Tritons");
     eprintln!("published 3 -> 3 Ready Tritons in {up:.1} s");
+    // ... and all three serve behind the load balancer.
+    wait_serving(tb, NS, "triton-cpu", CPU_MODEL, 3);
+    let lb = tb.balancer.as_ref().expect("the shared testbed runs nginx");
+    assert_eq!(
+        infer_at(&lb.url, CPU_MODEL).unwrap(),
+        serde_json::json!([1.0, 2.0, 3.0])
+    );
 
     adapter.publish(NS, METRIC, &labels, 1.0, 600).unwrap();
     let down = wait_for(1, 1, "the HPA to scale back to one Triton");
