@@ -42,17 +42,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 def group_rss(pgids):
     """Resident memory (bytes) of every process in the given process groups."""
-    total = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            f = open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(f[2]) in pgids:
-            total += int(f[21]) * PAGE  # rss, in pages
-    return total
+    return s2r.group_sum(pgids, (21,)) * PAGE  # rss, in pages
 
 
 def pod_groups(state):

@@ -103,8 +103,9 @@ def wait_for(state, n, bound):
     raise RuntimeError(f"{n} replicas not serving within {bound} s ({last})")
 
 
-def group_cpu(pgids):
-    """CPU seconds (user + system) of every process in the given process groups."""
+def group_sum(pgids, fields):
+    """Sum of /proc/PID/stat fields (indexes counted after "pid (comm)") over every process in the
+    given process groups."""
     total = 0
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -113,9 +114,14 @@ def group_cpu(pgids):
             f = open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(f[2]) in pgids:  # field 5 (pgrp), counted after "pid (comm)"
-            total += int(f[11]) + int(f[12])  # utime, stime
-    return total / HZ
+        if int(f[2]) in pgids:  # field 5 (pgrp)
+            total += sum(int(f[i]) for i in fields)
+    return total
+
+
+def group_cpu(pgids):
+    """CPU seconds (user + system) of every process in the given process groups."""
+    return group_sum(pgids, (11, 12)) / HZ  # utime, stime
 
 
 def host_cpu():

@@ -171,3 +171,57 @@ pub fn loadgen() -> PathBuf {
     );
     bin
 }
+
+/// A kis-loadgen run through the load balancer at `url` against the emulated CPU model, its JSON
+/// report in a temporary directory.
+pub struct Load {
+    child: std::process::Child,
+    report: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Load {
+    /// Starts `shape` (e.g. `["--pattern", "constant", "--rate", "8"]`) for `duration`, with
+    /// `extra` flags.
+    pub fn start(url: &str, shape: &[&str], duration: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let report = dir.path().join("report.json");
+        let child = std::process::Command::new(loadgen())
+            .args(["--url", url, "--model", kis_e2e::emulated::CPU_MODEL])
+            .args(["--json-body", "--shape", "INPUT0:1,3"])
+            .args(shape)
+            .args(["--duration", duration, "--timeout", "30", "--quiet"])
+            .args(extra)
+            .arg("--json")
+            .arg(&report)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start kis-loadgen");
+        Self {
+            child,
+            report,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for the run to end (it must succeed) and returns its report.
+    pub fn finish(self) -> Value {
+        let out = self.child.wait_with_output().expect("wait for kis-loadgen");
+        assert!(
+            out.status.success(),
+            "kis-loadgen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&self.report).expect("kis-loadgen's report");
+        serde_json::from_str(&text).expect("kis-loadgen's report is JSON")
+    }
+}
+
+/// Creates the namespace deploy/serving/ uses, `kis-serving` (idempotent).
+pub fn serving_namespace(tb: &Testbed) {
+    tb.cp
+        .admin
+        .apply(r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kis-serving"}}"#)
+        .expect("create namespace kis-serving");
+}

@@ -2,14 +2,14 @@
 //! as soon as it is being deleted, while its `preStop` hook keeps Triton serving, and only then is
 //! Triton stopped.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kis_e2e::emulated::CPU_MODEL;
 use kis_e2e::wait_until;
 
 use crate::common::{
-    READY_BOUND, clean_up, loadgen, pods, scale, testbed, turn, wait_serving, workspace,
+    Load, READY_BOUND, clean_up, pods, scale, serving_namespace, testbed, turn, wait_serving,
+    workspace,
 };
 
 const NS: &str = "kis-serving";
@@ -22,33 +22,18 @@ fn scale_down_from_three_to_one_under_load_loses_no_request() {
         .balancer
         .as_ref()
         .expect("the shared testbed runs the load balancer");
-    tb.cp
-        .admin
-        .apply(r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kis-serving"}}"#)
-        .unwrap();
+    serving_namespace(tb);
     tb.apply_tritons(workspace(), NS, &[("triton-cpu", 3)])
         .unwrap();
     wait_serving(tb, NS, "triton-cpu", CPU_MODEL, 3);
 
     // A steady 8 requests/s for 25 s (one emulated CPU replica serves about 12/s).
-    let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("report.json");
-    let load = Command::new(loadgen())
-        .args(["--url", &lb.url, "--model", CPU_MODEL, "--json-body"])
-        .args([
-            "--shape",
-            "INPUT0:1,3",
-            "--pattern",
-            "constant",
-            "--rate",
-            "8",
-        ])
-        .args(["--duration", "25s", "--timeout", "30", "--quiet", "--json"])
-        .arg(&report)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let load = Load::start(
+        &lb.url,
+        &["--pattern", "constant", "--rate", "8"],
+        "25s",
+        &[],
+    );
     std::thread::sleep(Duration::from_secs(6));
     scale(tb, NS, "triton-cpu", 1);
     let t0 = Instant::now();
@@ -65,14 +50,7 @@ fn scale_down_from_three_to_one_under_load_loses_no_request() {
         "scaled 3 -> 1 under load in {:.1} s",
         t0.elapsed().as_secs_f64()
     );
-    let out = load.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kis-loadgen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let r = load.finish();
     let t = &r["totals"];
     let why = lb.diagnose();
     assert_eq!(t["errors"], 0, "requests lost on scale-down: {t}\n{why}");

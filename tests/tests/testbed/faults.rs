@@ -12,19 +12,11 @@ use kis_e2e::wait_until;
 use serde_json::Value;
 
 use crate::common::{
-    READY_BOUND, clean_up, container_pid, infer, infer_at, is_ready, pods, scale, testbed, turn,
-    wait_serving, workspace,
+    READY_BOUND, clean_up, container_pid, infer, infer_at, is_ready, pods, scale,
+    serving_namespace, testbed, turn, wait_serving, workspace,
 };
 
 const NS: &str = "kis-serving";
-
-fn namespace() {
-    testbed()
-        .cp
-        .admin
-        .apply(r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kis-serving"}}"#)
-        .unwrap();
-}
 
 /// deploy/serving/'s triton-cpu as the testbed runs it, renamed `name` (labels and selector
 /// too), with one replica and the readiness probe asking for a model the Pod does not load.
@@ -50,7 +42,7 @@ fn a_probe_that_never_passes_leaves_the_pod_running_not_ready_and_deletable() {
     let _turn = turn();
     let tb = testbed();
     let lb = tb.balancer.as_ref().expect("the shared testbed runs nginx");
-    namespace();
+    serving_namespace(testbed());
     let app = "triton-stuck";
     tb.cp
         .admin
@@ -140,7 +132,7 @@ fn an_apiserver_restart_mid_run_keeps_pods_serving_and_everything_reconnects() {
     let _turn = turn();
     let tb = testbed();
     let lb = tb.balancer.as_ref().expect("the shared testbed runs nginx");
-    namespace();
+    serving_namespace(testbed());
     tb.apply_tritons(workspace(), NS, &[("triton-cpu", 1)])
         .unwrap();
     let pod = wait_serving(tb, NS, "triton-cpu", CPU_MODEL, 1).remove(0);

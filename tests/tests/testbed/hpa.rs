@@ -9,7 +9,8 @@ use kis_e2e::wait_until;
 use kis_e2e::emulated::CPU_MODEL;
 
 use crate::common::{
-    READY_BOUND, clean_up, infer_at, is_ready, pods, testbed, turn, wait_serving, workspace,
+    READY_BOUND, clean_up, infer_at, is_ready, pods, serving_namespace, testbed, turn,
+    wait_serving, workspace,
 };
 
 const NS: &str = "kis-serving";
@@ -54,10 +55,7 @@ fn a_target_published_through_the_adapter_becomes_ready_tritons() {
         .adapter
         .as_ref()
         .expect("the shared testbed registers kis-adapter");
-    tb.cp
-        .admin
-        .apply(r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kis-serving"}}"#)
-        .unwrap();
+    serving_namespace(tb);
     tb.apply_tritons(workspace(), NS, &[("triton-cpu", 1)])
         .unwrap();
     // deploy/'s example HPA for the CPU pool, unchanged: it targets kis-serving/triton-cpu.

@@ -11,7 +11,9 @@ use kis_e2e::testbed::Testbed;
 use kis_e2e::wait_until;
 use serde_json::Value;
 
-use crate::common::{READY_BOUND, clean_up, is_ready, loadgen, pods, testbed, turn, workspace};
+use crate::common::{
+    Load, READY_BOUND, clean_up, is_ready, pods, serving_namespace, testbed, turn, workspace,
+};
 
 const NS: &str = "kis-serving";
 const APP: &str = "triton-cpu";
@@ -149,10 +151,7 @@ fn start_agent(tb: &Testbed, extra: &[&str]) -> Agent {
 
 /// `triton-cpu` with one Ready Pod and deploy/'s HPA on it.
 fn serving(tb: &Testbed) {
-    tb.cp
-        .admin
-        .apply(r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kis-serving"}}"#)
-        .unwrap();
+    serving_namespace(tb);
     tb.apply_tritons(workspace(), NS, &[(APP, 1)]).unwrap();
     let hpa = workspace().join("deploy/v1.20/hpa-cpu.yaml");
     tb.cp
@@ -718,37 +717,13 @@ fn live_under_a_short_spike_scales_up_and_back_down_losing_nothing() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     // 4 req/s, 24 req/s (twice one emulated CPU replica's ~12/s) for 24 s, then 4 req/s.
-    let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("report.json");
-    let out = Command::new(loadgen())
-        .args([
-            "--url",
-            &lb.url,
-            "--model",
-            kis_e2e::emulated::CPU_MODEL,
-            "--json-body",
-        ])
-        .args([
-            "--shape",
-            "INPUT0:1,3",
-            "--pattern",
-            "spike",
-            "--min",
-            "4",
-            "--max",
-            "24",
-        ])
-        .args(["--spike-start", "0.2", "--spike-length", "0.4"])
-        .args(["--duration", "60s", "--timeout", "30", "--quiet", "--json"])
-        .arg(&report)
-        .stdout(Stdio::null())
-        .output()
-        .expect("run kis-loadgen");
-    assert!(
-        out.status.success(),
-        "kis-loadgen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let r = Load::start(
+        &lb.url,
+        &["--pattern", "spike", "--min", "4", "--max", "24"],
+        "60s",
+        &["--spike-start", "0.2", "--spike-length", "0.4"],
+    )
+    .finish();
     // It scaled up: the agent published more than one and read the HPA's spec back.
     let d = agent.decisions();
     let peak = d.iter().map(published).max().unwrap_or(0);
@@ -770,7 +745,6 @@ fn live_under_a_short_spike_scales_up_and_back_down_losing_nothing() {
         agent.log()
     );
     drop(agent);
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let t = &r["totals"];
     assert_eq!(t["errors"], 0, "requests lost: {t}");
     assert_eq!(t["dropped"], 0, "{t}");

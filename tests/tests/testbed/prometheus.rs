@@ -10,7 +10,9 @@ use kis_e2e::prometheus::Prometheus;
 use kis_e2e::wait_until;
 use serde_json::Value;
 
-use crate::common::{READY_BOUND, clean_up, loadgen, testbed, turn, wait_serving, workspace};
+use crate::common::{
+    READY_BOUND, clean_up, loadgen, serving_namespace, testbed, turn, wait_serving, workspace,
+};
 
 const NS: &str = "kis-serving";
 
@@ -36,10 +38,7 @@ fn prometheus_has_each_ready_pods_inference_count_and_scrapes_the_adapter_and_ki
         .as_ref()
         .expect("the shared testbed runs Prometheus");
     let lb = tb.balancer.as_ref().expect("the shared testbed runs nginx");
-    tb.cp
-        .admin
-        .apply(r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kis-serving"}}"#)
-        .unwrap();
+    serving_namespace(tb);
     tb.apply_tritons(workspace(), NS, &[("triton-cpu", 2)])
         .unwrap();
     let ready = wait_serving(tb, NS, "triton-cpu", CPU_MODEL, 2);
