@@ -510,8 +510,8 @@ impl<E: VecEnv> Trainer<E> {
             for k in 0..c.n_minibatches as i64 {
                 let out = self.minibatch(&shuffled.minibatch(k, mb), &c);
                 let mut grad = self.model.flat_grad(&out.loss);
-                Adam::clip_grad_norm(&mut grad, c.max_grad_norm);
-                self.adam.step(self.model.flat_params(), &grad, lr);
+                let params = self.model.flat_params();
+                self.adam.step(params, &mut grad, c.max_grad_norm, lr);
                 ratios.push(out.ratio.detach());
                 last = Some(out);
             }
