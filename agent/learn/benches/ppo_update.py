@@ -13,6 +13,17 @@ the explained variance first, as ``Trainer::update`` computes them per update. P
 of ``--reps`` updates after one warm-up, and the lines ``cpu_ms,<ms>`` (this thread's CPU time, the
 median too) and ``median_ms,<ms>`` (wall clock).
 
+Same algorithm, same numbers computed; the implementations differ where each side's idiom does.
+This side is CleanRL's loop as a PyTorch user writes it: per-dimension log-softmax over split
+logits, ``torch.optim.Adam`` with its defaults (on the CPU its per-parameter loop: foreach and
+fused kernels are not its CPU default), ``nn.utils.clip_grad_norm_``, the statistics read with
+``.item()`` every minibatch, GAE as a loop of tensor ops. kis-learn's ``Trainer::update`` computes
+the same quantities with fewer ops: the dimensions padded to one ``[B, 3, 5]`` log-softmax, all
+parameters in one flat buffer (one gradient, the norm clip and Adam as whole-buffer in-place ops),
+the rollout shuffled once per epoch with minibatches as windows, the statistics the
+``IterStats`` report (the last minibatch's losses, entropy and approx-KL; the clip fraction over
+the update) read once per epoch, GAE in plain Rust.
+
     ~/.cache/kis/agent-bench-v1/venv/bin/python agent/learn/benches/ppo_update.py [--reps 6]
 """
 
