@@ -127,6 +127,15 @@ impl ActorCritic {
     /// The gradient of `loss` with respect to all parameters, flat in storage order (zeros for
     /// parameters `loss` does not use; the parameters' own `.grad` is left alone).
     pub fn flat_grad(&self, loss: &Tensor) -> Tensor {
+        let out = self.flat.zeros_like();
+        self.flat_grad_into(loss, &out);
+        out
+    }
+
+    /// [`ActorCritic::flat_grad`] written into `out` (shaped like [`ActorCritic::flat_params`]):
+    /// a buffer reused every step, where a fresh one would cost an allocation that the system
+    /// hands out as new zeroed pages (it is larger than the allocator keeps on its heap).
+    pub fn flat_grad_into(&self, loss: &Tensor, out: &Tensor) {
         let params: Vec<&Tensor> = self.params().collect();
         let grads = Tensor::run_backward(&[loss], &params, false, false);
         let parts: Vec<Tensor> = grads
@@ -140,7 +149,7 @@ impl ActorCritic {
                 }
             })
             .collect();
-        Tensor::cat(&parts, 0)
+        let _ = Tensor::cat_out(out, &parts, 0);
     }
 
     /// All weights, flat, in storage order (the policy file's layout).

@@ -194,6 +194,8 @@ pub struct Trainer<E: VecEnv> {
     pub(crate) wall_seconds: f64,
     dims: Vec<usize>,
     heads: Heads,
+    /// The flat gradient's buffer, reused every optimiser step.
+    grad: Tensor,
     obs_dim: usize,
     step: StepBuf,
     buf: Rollout,
@@ -215,6 +217,7 @@ impl<E: VecEnv> Trainer<E> {
         let vs = nn::VarStore::new(device);
         let model = ActorCritic::new(&vs, &cfg.net, d, l);
         let adam = Adam::new(model.flat_params(), cfg.adam_eps);
+        let grad = model.flat_params().zeros_like();
         let (mut obs, mut mask) = (vec![0.0; n * d], vec![true; n * l]);
         env.reset(cfg.seed, &mut obs, &mut mask);
         Ok(Trainer {
@@ -237,6 +240,7 @@ impl<E: VecEnv> Trainer<E> {
             step: StepBuf::new(n, d, l),
             buf: Rollout::default(),
             heads: Heads::new(&dims, device),
+            grad,
             dims,
             obs_dim: d,
         })
@@ -509,9 +513,9 @@ impl<E: VecEnv> Trainer<E> {
             let mut last = None;
             for k in 0..c.n_minibatches as i64 {
                 let out = self.minibatch(&shuffled.minibatch(k, mb), &c);
-                let mut grad = self.model.flat_grad(&out.loss);
+                self.model.flat_grad_into(&out.loss, &self.grad);
                 let params = self.model.flat_params();
-                self.adam.step(params, &mut grad, c.max_grad_norm, lr);
+                self.adam.step(params, &mut self.grad, c.max_grad_norm, lr);
                 ratios.push(out.ratio.detach());
                 last = Some(out);
             }
