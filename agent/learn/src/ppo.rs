@@ -201,6 +201,18 @@ pub struct Trainer<E: VecEnv> {
     buf: Rollout,
 }
 
+/// Makes glibc's malloc keep the update's large temporaries (the weight gradients autograd
+/// allocates every step, 256 KB for a 256x256 layer) on its heap instead of mapping and unmapping
+/// them: above its mmap threshold (128 KB at start) every such allocation came back as fresh
+/// zeroed pages, tens of thousands of page faults per update. Freeing one mapped block raises the
+/// threshold to that block's size (and the heap's trim threshold to twice it; mallopt(3),
+/// "dynamic mmap threshold"), so one 24 MB tensor allocated and dropped here does it for the
+/// process, through libtorch's own allocator and without touching the memory. Elsewhere than
+/// glibc it is a harmless allocation.
+fn raise_malloc_mmap_threshold() {
+    drop(Tensor::empty([6 << 20], (Kind::Float, Device::Cpu)));
+}
+
 /// Episodes kept for [`IterStats::recent_return`].
 const RECENT: usize = 20;
 
@@ -211,6 +223,7 @@ impl<E: VecEnv> Trainer<E> {
         cfg.validate(n)?;
         tch::set_num_threads(cfg.threads);
         tch::manual_seed(cfg.seed as i64);
+        raise_malloc_mmap_threshold();
         let spec = env.obs_spec();
         let dims = env.action_dims();
         let (d, l) = (spec.dim(), dims.iter().sum::<usize>());
