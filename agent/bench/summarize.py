@@ -19,8 +19,8 @@ def read(path: pathlib.Path) -> str | None:
     return path.read_text() if path.is_file() else None
 
 
-def median_ms(text: str | None) -> float | None:
-    m = re.search(r"^median_ms,([0-9.]+)$", text or "", re.M)
+def median_ms(text: str | None, key: str = "median_ms") -> float | None:
+    m = re.search(rf"^{key},([0-9.]+)$", text or "", re.M)
     return float(m.group(1)) if m else None
 
 
@@ -66,22 +66,31 @@ def steps_section(run: pathlib.Path) -> list[str]:
 
 
 def update_section(run: pathlib.Path) -> list[str]:
-    tch, torch = median_ms(read(run / "update-tch.txt")), median_ms(read(run / "update-pytorch.txt"))
+    tch_txt, torch_txt = read(run / "update-tch.txt"), read(run / "update-pytorch.txt")
+    tch, torch = median_ms(tch_txt), median_ms(torch_txt)
     if tch is None and torch is None:
         return []
     ratio = tch / torch if tch and torch else None
+    # Thread CPU time per update (older runs lack it): near the wall time on a quiet machine; a
+    # wall time well above it says the run was disturbed.
+    tch_cpu, torch_cpu = median_ms(tch_txt, "cpu_ms"), median_ms(torch_txt, "cpu_ms")
+    nan = float("nan")
+    cpu_ratio = tch_cpu / torch_cpu if tch_cpu and torch_cpu else nan
     return [
         "## Issue 14: one PPO update, kis-learn (tch) vs PyTorch",
         "",
         "2048 transitions, 4 epochs, minibatch 64 (128 optimiser steps), the paper-sized",
         "137,998-parameter network, 1 thread, the same torch 2.13.0 CPU library on both sides;",
-        "median of the timed updates after one warm-up. Goal: tch <= 0.6x PyTorch's time.",
+        "median of the timed updates after one warm-up (wall clock; the thread's CPU time beside",
+        "it). Goal: tch <= 0.6x PyTorch's time. The same algorithm and statistics on both sides;",
+        "how each is implemented: agent/learn/benches/ppo_update.py's docstring.",
         "",
-        "| kis-learn (tch) ms | PyTorch ms | tch / PyTorch | goal |",
-        "|---:|---:|---:|---|",
-        f"| {tch or float('nan'):.1f} | {torch or float('nan'):.1f} | "
-        f"{ratio if ratio is not None else float('nan'):.2f} | "
-        f"{verdict(None if ratio is None else ratio <= 0.6)} |",
+        "| kis-learn (tch) ms | PyTorch ms | tch / PyTorch | goal | CPU ms tch / PyTorch | CPU ratio |",
+        "|---:|---:|---:|---|---:|---:|",
+        f"| {tch or nan:.1f} | {torch or nan:.1f} | "
+        f"{ratio if ratio is not None else nan:.2f} | "
+        f"{verdict(None if ratio is None else ratio <= 0.6)} | "
+        f"{tch_cpu or nan:.1f} / {torch_cpu or nan:.1f} | {cpu_ratio:.2f} |",
         "",
     ]
 

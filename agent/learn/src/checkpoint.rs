@@ -32,31 +32,22 @@ struct State {
     env_snapshot: bool,
 }
 
-fn flat(ts: &[Tensor]) -> Vec<f32> {
-    ts.iter()
-        .flat_map(|t| {
-            Vec::<f32>::try_from(t.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default()
-        })
-        .collect()
+fn flat(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(t.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default()
 }
 
-fn unflat(dst: &mut [Tensor], src: &[f32]) -> Result<()> {
-    let total: usize = dst.iter().map(|t| t.numel()).sum();
+fn unflat(dst: &mut Tensor, src: &[f32]) -> Result<()> {
+    let total = dst.numel();
     if total != src.len() {
         return Err(Error::Checkpoint(format!(
             "optimiser state holds {} numbers, the network {total}",
             src.len()
         )));
     }
-    let mut off = 0;
-    for t in dst {
-        let n = t.numel();
-        let v = Tensor::from_slice(&src[off..off + n])
-            .reshape(t.size())
-            .to_device(t.device());
-        t.copy_(&v);
-        off += n;
-    }
+    let v = Tensor::from_slice(src)
+        .reshape(dst.size())
+        .to_device(dst.device());
+    dst.copy_(&v);
     Ok(())
 }
 

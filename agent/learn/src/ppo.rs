@@ -13,7 +13,7 @@ use kis_policy::{Header, NetConfig, ObsNorm, POLICY_FORMAT, Policy, Provenance};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
 
-use crate::dist::{clipped_surrogate, entropy, log_prob, masked_log_probs, value_loss};
+use crate::dist::{Heads, clipped_surrogate, entropy, log_prob, value_loss};
 use crate::env::{StepBuf, VecEnv};
 use crate::gae::{explained_variance, gae};
 use crate::model::{ActorCritic, Adam};
@@ -193,9 +193,24 @@ pub struct Trainer<E: VecEnv> {
     pub(crate) global_step: u64,
     pub(crate) wall_seconds: f64,
     dims: Vec<usize>,
+    heads: Heads,
+    /// The flat gradient's buffer, reused every optimiser step.
+    grad: Tensor,
     obs_dim: usize,
     step: StepBuf,
     buf: Rollout,
+}
+
+/// Makes glibc's malloc keep the update's large temporaries (the weight gradients autograd
+/// allocates every step, 256 KB for a 256x256 layer) on its heap instead of mapping and unmapping
+/// them: above its mmap threshold (128 KB at start) every such allocation came back as fresh
+/// zeroed pages, tens of thousands of page faults per update. Freeing one mapped block raises the
+/// threshold to that block's size (and the heap's trim threshold to twice it; mallopt(3),
+/// "dynamic mmap threshold"), so one 24 MB tensor allocated and dropped here does it for the
+/// process, through libtorch's own allocator and without touching the memory. Elsewhere than
+/// glibc it is a harmless allocation.
+fn raise_malloc_mmap_threshold() {
+    drop(Tensor::empty([6 << 20], (Kind::Float, Device::Cpu)));
 }
 
 /// Episodes kept for [`IterStats::recent_return`].
@@ -208,12 +223,14 @@ impl<E: VecEnv> Trainer<E> {
         cfg.validate(n)?;
         tch::set_num_threads(cfg.threads);
         tch::manual_seed(cfg.seed as i64);
+        raise_malloc_mmap_threshold();
         let spec = env.obs_spec();
         let dims = env.action_dims();
         let (d, l) = (spec.dim(), dims.iter().sum::<usize>());
         let vs = nn::VarStore::new(device);
         let model = ActorCritic::new(&vs, &cfg.net, d, l);
-        let adam = Adam::new(model.params(), cfg.adam_eps);
+        let adam = Adam::new(model.flat_params(), cfg.adam_eps);
+        let grad = model.flat_params().zeros_like();
         let (mut obs, mut mask) = (vec![0.0; n * d], vec![true; n * l]);
         env.reset(cfg.seed, &mut obs, &mut mask);
         Ok(Trainer {
@@ -235,6 +252,8 @@ impl<E: VecEnv> Trainer<E> {
             wall_seconds: 0.0,
             step: StepBuf::new(n, d, l),
             buf: Rollout::default(),
+            heads: Heads::new(&dims, device),
+            grad,
             dims,
             obs_dim: d,
         })
@@ -348,17 +367,19 @@ impl<E: VecEnv> Trainer<E> {
         Ok(stats)
     }
 
-    /// Samples one action per dimension per environment from host log-probabilities, never a
-    /// masked one; returns the summed log-probability of each environment's action.
+    /// Samples one action per dimension per environment from host log-probabilities (padded,
+    /// [`Heads::log_probs`]), never a masked one; returns the summed log-probability of each
+    /// environment's action.
     fn sample(&mut self, logp: &[f32], mask: &[bool], actions: &mut [i64]) -> Vec<f32> {
         let n = self.env.num_envs();
         let l: usize = self.dims.iter().sum();
-        let nd = self.dims.len();
+        let (nd, w) = (self.dims.len(), self.heads.width());
         let mut out = vec![0.0f32; n];
         for e in 0..n {
             let mut off = e * l;
             for (k, &dn) in self.dims.iter().enumerate() {
-                let (lp, m) = (&logp[off..off + dn], &mask[off..off + dn]);
+                let slots = (e * nd + k) * w;
+                let (lp, m) = (&logp[slots..slots + dn], &mask[off..off + dn]);
                 let u = self.rng.f64();
                 let mut acc = 0.0f64;
                 let mut pick = None;
@@ -408,7 +429,7 @@ impl<E: VecEnv> Trainer<E> {
                 .to_device(self.device);
             let (lp, v) = tch::no_grad(|| {
                 let (logits, v) = self.model.forward(&x);
-                (masked_log_probs(&logits, &m, &self.dims), v)
+                (self.heads.log_probs(&logits, &self.heads.pad_mask(&m)), v)
             });
             let lp: Vec<f32> = Vec::try_from(lp.to_device(Device::Cpu).flatten(0, -1))?;
             let v: Vec<f32> = Vec::try_from(v.to_device(Device::Cpu))?;
@@ -476,7 +497,11 @@ impl<E: VecEnv> Trainer<E> {
         out
     }
 
-    /// Several epochs of minibatch updates on the rollout.
+    /// Several epochs of minibatch updates on the rollout. The rollout becomes tensors once per
+    /// update and is shuffled once per epoch (four `index_select`s, the advantages normalised per
+    /// minibatch in one go); a minibatch is a window onto that. The statistics of an epoch's last
+    /// minibatch (what [`IterStats`] reports and the target-KL stop reads) are read once per
+    /// epoch, the clip fraction once per update.
     fn update(&mut self, last_values: &[f32], lr: f64, stats: &mut IterStats) -> Result<()> {
         let c = self.cfg.clone();
         let b = &self.buf;
@@ -489,67 +514,149 @@ impl<E: VecEnv> Trainer<E> {
             c.gae_lambda as f32,
         );
         stats.explained_var = explained_variance(&b.values, &ret);
-        let l: usize = self.dims.iter().sum();
-        let dev = self.device;
-        let obs = self.tensor(&b.obs, self.obs_dim);
-        let mask = Tensor::from_slice(&b.mask)
-            .reshape([-1, l as i64])
-            .to_device(dev);
-        let actions = Tensor::from_slice(&b.actions)
-            .reshape([-1, self.dims.len() as i64])
-            .to_device(dev);
-        let old_logp = Tensor::from_slice(&b.logp).to_device(dev);
-        let old_v = Tensor::from_slice(&b.values).to_device(dev);
-        let adv_t = Tensor::from_slice(&adv).to_device(dev);
-        let ret_t = Tensor::from_slice(&ret).to_device(dev);
-        let batch = b.values.len();
-        let mb = batch / c.n_minibatches;
-        let mut order: Vec<i64> = (0..batch as i64).collect();
-        let (mut clipped, mut count) = (0.0, 0usize);
+        let batch = Batch::new(self, &adv, &ret);
+        let n = self.buf.values.len();
+        let mb = (n / c.n_minibatches) as i64;
+        let mut order: Vec<i64> = (0..n as i64).collect();
+        let mut ratios = Vec::new();
         for epoch in 0..c.update_epochs {
             self.rng.shuffle(&mut order);
-            for chunk in order.chunks(mb) {
-                let ind = Tensor::from_slice(chunk).to_device(dev);
-                let (logits, new_v) = self.model.forward(&obs.index_select(0, &ind));
-                let m = mask.index_select(0, &ind);
-                let lp_all = masked_log_probs(&logits, &m, &self.dims);
-                let new_logp = log_prob(&lp_all, &actions.index_select(0, &ind), &self.dims);
-                let ent = entropy(&lp_all, &m).mean(Kind::Float);
-                let logratio = new_logp - old_logp.index_select(0, &ind);
-                let ratio = logratio.exp();
-                let (kl, cf) = tch::no_grad(|| {
-                    let kl = ((&ratio - 1.0) - &logratio).mean(Kind::Float);
-                    let cf = (&ratio - 1.0).abs().gt(c.clip_coef).to_kind(Kind::Float);
-                    (kl.double_value(&[]), cf.mean(Kind::Float).double_value(&[]))
-                });
-                let mut a = adv_t.index_select(0, &ind);
-                if c.norm_adv {
-                    a = (&a - a.mean(Kind::Float)) / (a.std(true) + 1e-8);
-                }
-                let pg = clipped_surrogate(&ratio, &a, c.clip_coef);
-                let vl = value_loss(
-                    &new_v,
-                    &old_v.index_select(0, &ind),
-                    &ret_t.index_select(0, &ind),
-                    c.clip_vloss.then_some(c.clip_coef),
-                );
-                let loss = &pg - &ent * c.ent_coef + &vl * c.vf_coef;
-                loss.backward();
-                Adam::clip_grad_norm(self.model.params(), c.max_grad_norm);
-                self.adam.step(self.model.params(), lr);
-                stats.pg_loss = pg.double_value(&[]);
-                stats.v_loss = vl.double_value(&[]);
-                stats.entropy = ent.double_value(&[]);
-                stats.approx_kl = kl;
-                clipped += cf;
-                count += 1;
+            let perm = Tensor::from_slice(&order).to_device(self.device);
+            let shuffled = batch.shuffled(&perm, c.n_minibatches as i64, c.norm_adv);
+            let mut last = None;
+            for k in 0..c.n_minibatches as i64 {
+                let out = self.minibatch(&shuffled.minibatch(k, mb), &c);
+                self.model.flat_grad_into(&out.loss, &self.grad);
+                let params = self.model.flat_params();
+                self.adam.step(params, &mut self.grad, c.max_grad_norm, lr);
+                ratios.push(out.ratio.detach());
+                last = Some(out);
+            }
+            if let Some(out) = last {
+                out.read(stats);
             }
             stats.epochs = epoch + 1;
             if c.target_kl.is_some_and(|t| stats.approx_kl > t) {
                 break;
             }
         }
-        stats.clip_frac = clipped / count.max(1) as f64;
+        stats.clip_frac = tch::no_grad(|| {
+            let r = Tensor::cat(&ratios, 0);
+            let out = (r - 1.0).abs().gt(c.clip_coef).to_kind(Kind::Float);
+            out.mean(Kind::Double).double_value(&[])
+        });
         Ok(())
+    }
+
+    /// The loss of one minibatch and what the statistics need.
+    fn minibatch(&self, b: &Batch, c: &PpoConfig) -> MinibatchOut {
+        let [old_logp, old_v, adv, ret]: [Tensor; 4] = b.cols.unbind(0).try_into().expect("4 rows");
+        let (logits, new_v) = self.model.forward(&b.obs);
+        let lp_all = self.heads.log_probs(&logits, &b.mask);
+        let new_logp = log_prob(&lp_all, &b.actions);
+        let ent = entropy(&lp_all, &b.mask).mean(Kind::Float);
+        let logratio = new_logp - old_logp;
+        let ratio = logratio.exp();
+        let pg = clipped_surrogate(&ratio, &adv, c.clip_coef);
+        let vl = value_loss(&new_v, &old_v, &ret, c.clip_vloss.then_some(c.clip_coef));
+        let loss = &pg - &ent * c.ent_coef + &vl * c.vf_coef;
+        MinibatchOut {
+            loss,
+            pg,
+            vl,
+            ent,
+            logratio,
+            ratio,
+        }
+    }
+}
+
+/// Transitions as tensors: the whole rollout for an update (rows in the rollout's order), one
+/// epoch's shuffled copy, or a minibatch (a window onto that copy).
+struct Batch {
+    /// Normalised observations `[N, obs_dim]`.
+    obs: Tensor,
+    /// Padded masks `[N, n_dims, width]` ([`Heads::pad_mask`]).
+    mask: Tensor,
+    /// Actions `[N, n_dims]`.
+    actions: Tensor,
+    /// `[4, N]`: the rollout's log-probabilities, values, advantages and returns (one
+    /// `index_select` per epoch for all four); the advantages normalised per minibatch once
+    /// shuffled, when the config says so.
+    cols: Tensor,
+}
+
+impl Batch {
+    fn new<E: VecEnv>(t: &Trainer<E>, adv: &[f32], ret: &[f32]) -> Batch {
+        let (b, dev) = (&t.buf, t.device);
+        let l = t.dims.iter().sum::<usize>() as i64;
+        let mask = Tensor::from_slice(&b.mask).reshape([-1, l]).to_device(dev);
+        let cols: Vec<f32> = [&b.logp[..], &b.values, adv, ret].concat();
+        Batch {
+            obs: t.tensor(&b.obs, t.obs_dim),
+            mask: t.heads.pad_mask(&mask),
+            actions: Tensor::from_slice(&b.actions)
+                .reshape([-1, t.dims.len() as i64])
+                .to_device(dev),
+            cols: t.tensor(&cols, adv.len()),
+        }
+    }
+
+    /// The rows in the order `perm`, advantages normalised within each of the `n_mb` consecutive
+    /// minibatches (mean 0, sample standard deviation 1) if `norm_adv`.
+    fn shuffled(&self, perm: &Tensor, n_mb: i64, norm_adv: bool) -> Batch {
+        let mut cols = self.cols.index_select(1, perm);
+        if norm_adv {
+            let a = cols.select(0, 2).view([n_mb, -1]);
+            let dim = [1i64].as_slice();
+            let normed =
+                (&a - a.mean_dim(dim, true, Kind::Float)) / (a.std_dim(dim, true, true) + 1e-8);
+            cols = Tensor::cat(
+                &[
+                    cols.narrow(0, 0, 2),
+                    normed.view([1, -1]),
+                    cols.narrow(0, 3, 1),
+                ],
+                0,
+            );
+        }
+        Batch {
+            obs: self.obs.index_select(0, perm),
+            mask: self.mask.index_select(0, perm),
+            actions: self.actions.index_select(0, perm),
+            cols,
+        }
+    }
+
+    /// Minibatch `k` of size `mb` of a shuffled batch.
+    fn minibatch(&self, k: i64, mb: i64) -> Batch {
+        Batch {
+            obs: self.obs.narrow(0, k * mb, mb),
+            mask: self.mask.narrow(0, k * mb, mb),
+            actions: self.actions.narrow(0, k * mb, mb),
+            cols: self.cols.narrow(1, k * mb, mb),
+        }
+    }
+}
+
+/// One minibatch's loss and the tensors its statistics come from.
+struct MinibatchOut {
+    loss: Tensor,
+    pg: Tensor,
+    vl: Tensor,
+    ent: Tensor,
+    logratio: Tensor,
+    ratio: Tensor,
+}
+
+impl MinibatchOut {
+    /// Writes the losses, entropy and approx-KL (`mean((r - 1) - log r)`) into `stats`.
+    fn read(&self, stats: &mut IterStats) {
+        let _guard = tch::no_grad_guard();
+        stats.pg_loss = self.pg.double_value(&[]);
+        stats.v_loss = self.vl.double_value(&[]);
+        stats.entropy = self.ent.double_value(&[]);
+        let kl = ((&self.ratio - 1.0) - &self.logratio).mean(Kind::Float);
+        stats.approx_kl = kl.double_value(&[]);
     }
 }
