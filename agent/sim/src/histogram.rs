@@ -27,8 +27,9 @@ pub struct Histogram {
     sum: f64,
     min: f64,
     max: f64,
-    /// Buckets `lo..hi` hold every recorded value (`lo == hi` when empty). A function of
-    /// `counts` (counts only grow until `clear`), so the derived equality stays the values'.
+    /// Buckets `lo..hi` hold every recorded value (empty: `lo = BUCKETS`, `hi = 0`, so that
+    /// widening is a plain min and max). A function of `counts` (counts only grow until
+    /// `clear`), so the derived equality stays the values'.
     lo: usize,
     hi: usize,
 }
@@ -45,8 +46,8 @@ struct Stored {
 
 impl From<Stored> for Histogram {
     fn from(s: Stored) -> Self {
-        let lo = s.counts.iter().position(|&c| c > 0).unwrap_or(0);
-        let hi = s.counts.iter().rposition(|&c| c > 0).map_or(lo, |i| i + 1);
+        let lo = s.counts.iter().position(|&c| c > 0).unwrap_or(BUCKETS);
+        let hi = s.counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
         Histogram {
             counts: s.counts,
             count: s.count,
@@ -77,8 +78,9 @@ impl Default for Histogram {
     }
 }
 
+/// The bucket of `v` (for [`Histogram::record_at`], when one value goes into several histograms).
 #[inline]
-fn bucket(v: f64) -> usize {
+pub(crate) fn bucket(v: f64) -> usize {
     if v.is_nan() || v <= 0.0 {
         return 0;
     }
@@ -111,7 +113,7 @@ impl Histogram {
             sum: 0.0,
             min: f64::INFINITY,
             max: 0.0,
-            lo: 0,
+            lo: BUCKETS,
             hi: 0,
         }
     }
@@ -119,18 +121,19 @@ impl Histogram {
     /// Widens the occupied range to buckets `lo..hi`.
     #[inline]
     fn cover(&mut self, lo: usize, hi: usize) {
-        if self.lo == self.hi {
-            (self.lo, self.hi) = (lo, hi);
-        } else {
-            self.lo = self.lo.min(lo);
-            self.hi = self.hi.max(hi);
-        }
+        self.lo = self.lo.min(lo);
+        self.hi = self.hi.max(hi);
     }
 
     /// Records one value in seconds.
     #[inline]
     pub fn record(&mut self, v: f64) {
-        let b = bucket(v);
+        self.record_at(bucket(v), v);
+    }
+
+    /// [`Histogram::record`] with `b = bucket(v)` computed by the caller.
+    #[inline]
+    pub(crate) fn record_at(&mut self, b: usize, v: f64) {
         self.counts[b] += 1;
         self.cover(b, b + 1);
         self.count += 1;
@@ -161,8 +164,10 @@ impl Histogram {
 
     /// Empties the histogram, keeping its allocation.
     pub fn clear(&mut self) {
-        self.counts[self.lo..self.hi].fill(0);
-        (self.lo, self.hi) = (0, 0);
+        if self.lo < self.hi {
+            self.counts[self.lo..self.hi].fill(0);
+        }
+        (self.lo, self.hi) = (BUCKETS, 0);
         self.count = 0;
         self.sum = 0.0;
         self.min = f64::INFINITY;
@@ -264,7 +269,7 @@ mod tests {
         let hi = h.counts.iter().rposition(|&c| c > 0).map(|i| i + 1);
         match (lo, hi) {
             (Some(lo), Some(hi)) => assert_eq!((h.lo, h.hi), (lo, hi)),
-            _ => assert_eq!(h.lo, h.hi, "empty"),
+            _ => assert_eq!((h.lo, h.hi), (BUCKETS, 0), "empty"),
         }
     }
 

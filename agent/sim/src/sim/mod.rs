@@ -479,9 +479,14 @@ impl Simulation {
     /// Sets (or clears, with None) an external metric of `pool` as an external-metrics adapter would
     /// serve it to that pool's autoscaler.
     pub fn set_external(&mut self, pool: Pool, name: &str, value: Option<f64>) {
-        self.pools[pool_index(pool)]
-            .external
-            .insert(name.to_string(), value);
+        let ext = &mut self.pools[pool_index(pool)].external;
+        // An update in place: the env sets its two targets every step, no new key each time.
+        match ext.get_mut(name) {
+            Some(v) => *v = value,
+            None => {
+                ext.insert(name.to_string(), value);
+            }
+        }
     }
 
     /// Sets the routing weight of each pod of `pool` (the placement preference).
