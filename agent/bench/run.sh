@@ -6,7 +6,8 @@
 #   agent/bench/run.sh [--quick] [--only PARTS] [--profile release|dev] [--out DIR]
 #
 # Parts (comma-separated for --only; default all, in this order):
-#   steps   env control steps/s, Rust (kis-sim VecEnv) vs Python (kis_gym), 1 and 16 envs, 1 thread
+#   steps   env control steps/s, Rust (kis-sim VecEnv) vs Python (kis_gym), 1 and 16 envs, 1 thread;
+#           again on the same scenario at 1e-6 of its rate (the binding's own cost per step)
 #   update  one PPO update, kis-learn (tch) vs PyTorch, same torch 2.13.0 build, 1 thread
 #   train   training end to end: kis-agent train vs sb3-contrib MaskablePPO on the same scenario,
 #           both on one core; then kis-agent train on all cores, for the 1M-steps estimate
@@ -119,6 +120,15 @@ if want steps; then
   log "steps: Rust vs Python, $STEPS steps per run, 1 and 16 envs, 1 thread, pinned to CPU 0"
   cmd steps $PIN "$GYM_PY" agent/gym/bench/steps.py --rust-bin "target/$tdir/examples/env_steps" \
     --steps "$STEPS" --scenario "$SCENARIO_STEPS" --threads 1 --csv "$run_dir/steps.csv"
+  # The binding's own cost per step, apart from the simulation's: the same runs on the scenario at
+  # 1e-6 of its rate (a step then costs the scrapes, controllers and observation only), so the
+  # summary can give the arithmetic (env step cost vs binding overhead, the best ratio reachable).
+  "$GYM_PY" -c 'import json, sys, kis_gym
+c = kis_gym.scenario(sys.argv[1]); c["sim"]["workload"]["scale"] *= 1e-6
+json.dump(c, open(sys.argv[2], "w"), indent=1)' "$SCENARIO_STEPS" "$run_dir/scenario-near-empty.json"
+  cmd steps-near-empty $PIN "$GYM_PY" agent/gym/bench/steps.py --rust-bin "target/$tdir/examples/env_steps" \
+    --steps "$STEPS" --scenario "$run_dir/scenario-near-empty.json" --threads 1 \
+    --csv "$run_dir/steps-near-empty.csv"
 fi
 
 if want update; then

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -58,15 +59,18 @@ fn check_action(a: [i64; 3]) -> PyResult<[usize; 3]> {
 /// A step's raw values as a dict (`p95` is None when nothing completed).
 fn info_dict<'py>(py: Python<'py>, i: &StepInfo) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item("t", i.t)?;
-    d.set_item("p95", i.p95)?;
-    d.set_item("arrivals", i.arrivals)?;
-    d.set_item("cohort", i.cohort)?;
-    d.set_item("slo_miss", i.slo_miss)?;
-    d.set_item("gpu_util", i.gpu_util)?;
-    d.set_item("target", PyArray1::from_slice(py, &i.target))?;
-    d.set_item("replicas", PyArray1::from_slice(py, &i.replicas))?;
-    d.set_item("cost", i.cost)?;
+    d.set_item(intern!(py, "t"), i.t)?;
+    d.set_item(intern!(py, "p95"), i.p95)?;
+    d.set_item(intern!(py, "arrivals"), i.arrivals)?;
+    d.set_item(intern!(py, "cohort"), i.cohort)?;
+    d.set_item(intern!(py, "slo_miss"), i.slo_miss)?;
+    d.set_item(intern!(py, "gpu_util"), i.gpu_util)?;
+    d.set_item(intern!(py, "target"), PyArray1::from_slice(py, &i.target))?;
+    d.set_item(
+        intern!(py, "replicas"),
+        PyArray1::from_slice(py, &i.replicas),
+    )?;
+    d.set_item(intern!(py, "cost"), i.cost)?;
     Ok(d)
 }
 
@@ -132,7 +136,9 @@ impl Env {
     }
 
     /// Applies the categorical action (gpu, cpu, placement): (observation, reward, terminated,
-    /// truncated, action mask, info).
+    /// truncated, info). `info` holds the step's raw values, `action_mask` (of the new state, a
+    /// fresh array) and `masked` (whether the action was outside the mask of the state it was
+    /// taken in): the whole info in one call, so the Python side adds nothing per step.
     #[allow(clippy::type_complexity)]
     fn step<'py>(
         &self,
@@ -143,25 +149,35 @@ impl Env {
         f64,
         bool,
         bool,
-        Bound<'py, PyArray1<bool>>,
         Bound<'py, PyDict>,
     )> {
-        let a = Action::from_indices(check_action(action)?);
+        let idx = check_action(action)?;
+        let a = Action::from_indices(idx);
+        // The GIL is released around the simulation only; everything after is a few small
+        // allocations that need it anyway.
         let step = py.detach(|| {
             let mut e = self.lock();
             if e.sim().is_none() {
                 return Err("step before reset");
             }
-            Ok(e.step(a))
+            let before = e.mask();
+            let (o1, o2) = (ACTION_DIMS[0], ACTION_DIMS[0] + ACTION_DIMS[1]);
+            let masked = !(before[idx[0]] && before[o1 + idx[1]] && before[o2 + idx[2]]);
+            Ok((e.step(a), masked))
         });
-        let s = step.map_err(PyRuntimeError::new_err)?;
+        let (s, masked) = step.map_err(PyRuntimeError::new_err)?;
+        let info = info_dict(py, &s.info)?;
+        info.set_item(
+            intern!(py, "action_mask"),
+            PyArray1::from_slice(py, &s.mask),
+        )?;
+        info.set_item(intern!(py, "masked"), masked)?;
         Ok((
             PyArray1::from_vec(py, s.obs),
             s.reward,
             s.terminated,
             s.truncated,
-            PyArray1::from_slice(py, &s.mask),
-            info_dict(py, &s.info)?,
+            info,
         ))
     }
 
@@ -239,14 +255,25 @@ impl VecEnvCore {
     }
 
     /// Steps every environment with `actions` (`[n, 3]` categorical indices), auto-resetting
-    /// finished ones: a dict of arrays `obs`, `final_obs`, `reward`, `terminated`, `truncated`,
-    /// `mask` and the step infos (`t`, `p95` (NaN when nothing completed), `arrivals`, `cohort`,
-    /// `slo_miss`, `gpu_util`, `target`, `replicas`, `cost`).
+    /// finished ones: (obs `[n, d]`, reward, terminated, truncated, infos). `infos` is the
+    /// Gymnasium vector info, complete: the step's raw values (`t`, `p95` (NaN when nothing
+    /// completed), `arrivals`, `cohort`, `slo_miss`, `gpu_util`, `target`, `replicas`, `cost`),
+    /// `action_mask` (`[n, 13]`, of the current states) and `final_obs` (`[n, d]`), each with its
+    /// `_k`: `all_rows` (an all-true `[n]` array the caller keeps, shared by those keys) for all
+    /// but `_final_obs`, which is `terminated | truncated`.
+    #[allow(clippy::type_complexity)]
     fn step<'py>(
         &self,
         py: Python<'py>,
         actions: PyReadonlyArray2<'py, i64>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+        all_rows: Bound<'py, PyAny>,
+    ) -> PyResult<(
+        Bound<'py, PyAny>,
+        Bound<'py, PyArray1<f32>>,
+        Bound<'py, PyArray1<bool>>,
+        Bound<'py, PyArray1<bool>>,
+        Bound<'py, PyDict>,
+    )> {
         let a = actions.as_array();
         if a.shape() != [self.n, 3] {
             return Err(PyValueError::new_err(format!(
@@ -262,14 +289,38 @@ impl VecEnvCore {
         py.detach(|| self.lock().step(&idx));
         let v = self.lock();
         let d = PyDict::new(py);
-        d.set_item("obs", self.rows(py, v.obs(), self.dim)?)?;
-        d.set_item("final_obs", self.rows(py, v.final_obs(), self.dim)?)?;
-        d.set_item("reward", PyArray1::from_slice(py, v.reward()))?;
-        d.set_item("terminated", PyArray1::from_slice(py, v.terminated()))?;
-        d.set_item("truncated", PyArray1::from_slice(py, v.truncated()))?;
-        d.set_item("mask", self.rows(py, v.mask(), MASK_LEN)?)?;
         infos_into(py, v.infos(), &d)?;
-        Ok(d)
+        d.set_item(
+            intern!(py, "action_mask"),
+            self.rows(py, v.mask(), MASK_LEN)?,
+        )?;
+        for k in [
+            intern!(py, "_t"),
+            intern!(py, "_p95"),
+            intern!(py, "_arrivals"),
+            intern!(py, "_cohort"),
+            intern!(py, "_slo_miss"),
+            intern!(py, "_gpu_util"),
+            intern!(py, "_target"),
+            intern!(py, "_replicas"),
+            intern!(py, "_cost"),
+            intern!(py, "_action_mask"),
+        ] {
+            d.set_item(k, &all_rows)?;
+        }
+        let done: Vec<bool> = (0..self.n).map(|i| v.done(i)).collect();
+        d.set_item(
+            intern!(py, "final_obs"),
+            self.rows(py, v.final_obs(), self.dim)?,
+        )?;
+        d.set_item(intern!(py, "_final_obs"), PyArray1::from_vec(py, done))?;
+        Ok((
+            self.rows(py, v.obs(), self.dim)?,
+            PyArray1::from_slice(py, v.reward()),
+            PyArray1::from_slice(py, v.terminated()),
+            PyArray1::from_slice(py, v.truncated()),
+            d,
+        ))
     }
 
     /// The action masks of the current states, `[n, 13]`.
@@ -301,26 +352,41 @@ impl VecEnvCore {
 /// The step infos of every environment as arrays in `d`.
 fn infos_into<'py>(py: Python<'py>, infos: &[StepInfo], d: &Bound<'py, PyDict>) -> PyResult<()> {
     let col = |f: &dyn Fn(&StepInfo) -> f64| -> Vec<f64> { infos.iter().map(f).collect() };
-    d.set_item("t", PyArray1::from_vec(py, col(&|i| i.t)))?;
+    d.set_item(intern!(py, "t"), PyArray1::from_vec(py, col(&|i| i.t)))?;
     d.set_item(
-        "p95",
+        intern!(py, "p95"),
         PyArray1::from_vec(py, col(&|i| i.p95.unwrap_or(f64::NAN))),
     )?;
-    d.set_item("slo_miss", PyArray1::from_vec(py, col(&|i| i.slo_miss)))?;
-    d.set_item("gpu_util", PyArray1::from_vec(py, col(&|i| i.gpu_util)))?;
-    d.set_item("cost", PyArray1::from_vec(py, col(&|i| i.cost)))?;
+    d.set_item(
+        intern!(py, "slo_miss"),
+        PyArray1::from_vec(py, col(&|i| i.slo_miss)),
+    )?;
+    d.set_item(
+        intern!(py, "gpu_util"),
+        PyArray1::from_vec(py, col(&|i| i.gpu_util)),
+    )?;
+    d.set_item(
+        intern!(py, "cost"),
+        PyArray1::from_vec(py, col(&|i| i.cost)),
+    )?;
     let ints = |f: &dyn Fn(&StepInfo) -> u64| -> Vec<u64> { infos.iter().map(f).collect() };
-    d.set_item("arrivals", PyArray1::from_vec(py, ints(&|i| i.arrivals)))?;
-    d.set_item("cohort", PyArray1::from_vec(py, ints(&|i| i.cohort)))?;
+    d.set_item(
+        intern!(py, "arrivals"),
+        PyArray1::from_vec(py, ints(&|i| i.arrivals)),
+    )?;
+    d.set_item(
+        intern!(py, "cohort"),
+        PyArray1::from_vec(py, ints(&|i| i.cohort)),
+    )?;
     let n = infos.len();
     let pairs =
         |f: &dyn Fn(&StepInfo) -> [u32; 2]| -> Vec<u32> { infos.iter().flat_map(f).collect() };
     d.set_item(
-        "target",
+        intern!(py, "target"),
         PyArray1::from_vec(py, pairs(&|i| i.target)).reshape([n, 2])?,
     )?;
     d.set_item(
-        "replicas",
+        intern!(py, "replicas"),
         PyArray1::from_vec(py, pairs(&|i| i.replicas)).reshape([n, 2])?,
     )?;
     Ok(())

@@ -264,3 +264,32 @@ def test_an_ended_episode_must_be_reset():
     with pytest.raises(RuntimeError, match="reset"):
         env.step([2, 2, 1])
     assert isinstance(env, gym.Env)
+
+
+def test_returned_arrays_are_the_callers_and_row_flags_read_only():
+    """What a step returns is fresh (kept observations and masks are never overwritten by a later
+    step, changing them does not reach the env); the vector infos' ``_k`` row flags are one
+    shared read-only all-true array."""
+    env = KisEnv("default")
+    obs0, info0 = env.reset(seed=1)
+    kept_obs = obs0.copy()
+    info0["action_mask"][:] = False  # the caller's array: the env's mask is unaffected
+    assert env.action_masks().any()
+    obs1, _, _, _, info1 = env.step(np.array([4, 4, 1]))
+    info1["action_mask"][:] = False
+    assert env.action_masks().any()
+    np.testing.assert_array_equal(obs0, kept_obs)
+    assert obs1 is not obs0 and info1["action_mask"] is not info0["action_mask"]
+
+    venv = KisVecEnv("default", 3, threads=1)
+    obs, info = venv.reset(seed=0)
+    kept = obs.copy()
+    obs2, reward, _, _, infos = venv.step(np.tile(np.array([4, 4, 1]), (3, 1)))
+    np.testing.assert_array_equal(obs, kept)
+    for k in ("t", "p95", "action_mask", "target", "cost"):
+        flags = infos["_" + k]
+        assert flags.all() and flags.shape == (3,) and not flags.flags.writeable, k
+    with pytest.raises(ValueError):
+        infos["_t"][0] = False
+    assert not infos["_final_obs"].any(), "no episode ends in its first step"
+    venv.close()

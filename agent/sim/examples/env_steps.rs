@@ -3,7 +3,8 @@
 //! compares): `cargo run --release -p kis-sim --example env_steps -- [STEPS] [SCENARIO] [THREADS]`.
 //!
 //! STEPS (default 2000) is the number of `VecEnv::step` calls per run; SCENARIO (default `default`)
-//! one of `kis_sim::env::SCENARIOS`; THREADS (default 1: the calling thread, so the rate is per
+//! one of `kis_sim::env::SCENARIOS` or a path to an `EnvConfig` JSON file (the bench's near-empty
+//! scenario, which measures what a step costs besides the simulated requests); THREADS (default 1: the calling thread, so the rate is per
 //! core) the most worker threads. Environment `i` starts with seed `i` and auto-resets. Actions
 //! are random *masked* actions: in each dimension, uniform over the values the current mask allows,
 //! drawn from [`draw`] of (step, env, dimension), so that the Python twin, with the same formula,
@@ -53,6 +54,20 @@ fn parse<T: std::str::FromStr>(arg: Option<String>, default: T, what: &str) -> T
     }
 }
 
+/// A named scenario, or an `EnvConfig` JSON file when SCENARIO ends in `.json`.
+fn scenario_config(scenario: &str) -> Result<EnvConfig, String> {
+    if !scenario.ends_with(".json") {
+        return EnvConfig::named(scenario).map_err(|e| e.to_string());
+    }
+    let text = std::fs::read_to_string(scenario)
+        .map_err(|e| format!("cannot read scenario {scenario}: {e}"))?;
+    let cfg: EnvConfig = serde_json::from_str(&text)
+        .map_err(|e| format!("scenario {scenario} is not an EnvConfig: {e}"))?;
+    cfg.validate()
+        .map_err(|e| format!("scenario {scenario}: {e}"))?;
+    Ok(cfg)
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let steps: usize = parse(args.next(), 2000, "STEPS");
@@ -62,7 +77,7 @@ fn main() {
         eprintln!("error: STEPS and THREADS must be positive integers");
         std::process::exit(2);
     }
-    let cfg = match EnvConfig::named(&scenario) {
+    let cfg = match scenario_config(&scenario) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");

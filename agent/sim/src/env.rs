@@ -661,7 +661,8 @@ impl SimEnv {
         let elapsed = (stop - start).max(1e-9);
         let (c, p) = (sim.totals(), self.prev);
         self.prev = c;
-        let lat = sim.take_step_latency();
+        let p95 = sim.step_latency().and_then(|h| h.quantile(0.95));
+        sim.reset_step_latency();
         let arrivals = c.arrivals - p.arrivals;
         self.push_history(&sim);
         let rejected = (c.rejected + c.killed) - (p.rejected + p.killed);
@@ -681,7 +682,6 @@ impl SimEnv {
         );
         let max_cost = (gmax * r.gpu_hour_price + cmax * r.cpu_hour_price) * elapsed / 3600.0;
         let replicas = [sim.spec_replicas(Pool::Gpu), sim.spec_replicas(Pool::Cpu)];
-        let p95 = lat.quantile(0.95);
         let slo = sim.config().slo;
         let truncated = sim.now() >= sim.end();
         let terminated = self

@@ -64,6 +64,9 @@ def scenario(spec: Any = "default") -> dict:
 
 
 def _action_array(action: Any) -> list[int]:
+    # The common case first (a sampled or policy action): a flat integer array of 3.
+    if type(action) is np.ndarray and action.shape == (3,) and action.dtype.kind in "iu":
+        return action.tolist()
     a = np.asarray(action).reshape(-1)
     if a.shape != (3,) or not np.issubdtype(a.dtype, np.integer):
         raise ValueError(
@@ -109,7 +112,7 @@ class KisEnv(gym.Env):
         self.action_space = spaces.MultiDiscrete(np.array(_native.ACTION_DIMS, dtype=np.int64))
         self.render_mode = None
         self._seed: int | None = None
-        self._mask: np.ndarray | None = None
+        self._started = False
         self._done = True
 
     @property
@@ -130,24 +133,21 @@ class KisEnv(gym.Env):
         else:
             s = int(self.np_random.integers(0, _SEED_LIMIT))
         obs, mask = self._env.reset(s)
-        self._seed, self._mask, self._done = s, mask, False
-        return obs, {"action_mask": mask.copy(), "seed": s, "target": self._env.target()}
+        self._seed, self._started, self._done = s, True, False
+        return obs, {"action_mask": mask, "seed": s, "target": self._env.target()}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._done:
             raise RuntimeError("KisEnv.step: the episode has ended (or never started); call reset()")
-        a = _action_array(action)
-        was_masked = masked(self._mask, a)
-        obs, reward, terminated, truncated, mask, info = self._env.step(a)
-        info["action_mask"] = mask.copy()
-        info["masked"] = was_masked
-        self._mask = mask
+        # The native step builds the whole info (``action_mask``, a fresh array, and ``masked``
+        # included), so nothing is added or copied here per step.
+        obs, reward, terminated, truncated, info = self._env.step(_action_array(action))
         self._done = terminated or truncated
-        return obs, float(reward), bool(terminated), bool(truncated), info
+        return obs, reward, terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
         """The 13 allowed-action flags of the current state (5 GPU deltas, 5 CPU deltas, 3
         placements), the layout MaskablePPO expects for ``MultiDiscrete([5, 5, 3])``."""
-        if self._mask is None:
+        if not self._started:
             raise RuntimeError("KisEnv.action_masks before reset()")
-        return self._mask.copy()
+        return self._env.mask()

@@ -7,7 +7,9 @@ step is reset inside that step; the returned observation is its new episode's fi
 observation, for bootstrapping a truncation. The step's raw values (``t``, ``p95`` (NaN when nothing
 completed), ``arrivals``, ``cohort``, ``slo_miss``, ``gpu_util``, ``target``, ``replicas``, ``cost``)
 are those of the step just taken, also for environments that were reset; ``action_mask`` is of the
-current states. Each key ``k`` comes with ``_k`` (which rows hold it), as Gymnasium's vector infos do.
+current states. Each key ``k`` comes with ``_k`` (which rows hold it), as Gymnasium's vector infos do;
+the ``_k`` of keys every row holds are one shared read-only all-true array (no copy per step).
+Everything else a step returns is a fresh array, the caller's to keep or change.
 
 Seeds: ``reset(seed=s)`` gives environment ``i`` seed ``s + i`` (a list gives one seed each); an
 environment whose episode with seed ``x`` ends continues with ``x + num_envs`` (kis-sim's rule), and
@@ -25,9 +27,6 @@ from gymnasium.vector.utils import batch_space
 
 from kis_gym import _native
 from kis_gym.env import _SEED_LIMIT, _config_json
-
-_STEP_KEYS = ("t", "p95", "arrivals", "cohort", "slo_miss", "gpu_util", "target", "replicas", "cost")
-
 
 class KisVecEnv(VectorEnv):
     """``num_envs`` environments of one scenario (a name, a path or a dict, as for ``KisEnv``),
@@ -55,7 +54,11 @@ class KisVecEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.render_mode = None
         self._seeds: np.ndarray | None = None
+        self._shape = (self.num_envs, 3)
+        # The `_k` flags of every per-step info key: all rows, one read-only array shared by the
+        # keys and the steps (no copy per step; it cannot be changed by mistake).
         self._all = np.ones(self.num_envs, dtype=np.bool_)
+        self._all.setflags(write=False)
 
     @property
     def episode_seeds(self) -> np.ndarray | None:
@@ -84,8 +87,8 @@ class KisVecEnv(VectorEnv):
                 seeds = np.uint64(base) + np.arange(n, dtype=np.uint64)
         obs, mask = self._live().reset(seeds)
         self._seeds = seeds.copy()
-        info = {"action_mask": mask, "_action_mask": self._all.copy(),
-                "seed": seeds.copy(), "_seed": self._all.copy()}
+        info = {"action_mask": mask, "_action_mask": self._all,
+                "seed": seeds.copy(), "_seed": self._all}
         return obs, info
 
     def step(
@@ -93,23 +96,21 @@ class KisVecEnv(VectorEnv):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if self._seeds is None:
             raise RuntimeError("KisVecEnv.step before reset()")
-        a = np.asarray(actions)
-        if not np.issubdtype(a.dtype, np.integer) or a.shape != (self.num_envs, 3):
-            raise ValueError(
-                f"actions must be integers of shape ({self.num_envs}, 3), got {a.dtype} {a.shape}"
-            )
-        out = self._live().step(np.ascontiguousarray(a, dtype=np.int64))
-        done = out["terminated"] | out["truncated"]
-        self._seeds[done] += np.uint64(self.num_envs)
-        infos: dict[str, Any] = {}
-        for k in _STEP_KEYS:
-            infos[k] = out[k]
-            infos["_" + k] = self._all.copy()
-        infos["action_mask"] = out["mask"]
-        infos["_action_mask"] = self._all.copy()
-        infos["final_obs"] = out["final_obs"]
-        infos["_final_obs"] = done
-        return out["obs"], out["reward"], out["terminated"], out["truncated"], infos
+        a = actions
+        # The common case (a policy's or the space's int64 array of the right shape) goes
+        # straight to the native step; anything else is checked and converted first.
+        if type(a) is not np.ndarray or a.dtype != np.int64 or a.shape != self._shape:
+            a = np.asarray(actions)
+            if not np.issubdtype(a.dtype, np.integer) or a.shape != self._shape:
+                raise ValueError(
+                    f"actions must be integers of shape ({self.num_envs}, 3), got {a.dtype} {a.shape}"
+                )
+            a = a.astype(np.int64)
+        obs, reward, terminated, truncated, infos = self._live().step(a, self._all)
+        done = infos["_final_obs"]
+        if done.any():
+            self._seeds[done] += np.uint64(self.num_envs)
+        return obs, reward, terminated, truncated, infos
 
     def action_masks(self) -> np.ndarray:
         """The allowed-action flags of the current states, ``[num_envs, 13]``."""

@@ -126,6 +126,8 @@ struct PoolRt {
     interval: Histogram,
     scrapes: VecDeque<PoolScrape>,
     hists: VecDeque<Histogram>,
+    /// Scratch: the merge of `hists` at the last scrape.
+    window: Histogram,
     p95: Option<f64>,
     actions: u64,
     max_live: u32,
@@ -168,6 +170,7 @@ impl PoolRt {
             interval: Histogram::new(),
             scrapes: VecDeque::new(),
             hists: VecDeque::new(),
+            window: Histogram::new(),
             p95: None,
             actions: 0,
             max_live: 0,
@@ -387,7 +390,21 @@ impl Simulation {
         self.step_hist = Some(Histogram::new());
     }
 
+    /// Latencies recorded since the last reset of the tracker (None when not tracking).
+    pub fn step_latency(&self) -> Option<&Histogram> {
+        self.step_hist.as_ref()
+    }
+
+    /// Empties the step tracker (keeping its allocation).
+    pub fn reset_step_latency(&mut self) {
+        if let Some(h) = self.step_hist.as_mut() {
+            h.clear();
+        }
+    }
+
     /// Latencies recorded since the last call (or since tracking started); resets the tracker.
+    /// [`Simulation::step_latency`] and [`Simulation::reset_step_latency`] do the same without
+    /// copying the histogram.
     pub fn take_step_latency(&mut self) -> Histogram {
         match self.step_hist.as_mut() {
             Some(h) => {
@@ -462,9 +479,14 @@ impl Simulation {
     /// Sets (or clears, with None) an external metric of `pool` as an external-metrics adapter would
     /// serve it to that pool's autoscaler.
     pub fn set_external(&mut self, pool: Pool, name: &str, value: Option<f64>) {
-        self.pools[pool_index(pool)]
-            .external
-            .insert(name.to_string(), value);
+        let ext = &mut self.pools[pool_index(pool)].external;
+        // An update in place: the env sets its two targets every step, no new key each time.
+        match ext.get_mut(name) {
+            Some(v) => *v = value,
+            None => {
+                ext.insert(name.to_string(), value);
+            }
+        }
     }
 
     /// Sets the routing weight of each pod of `pool` (the placement preference).

@@ -157,10 +157,11 @@ impl Simulation {
                 None => pool.model.network_time(&mut self.rng),
             };
             let lat = now - a + net;
-            pool.latency.record(lat);
-            pool.interval.record(lat);
+            let b = crate::histogram::bucket(lat);
+            pool.latency.record_at(b, lat);
+            pool.interval.record_at(b, lat);
             if let Some(h) = self.step_hist.as_mut() {
-                h.record(lat);
+                h.record_at(b, lat);
             }
             if lat > slo {
                 pool.over_slo += 1;

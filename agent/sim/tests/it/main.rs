@@ -22,3 +22,5 @@ mod routing;
 mod validation;
 // The rate-dependent per-request overhead.
 mod overhead;
+// Exact trajectories pinned by hash (the engine made faster must not change them).
+mod golden;
