@@ -12,4 +12,5 @@ mod faults;
 mod hpa;
 mod lifecycle;
 mod live;
+mod sim_to_real;
 mod up_down;
