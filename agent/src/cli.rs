@@ -38,6 +38,9 @@ pub enum Command {
     /// On the live testbed: the shipped policy and the best tuned rule (`--all`: also the
     /// forecaster and the HPA on queue length) under one spike; a comparison table and plots.
     Demo(crate::demo::DemoArgs),
+    /// On the live testbed: calibrate kis-sim there, run scenarios at other rates and shapes
+    /// through the closed loop and in kis-sim; p95, SLO miss, throughput and scale-step times.
+    SimToReal(crate::simreal::SimRealArgs),
     /// Train a PPO policy on a scenario (built with the `train` feature).
     #[cfg(feature = "train")]
     Train(crate::train::TrainArgs),

@@ -18,6 +18,8 @@
 //!   rule) under safety modes, targets published through kis-adapter.
 //! - [`demo`]: the closed loop on the live testbed, set-up after set-up under one spike: a
 //!   comparison table and plots.
+//! - [`simreal`]: sim-to-real of the loop's dynamics: kis-sim calibrated on the testbed against
+//!   the testbed's closed loop at other rates and shapes.
 //! - [`scenario`]: building simulation configs from files and flags (autoscaler shorthands, traces).
 //! - [`files`]: the one reader of the agent's TOML / JSON config and scenario files.
 
@@ -35,6 +37,7 @@ pub mod files;
 pub mod live;
 pub mod plot;
 pub mod scenario;
+pub mod simreal;
 pub mod simulate;
 #[cfg(feature = "train")]
 pub mod train;
@@ -52,6 +55,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Fidelity(a) => fidelity::run(&a),
         cli::Command::Live(a) => live::run(&a),
         cli::Command::Demo(a) => demo::run(&a),
+        cli::Command::SimToReal(a) => simreal::run(&a),
         #[cfg(feature = "train")]
         cli::Command::Train(a) => train::run(&a),
     }

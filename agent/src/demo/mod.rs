@@ -26,10 +26,34 @@ use setups::SetUp;
 use testbed::{GPU_DEPLOYMENT, GPU_MODEL, NS, Sampler, Testbed, Tracked};
 
 /// Paths of the binaries the demo runs.
-struct Bins {
-    agent: PathBuf,
-    kis_e2e: PathBuf,
-    loadgen: PathBuf,
+pub(crate) struct Bins {
+    pub(crate) agent: PathBuf,
+    pub(crate) kis_e2e: PathBuf,
+    pub(crate) loadgen: PathBuf,
+}
+
+impl Bins {
+    /// This binary and its siblings (`$KIS_E2E_BIN`, `$KIS_LOADGEN_BIN` override).
+    pub(crate) fn locate() -> Result<Self> {
+        Ok(Bins {
+            agent: std::env::current_exe().context("locate kis-agent")?,
+            kis_e2e: testbed::sibling_binary("kis-e2e", "KIS_E2E_BIN")?,
+            loadgen: testbed::sibling_binary("kis-loadgen", "KIS_LOADGEN_BIN")?,
+        })
+    }
+}
+
+/// `kis-e2e testbed up` with `gpus` emulated GPUs (its log in `out/testbed-up.log`) and the
+/// adapter's publish token written to a file for `live --token-file`.
+pub(crate) fn bring_up(bins: &Bins, gpus: u32, out: &Path) -> Result<(Testbed, PathBuf)> {
+    let tb_dir = std::env::temp_dir().join(format!("kis-demo-{}", std::process::id()));
+    let tb = Testbed::up(&bins.kis_e2e, &tb_dir, gpus, &out.join("testbed-up.log"))?;
+    let token = tb_dir.join("publish-token");
+    std::fs::write(
+        &token,
+        tb.state.adapter_token.as_deref().unwrap_or_default(),
+    )?;
+    Ok((tb, token))
 }
 
 /// Runs the demo; prints the table and the paths written.
@@ -50,11 +74,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     }
     let scenario = crate::live::config::load_scenario(&a.scenario)?;
     let slo = scenario.sim.slo;
-    let bins = Bins {
-        agent: std::env::current_exe().context("locate kis-agent")?,
-        kis_e2e: testbed::sibling_binary("kis-e2e", "KIS_E2E_BIN")?,
-        loadgen: testbed::sibling_binary("kis-loadgen", "KIS_LOADGEN_BIN")?,
-    };
+    let bins = Bins::locate()?;
     let workspace = std::env::current_dir()?;
     if !workspace.join("deploy/v1.20/hpa-gpu.yaml").is_file() {
         bail!("run it from the repository root (deploy/v1.20/hpa-gpu.yaml not found)");
@@ -72,18 +92,12 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         out.display()
     );
     eprintln!("kis-agent demo: bringing the testbed up (kis-e2e testbed up) ...");
-    let tb_dir = std::env::temp_dir().join(format!("kis-demo-{}", std::process::id()));
-    let tb = Testbed::up(&bins.kis_e2e, &tb_dir, a.gpus, &out.join("testbed-up.log"))?;
+    let (tb, token) = bring_up(&bins, a.gpus, &out)?;
     eprintln!(
         "kis-agent demo: testbed up in {:.0} s (logs {})",
         t0.elapsed().as_secs_f64(),
         tb.state.run_dir.display()
     );
-    let token = tb_dir.join("publish-token");
-    std::fs::write(
-        &token,
-        tb.state.adapter_token.as_deref().unwrap_or_default(),
-    )?;
     let mut rows = Vec::new();
     for (i, s) in list.iter().enumerate() {
         eprintln!("kis-agent demo: [{}/{}] {}", i + 1, list.len(), s.name);
@@ -110,13 +124,19 @@ pub fn run(a: &DemoArgs) -> Result<()> {
 
 /// `--out`, or a new dated folder under out/demo/.
 fn run_folder(out: Option<&Path>) -> Result<PathBuf> {
+    new_run_folder(out, "out/demo")
+}
+
+/// `out`, or a new dated folder under `base` (the current directory's); refused when it exists
+/// and is not empty.
+pub(crate) fn new_run_folder(out: Option<&Path>, base: &str) -> Result<PathBuf> {
     let dir = match out {
         Some(p) => p.to_path_buf(),
         None => {
             let stamp = crate::calibrate::now_utc()
                 .trim_end_matches(" UTC")
                 .replace([' ', ':'], "-");
-            let base = PathBuf::from("out/demo").join(stamp);
+            let base = PathBuf::from(base).join(stamp);
             let mut d = base.clone();
             let mut k = 2;
             while d.exists() {
@@ -133,9 +153,15 @@ fn run_folder(out: Option<&Path>) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// How `live` runs in a set-up: the scenario file and the control period, seconds.
+pub(crate) struct LoopSettings<'a> {
+    pub(crate) scenario: &'a str,
+    pub(crate) period: f64,
+}
+
 /// The `kis-agent live` command of a set-up.
 fn live_command(
-    a: &DemoArgs,
+    a: &LoopSettings<'_>,
     bins: &Bins,
     tb: &Testbed,
     token: &Path,
@@ -153,7 +179,7 @@ fn live_command(
         .arg(st.adapter_ca())
         .arg("--token-file")
         .arg(token)
-        .args(["--scenario", &a.scenario])
+        .args(["--scenario", a.scenario])
         .args(["--pool", &format!("gpu={NS}/{GPU_DEPLOYMENT}")])
         // The testbed scrapes every second; two leave room on a busy machine.
         .args(["--scrape-interval", "2s"])
@@ -167,26 +193,24 @@ fn live_command(
     c
 }
 
-/// One set-up: known state, agent, HPA, spike, samples; its table row and plot.
-#[allow(clippy::too_many_arguments)]
-fn run_setup(
-    a: &DemoArgs,
+/// Starts `kis-agent live --mode full` with set-up `s` (log and decisions in `dir`), waits for
+/// its first decision, then applies the GPU HPA; the agent and its command line.
+pub(crate) fn start_loop(
+    a: &LoopSettings<'_>,
     bins: &Bins,
     tb: &Testbed,
     workspace: &Path,
     token: &Path,
     s: &SetUp,
     dir: &Path,
-    slo: f64,
-) -> Result<results::Row> {
-    tb.reset(Duration::from_secs(300))?;
+) -> Result<(Tracked, String)> {
     let mut cmd = live_command(a, bins, tb, token, s, dir);
     let log = std::fs::File::create(dir.join("agent.log"))?;
     cmd.env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    let mut cmds = format!("{cmd:?}\n");
+    let cmds = format!("{cmd:?}\n");
     let mut agent = Tracked::spawn(cmd, "kis-agent live", Duration::from_secs(15))?;
     // The HPA only once the agent has published this set-up's first target, so it never acts
     // on the previous set-up's.
@@ -206,6 +230,27 @@ fn run_setup(
         std::thread::sleep(Duration::from_millis(250));
     }
     tb.apply_hpa(workspace)?;
+    Ok((agent, cmds))
+}
+
+/// One set-up: known state, agent, HPA, spike, samples; its table row and plot.
+#[allow(clippy::too_many_arguments)]
+fn run_setup(
+    a: &DemoArgs,
+    bins: &Bins,
+    tb: &Testbed,
+    workspace: &Path,
+    token: &Path,
+    s: &SetUp,
+    dir: &Path,
+    slo: f64,
+) -> Result<results::Row> {
+    tb.reset(Duration::from_secs(300))?;
+    let settings = LoopSettings {
+        scenario: &a.scenario,
+        period: a.period,
+    };
+    let (mut agent, mut cmds) = start_loop(&settings, bins, tb, workspace, token, s, dir)?;
     let sampler = Sampler::start(&tb.state.kubeconfig)?;
     let mut lg = Command::new(&bins.loadgen);
     lg.args(["--url", tb.state.balancer.as_deref().unwrap_or_default()])

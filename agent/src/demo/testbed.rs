@@ -355,7 +355,7 @@ pub struct Sample {
     pub ready: u32,
 }
 
-/// Reads the GPU pool from the apiserver every second on its own thread until stopped.
+/// Reads the GPU pool from the apiserver every second (or as asked) on its own thread until stopped.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
     rx: mpsc::Receiver<Sample>,
@@ -363,8 +363,13 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Starts sampling through the kubeconfig.
+    /// Starts sampling through the kubeconfig, every second.
     pub fn start(kubeconfig: &Path) -> Result<Self> {
+        Self::start_every(kubeconfig, Duration::from_secs(1))
+    }
+
+    /// Starts sampling through the kubeconfig every `every`.
+    pub fn start_every(kubeconfig: &Path, every: Duration) -> Result<Self> {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
@@ -387,7 +392,7 @@ impl Sampler {
                             ready: p.pods.iter().filter(|x| x.ready).count() as u32,
                         });
                     }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(every).await;
                 }
                 Ok(())
             })

@@ -13,7 +13,7 @@ use crate::common::{alive, turn, workspace};
 
 /// The `kis-agent` binary next to this test binary (`cargo build -p kis-agent`), which finds
 /// `kis-e2e` and `kis-loadgen` beside itself.
-fn agent_bin() -> PathBuf {
+pub(crate) fn agent_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     for b in ["kis-agent", "kis-loadgen", "kis-e2e", "kis-adapter"] {
@@ -41,7 +41,11 @@ fn start_demo(out: &Path, duration: &str) -> Child {
         .expect("start kis-agent demo")
 }
 
-fn wait_exit(child: &mut Child, bound: Duration, log: &Path) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(
+    child: &mut Child,
+    bound: Duration,
+    log: &Path,
+) -> std::process::ExitStatus {
     wait_until("kis-agent demo to exit", bound, || match child.try_wait() {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err("running".into()),
@@ -73,7 +77,7 @@ fn processes_with(needle: &str) -> Vec<u32> {
 }
 
 /// The testbed's run directory, from the summary `testbed up` printed into the run folder.
-fn testbed_run_dir(out: &Path) -> Option<String> {
+pub(crate) fn testbed_run_dir(out: &Path) -> Option<String> {
     let log = std::fs::read_to_string(out.join("testbed-up.log")).ok()?;
     log.lines()
         .find_map(|l| l.trim().strip_prefix("logs"))
@@ -81,7 +85,7 @@ fn testbed_run_dir(out: &Path) -> Option<String> {
 }
 
 /// Nothing the demo started is left: no testbed process, no Triton, no agent or load generator.
-fn assert_nothing_left(out: &Path, state_dir: &Path, run_dir: &str) {
+pub(crate) fn assert_nothing_left(out: &Path, state_dir: &Path, run_dir: &str) {
     wait_until("every process to be gone", Duration::from_secs(60), || {
         let mut left = processes_with(run_dir);
         left.extend(processes_with(&state_dir.display().to_string()));

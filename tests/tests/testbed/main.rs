@@ -13,4 +13,5 @@ mod hpa;
 mod lifecycle;
 mod live;
 mod prometheus;
+mod sim_to_real;
 mod up_down;
