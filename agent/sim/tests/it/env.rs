@@ -361,12 +361,7 @@ fn randomized_episodes_differ_by_seed_and_repeat_with_it() {
 /// fleet (its drawn GPUs), as `evaluate` scales traces; the default basis ignores the GPUs drawn.
 #[test]
 fn episode_peak_load_is_a_fraction_of_the_episodes_own_fleet() {
-    let mut cfg = EnvConfig::default_cluster();
-    cfg.sim.cluster.nodes = 16;
-    cfg.sim.pools.gpu.max_replicas = 16;
-    cfg.sim.pools.cpu.replicas = 0;
-    cfg.sim.pools.cpu.min_replicas = 0;
-    cfg.sim.pools.cpu.max_replicas = 1;
+    let mut cfg = crate::common::gpu16_env();
     cfg.randomize = Some(Randomization {
         episode_seconds: 600.0,
         gpus: [4, 16],

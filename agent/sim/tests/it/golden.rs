@@ -129,12 +129,7 @@ fn randomized() -> Option<EnvConfig> {
         eprintln!("no shared/traces folder: the randomised golden trajectory is skipped");
         return None;
     };
-    let mut cfg = EnvConfig::default_cluster();
-    cfg.sim.cluster.nodes = 16;
-    cfg.sim.pools.gpu.max_replicas = 16;
-    cfg.sim.pools.cpu.replicas = 0;
-    cfg.sim.pools.cpu.min_replicas = 0;
-    cfg.sim.pools.cpu.max_replicas = 1;
+    let mut cfg = crate::common::gpu16_env();
     cfg.randomize = Some(Randomization {
         episode_seconds: 1200.0,
         traces: vec![dir.join("nasa1995_rate_60s.csv")],
