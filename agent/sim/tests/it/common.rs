@@ -50,8 +50,8 @@ impl Autoscaler for Script {
 
 /// The evaluation cluster as the training scenarios set it up: 16 one-GPU nodes, a GPU pool of
 /// up to 16 replicas, no CPU replicas.
-pub fn gpu16_env() -> kis_sim::EnvConfig {
-    let mut cfg = kis_sim::EnvConfig::default_cluster();
+pub fn gpu16_env() -> kis_sim::env::EnvConfig {
+    let mut cfg = kis_sim::env::EnvConfig::default_cluster();
     cfg.sim.cluster.nodes = 16;
     cfg.sim.pools.gpu.max_replicas = 16;
     cfg.sim.pools.cpu.replicas = 0;
